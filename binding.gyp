@@ -1,0 +1,23 @@
+{
+  "targets": [
+    {
+      "target_name": "cowfork",
+      "sources": [
+        "native/binding.c",
+        "native/fork.c",
+        "native/silence.c",
+        "native/wait.c",
+        "native/poll.c",
+        "native/scratch.c",
+        "native/hmac.c",
+        "native/shm.c"
+      ],
+      "cflags_c": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2"],
+      "defines": ["NAPI_VERSION=8"],
+      "xcode_settings": {
+        "OTHER_CFLAGS": ["-std=gnu11", "-Wall", "-Wno-unused-parameter"],
+        "MACOSX_DEPLOYMENT_TARGET": "11.0"
+      }
+    }
+  ]
+}

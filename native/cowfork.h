@@ -1,0 +1,64 @@
+/* cowfork's C core. Plain C and libuv, no N-API: binding.c is the only file
+ * that knows about JavaScript. Every function returns 0 (or a non-negative
+ * value) on success and a negative errno on failure, the way libuv does. */
+#ifndef COWFORK_H
+#define COWFORK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+/* Flags for cf_fork. The CF_FORK_SKIP_* flags exist only so that tests can
+ * show each hazard is real; production callers pass 0. */
+enum {
+  CF_FORK_SKIP_DOFORK = 1 << 0,    /* keep V8's MADV_DONTFORK pages out */
+  CF_FORK_SKIP_SILENCE = 1 << 1,   /* let the child poll inherited sockets */
+  CF_FORK_SKIP_LOOP_FORK = 1 << 2, /* share the parent's epoll instance */
+  CF_FORK_SET_PDEATHSIG = 1 << 3   /* child gets SIGKILL when the parent dies */
+};
+
+/* fork.c */
+int cf_fork(uv_loop_t* loop, const int* keep_fds, int nkeep, int flags);
+int cf_dofork_all(void);
+void cf_exit(int status);
+int cf_pipe(int fds[2]);
+int cf_execve(const char* path, char* const argv[], char* const envp[]);
+
+/* silence.c */
+int cf_silence_inherited(uv_loop_t* loop, const int* keep_fds, int nkeep);
+
+/* wait.c: status is the exit code, or -1 when term_signal is set. */
+typedef struct {
+  int pid;
+  int exit_status;
+  int term_signal;
+} cf_wait_result_t;
+int cf_waitpid(int pid, int nohang, cf_wait_result_t* out);
+
+/* poll.c */
+int cf_poll(const int* fds, const int* events, int* revents, int n, int64_t timeout_ms);
+enum { CF_READ = 1, CF_WRITE = 2, CF_HUP = 4, CF_ERR = 8 };
+
+/* scratch.c */
+int cf_scratch_create(const char* base, char* out, size_t outlen);
+int cf_scratch_open(const char* dir, const char* name, int for_write);
+int cf_scratch_remove(const char* dir);
+
+/* hmac.c */
+int cf_hmac_sha256(const void* key, size_t keylen, const void* data, size_t len,
+                   unsigned char out[32]);
+int cf_memeq(const void* a, const void* b, size_t len);
+
+/* shm.c: an array of int64 counters shared across fork(). */
+typedef struct cf_shm_s cf_shm_t;
+int cf_shm_create(size_t count, cf_shm_t** out);
+void cf_shm_destroy(cf_shm_t* shm);
+size_t cf_shm_count(const cf_shm_t* shm);
+int64_t cf_shm_add(cf_shm_t* shm, size_t i, int64_t delta);
+int64_t cf_shm_load(cf_shm_t* shm, size_t i);
+void cf_shm_store(cf_shm_t* shm, size_t i, int64_t value);
+int64_t cf_shm_claim(cf_shm_t* shm, size_t i, int64_t total, int64_t divisor,
+                     int64_t max_chunk, int64_t* count);
+
+#endif

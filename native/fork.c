@@ -1,0 +1,147 @@
+/* fork(2) for a running Node.js process. See docs/fork-in-node.md for why
+ * each step exists; every step here has a test that fails without it. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "cowfork.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#endif
+
+/* Node >= 20 builds V8 with the private-mapping fork optimization: every page
+ * V8 maps is MADV_DONTFORK, so a plain fork() child has no heap and dies on its
+ * first JavaScript instruction. Mark every mapping DOFORK again. V8 keeps
+ * mapping new pages, so this runs before every fork. */
+int cf_dofork_all(void) {
+#if defined(__linux__) && defined(MADV_DOFORK)
+  char buf[65536];
+  char line[4096];
+  size_t linelen = 0;
+  int count = 0;
+  int fd;
+  ssize_t n;
+
+  do
+    fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  while (fd < 0 && errno == EINTR);
+  if (fd < 0) return -errno;
+
+  for (;;) {
+    do
+      n = read(fd, buf, sizeof(buf));
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      int err = -errno;
+      close(fd);
+      return err;
+    }
+    if (n == 0) break;
+    for (ssize_t i = 0; i < n; i++) {
+      if (buf[i] != '\n') {
+        if (linelen < sizeof(line) - 1) line[linelen++] = buf[i];
+        continue;
+      }
+      line[linelen] = '\0';
+      linelen = 0;
+      /* The kernel refuses DOFORK on these special mappings with EINVAL. */
+      if (strstr(line, "[vvar]") || strstr(line, "[vdso]") || strstr(line, "[vsyscall]"))
+        continue;
+      char* end;
+      unsigned long start = strtoul(line, &end, 16);
+      if (*end != '-') continue;
+      unsigned long stop = strtoul(end + 1, NULL, 16);
+      if (stop > start && madvise((void*)start, stop - start, MADV_DOFORK) == 0) count++;
+    }
+  }
+  close(fd);
+  return count;
+#else
+  return 0;
+#endif
+}
+
+/* Fork the process. Signals are blocked across the fork, as libuv's uv_spawn
+ * does, so that no handler runs in the child before its state is repaired. The
+ * loop's work-queue mutex is held across the fork so that a threadpool thread
+ * cannot own it at the instant of the fork: a copy of a held mutex would stay
+ * held in the child forever. In the child, inherited I/O is silenced and the
+ * loop is re-armed before any JavaScript runs again. */
+int cf_fork(uv_loop_t* loop, const int* keep_fds, int nkeep, int flags) {
+  sigset_t all, saved;
+  int err = 0;
+  pid_t pid;
+
+  if (!(flags & CF_FORK_SKIP_DOFORK)) {
+    err = cf_dofork_all();
+    if (err < 0) return err;
+  }
+
+  sigfillset(&all);
+  if ((err = pthread_sigmask(SIG_SETMASK, &all, &saved)) != 0) return -err;
+  uv_mutex_lock(&loop->wq_mutex);
+
+  pid = fork();
+  if (pid < 0) err = -errno;
+
+  uv_mutex_unlock(&loop->wq_mutex);
+
+  if (pid == 0) {
+#if defined(__linux__)
+    if (flags & CF_FORK_SET_PDEATHSIG) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      /* The parent may have died between fork() and prctl(). */
+      if (getppid() == 1) _exit(1);
+    }
+#endif
+    if (!(flags & CF_FORK_SKIP_SILENCE)) {
+      err = cf_silence_inherited(loop, keep_fds, nkeep);
+      if (err < 0) _exit(70);
+    }
+    if (!(flags & CF_FORK_SKIP_LOOP_FORK)) {
+      err = uv_loop_fork(loop);
+      if (err < 0) _exit(71);
+    }
+  }
+
+  pthread_sigmask(SIG_SETMASK, &saved, NULL);
+  return pid < 0 ? err : (int)pid;
+}
+
+/* A forked child must not run the parent's exit handlers or libuv's teardown,
+ * which aborts in a forked child (libuv#4443). stdout and stderr writes are
+ * synchronous for files, pipes and TTYs on POSIX, so nothing is left to flush. */
+void cf_exit(int status) {
+  _exit(status);
+}
+
+int cf_pipe(int fds[2]) {
+#if defined(__linux__)
+  if (pipe2(fds, O_CLOEXEC) != 0) return -errno;
+#else
+  if (pipe(fds) != 0) return -errno;
+  fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+  fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+#endif
+  return 0;
+}
+
+/* Replace the process image in place: same pid, so a supervisor, a shell's job
+ * control and signals keep working. Used by the launcher to add V8 flags. */
+int cf_execve(const char* path, char* const argv[], char* const envp[]) {
+  /* Node marks stdin, stdout and stderr close-on-exec; the new image needs them. */
+  for (int fd = 0; fd <= 2; fd++) {
+    int fl = fcntl(fd, F_GETFD);
+    if (fl >= 0 && (fl & FD_CLOEXEC)) fcntl(fd, F_SETFD, fl & ~FD_CLOEXEC);
+  }
+  execve(path, argv, envp);
+  return -errno;
+}

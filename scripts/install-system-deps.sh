@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# System packages the tests and benchmarks use. Idempotent; a no-op when present.
+set -euo pipefail
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "install-system-deps: missing ${need[*]} (install them with your package manager)" >&2
+  fi
+fi

@@ -1,0 +1,83 @@
+// Every failure a user can branch on is a class here, with a stable `code`.
+
+export abstract class CowforkError extends Error {
+  abstract readonly code: string;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** The item's function threw (or rejected) in the child. `cause` is the child's error, with its stack. */
+export class WorkerError extends CowforkError {
+  readonly code = 'ERR_WORKER';
+  constructor(
+    message: string,
+    readonly index: number,
+    readonly pid: number,
+    cause: unknown,
+  ) {
+    super(message, { cause });
+  }
+}
+
+/** The child died by a signal or exited non-zero (OOM, kill -9, process.exit). */
+export class WorkerCrashedError extends CowforkError {
+  readonly code = 'ERR_WORKER_CRASHED';
+  constructor(
+    message: string,
+    readonly index: number | undefined,
+    readonly pid: number,
+    readonly exitCode: number | null,
+    readonly signal: NodeJS.Signals | null,
+  ) {
+    super(message);
+  }
+}
+
+/** An item ran longer than `timeout`; its child was killed. */
+export class TimeoutError extends CowforkError {
+  readonly code = 'ERR_TIMEOUT';
+  constructor(
+    message: string,
+    readonly index: number | undefined,
+    readonly timeout: number,
+  ) {
+    super(message);
+  }
+}
+
+/** The call's AbortSignal fired; its children were killed. `cause` is the signal's reason. */
+export class AbortError extends CowforkError {
+  readonly code = 'ERR_ABORTED';
+  constructor(message = 'The operation was aborted', options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** The process cannot fork safely: it was started without V8's --single-threaded. */
+export class ForkUnsafeError extends CowforkError {
+  readonly code = 'ERR_FORK_UNSAFE';
+}
+
+/** A result file was truncated or failed HMAC authentication; its contents were not returned. */
+export class ResultIntegrityError extends CowforkError {
+  readonly code = 'ERR_RESULT_INTEGRITY';
+  constructor(
+    message: string,
+    readonly index: number | undefined,
+    readonly file: string,
+  ) {
+    super(message);
+  }
+}
+
+const signalNames = new Map<number, NodeJS.Signals>();
+export function signalName(signo: number): NodeJS.Signals | null {
+  if (signo === 0) return null;
+  if (signalNames.size === 0) {
+    const { signals } = require('node:os').constants as typeof import('node:os').constants;
+    for (const [name, num] of Object.entries(signals)) signalNames.set(num, name as NodeJS.Signals);
+  }
+  return signalNames.get(signo) ?? (`SIG${signo}` as NodeJS.Signals);
+}

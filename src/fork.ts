@@ -1,0 +1,372 @@
+// Forking the running Node process, and the hygiene a child needs before it
+// can run JavaScript again. docs/fork-in-node.md explains each step; every step
+// has a test that fails without it.
+import crypto from 'node:crypto';
+import os from 'node:os';
+import { ForkUnsafeError, signalName } from './errors';
+import { HUP, READ, native } from './native';
+
+const SINGLE_THREADED = new Set(['--single-threaded', '--single_threaded']);
+
+/** True when this process was started with V8's --single-threaded flag, which fork() needs. */
+export function isForkSafe(): boolean {
+  return process.execArgv.some((arg) => SINGLE_THREADED.has(arg));
+}
+
+export function forkUnsafeError(api: string): ForkUnsafeError {
+  const script = process.argv[1] ? ` ${process.argv[1]}` : ' app.js';
+  return new ForkUnsafeError(
+    `${api} needs V8's --single-threaded flag, and V8 only accepts it at startup ` +
+      '(without it, forked children deadlock on V8 background-thread locks). Start the process with ' +
+      `\`node --single-threaded${script}\`, \`npx cowfork run${script}\`, ` +
+      `or \`node -r cowfork/register${script}\`.`,
+  );
+}
+
+// ---------------------------------------------------------------------------
+// At-fork hooks, like pthread_atfork(3) and Python's os.register_at_fork.
+
+export interface AtForkHooks {
+  /** Runs in the parent just before each fork; hooks run in reverse registration order. */
+  prepare?: () => void;
+  /** Runs in the parent just after each fork. */
+  parent?: () => void;
+  /** Runs in the child just after each fork, before any cowfork work. */
+  child?: () => void;
+}
+
+const hooks: AtForkHooks[] = [];
+
+/** Registers fork hooks. Returns a function that unregisters them. */
+export function atFork(h: AtForkHooks): () => void {
+  if (h === null || typeof h !== 'object') throw new TypeError('atFork(hooks): hooks must be an object');
+  for (const key of ['prepare', 'parent', 'child'] as const) {
+    if (h[key] !== undefined && typeof h[key] !== 'function') {
+      throw new TypeError(`atFork(hooks): hooks.${key} must be a function`);
+    }
+  }
+  const entry = { ...h };
+  hooks.push(entry);
+  return () => {
+    const i = hooks.indexOf(entry);
+    if (i >= 0) hooks.splice(i, 1);
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Library-owned macrotasks. A fork inside a user's stack frame would continue
+// that user's code in the child and run microtasks that were already queued.
+// At the top of a setImmediate callback the library owns, the microtask queue
+// is empty and the only code on the stack is ours.
+
+let inLibraryMacrotask = false;
+
+/** Thrown in a child to unwind out of the parent's call stack back to the event loop. */
+const CHILD_UNWIND = Symbol('cowfork.childUnwind');
+
+export function libraryMacrotask(fn: () => void): void {
+  // A child that returns to its event loop inherits the parent's queue of
+  // immediates; work the library queued in the parent must not run there.
+  const owner = process.pid;
+  setImmediate(() => {
+    if (process.pid !== owner) return;
+    inLibraryMacrotask = true;
+    try {
+      fn();
+    } catch (err) {
+      if (err !== CHILD_UNWIND) throw err;
+    } finally {
+      inLibraryMacrotask = false;
+    }
+  });
+}
+
+// Timers the library starts in a parent (watchdogs, progress). A child's loop
+// shares the parent's timer list, so they are cleared in every child.
+const libraryTimers = new Set<NodeJS.Timeout>();
+
+export function libraryInterval(fn: () => void, ms: number): () => void {
+  const t = setInterval(fn, ms);
+  libraryTimers.add(t);
+  return () => {
+    clearInterval(t);
+    libraryTimers.delete(t);
+  };
+}
+
+export function libraryTimeout(fn: () => void, ms: number): () => void {
+  const t = setTimeout(() => {
+    libraryTimers.delete(t);
+    fn();
+  }, ms);
+  libraryTimers.add(t);
+  return () => {
+    clearTimeout(t);
+    libraryTimers.delete(t);
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Child state.
+
+let childDepth = 0;
+
+/** True in a process cowfork forked. */
+export function isChild(): boolean {
+  return childDepth > 0;
+}
+
+/** Leaves a child without running the parent's exit handlers or libuv teardown. */
+export function exitChild(code: number): never {
+  return native.exit(code);
+}
+
+let fatalHandler: (err: unknown) => void = (err) => {
+  try {
+    process.stderr.write(`cowfork child ${process.pid}: ${(err as Error)?.stack ?? String(err)}\n`);
+  } finally {
+    native.exit(70);
+  }
+};
+
+/** In a child: what to do with an uncaught exception or unhandled rejection. */
+export function onChildFatal(handler: (err: unknown) => void): void {
+  fatalHandler = handler;
+}
+
+function refreshIdentity(): void {
+  // process.pid is captured at startup; in a forked child it is the parent's.
+  Object.defineProperty(process, 'pid', {
+    value: native.getpid(),
+    writable: false,
+    enumerable: true,
+    configurable: true,
+  });
+  Object.defineProperty(process, 'ppid', {
+    value: native.getppid(),
+    writable: true,
+    enumerable: true,
+    configurable: true,
+  });
+}
+
+function reseedRandom(): void {
+  // Math.random's state is in the copied heap, so every child would repeat the
+  // parent's sequence. V8 offers no reseed, so the child gets a Math.random fed
+  // by OpenSSL, which reseeds itself after fork.
+  const pool = new Uint32Array(512);
+  let next = pool.length;
+  Math.random = function random(): number {
+    if (next >= pool.length) {
+      crypto.randomFillSync(pool);
+      next = 0;
+    }
+    const hi = pool[next++] >>> 5;
+    const lo = pool[next++] >>> 6;
+    return (hi * 67108864 + lo) / 9007199254740992;
+  };
+  // crypto.randomUUID hands out UUIDs from a cached batch of 128 that lives in
+  // the copied heap. Drawing 128 passes through a refill, made in this child.
+  for (let i = 0; i < 128; i++) crypto.randomUUID();
+}
+
+function resetSignals(): void {
+  // Ctrl-C reaches the whole process group: without this every child would run
+  // the parent's SIGINT listeners. Removing the last listener restores SIG_DFL.
+  for (const name of Object.keys(os.constants.signals) as NodeJS.Signals[]) {
+    if (process.listenerCount(name) > 0) process.removeAllListeners(name);
+  }
+}
+
+function routeFatalErrors(): void {
+  // The parent's handlers (a test runner's, an APM's) must not run in a child.
+  process.removeAllListeners('uncaughtException');
+  process.removeAllListeners('unhandledRejection');
+  process.removeAllListeners('beforeExit');
+  process.removeAllListeners('exit');
+  process.on('uncaughtException', (err) => fatalHandler(err));
+  process.on('unhandledRejection', (err) => fatalHandler(err));
+  // process.exit() would emit 'exit' and run libuv teardown, which aborts in a
+  // forked child; leave through _exit instead.
+  process.exit = ((code?: number | string | null) => {
+    const c = Number(code ?? process.exitCode ?? 0);
+    return native.exit(Number.isInteger(c) ? c : 1);
+  }) as typeof process.exit;
+}
+
+function childHygiene(): void {
+  childDepth++;
+  refreshIdentity();
+  for (const t of libraryTimers) clearTimeout(t);
+  libraryTimers.clear();
+  resetSignals();
+  routeFatalErrors();
+  reseedRandom();
+  for (const h of hooks) h.child?.();
+}
+
+// ---------------------------------------------------------------------------
+// Forking and reaping.
+
+export interface ChildExit {
+  pid: number;
+  /** The exit code, or null when the child was killed by a signal. */
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface ForkedChild {
+  readonly pid: number;
+  /** Settles once the child has exited and been reaped; it never leaves a zombie. */
+  readonly exited: Promise<ChildExit>;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+export interface ForkOptions {
+  /** Inherited fds the child keeps polling (everything else above 2 is silenced). */
+  keepFds?: number[];
+  /** The child gets SIGKILL when the parent dies (Linux). */
+  dieWithParent?: boolean;
+  /** Test-only flags that skip hygiene steps, to show each hazard is real. */
+  unsafeFlags?: number;
+}
+
+/**
+ * Forks the process. Must run inside `libraryMacrotask`. In the child, `body`
+ * runs and the child exits with the code it returns (or resolves to); the call
+ * never returns into the parent's code. In the parent, returns the child.
+ */
+export function forkChild(body: () => number | Promise<number>, options: ForkOptions = {}): ForkedChild {
+  if (!inLibraryMacrotask) throw new Error('cowfork internal error: fork outside a library-owned macrotask');
+  const [deathRead, deathWrite] = native.pipe(false);
+  for (let i = hooks.length - 1; i >= 0; i--) hooks[i].prepare?.();
+  let pid: number;
+  try {
+    const flags = (options.unsafeFlags ?? 0) | (options.dieWithParent ? native.FORK_FLAGS.SET_PDEATHSIG : 0);
+    pid = native.fork(options.keepFds ?? [], flags);
+  } catch (err) {
+    native.close(deathRead);
+    native.close(deathWrite);
+    throw err;
+  }
+
+  if (pid === 0) {
+    // The write end stays open until the child is gone: its EOF is the
+    // parent's notice, without SIGCHLD and without waitpid(-1).
+    native.close(deathRead);
+    runChild(body);
+    throw CHILD_UNWIND;
+  }
+
+  native.close(deathWrite);
+  for (const h of hooks) {
+    try {
+      h.parent?.();
+    } catch (err) {
+      process.emitWarning(`cowfork atFork parent hook threw: ${String(err)}`);
+    }
+  }
+  return watchChild(pid, deathRead);
+}
+
+function runChild(body: () => number | Promise<number>): void {
+  try {
+    childHygiene();
+    const code = body();
+    if (typeof code === 'number') exitChild(code);
+    // Async work: unwind to the event loop and exit once the work settles.
+    code.then(
+      (c) => exitChild(c),
+      (err) => fatalHandler(err),
+    );
+  } catch (err) {
+    fatalHandler(err);
+  }
+}
+
+function watchChild(pid: number, deathRead: number): ForkedChild {
+  let resolveExit!: (e: ChildExit) => void;
+  const exited = new Promise<ChildExit>((resolve) => (resolveExit = resolve));
+  let reaped = false;
+  const watch = native.watch(deathRead, READ | HUP, () => {
+    native.unwatch(watch);
+    native.close(deathRead);
+    reap(0);
+  });
+  // The child closes its end of the pipe a moment before the kernel makes it
+  // waitable; poll briefly with growing sleeps rather than block.
+  const reap = (attempt: number): void => {
+    const r = native.waitpid(pid, true);
+    if (r === null) {
+      libraryTimeout(() => reap(attempt + 1), Math.min(1 << attempt, 50));
+      return;
+    }
+    reaped = true;
+    resolveExit({ pid, exitCode: r[1] >= 0 ? r[1] : null, signal: signalName(r[2]) });
+  };
+  return {
+    pid,
+    exited,
+    kill(signal: NodeJS.Signals = 'SIGKILL') {
+      if (reaped) return;
+      try {
+        process.kill(pid, signal);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+      }
+    },
+  };
+}
+
+/** Kills and synchronously reaps a child; for signal-time cleanup, when no event loop turn is left. */
+export function killAndReapSync(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    return;
+  }
+  try {
+    native.waitpid(pid, false);
+  } catch {
+    // ECHILD: already reaped.
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Cleanup when the parent is interrupted. While a call owns children or
+// scratch directories, SIGINT and SIGTERM kill and reap its children and
+// remove its directories; then, if nobody else listens, the signal is raised
+// again so the process ends the way it would have.
+
+const cleanups = new Set<() => void>();
+const CLEANUP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+
+function onParentSignal(sig: NodeJS.Signals): void {
+  for (const fn of [...cleanups]) {
+    try {
+      fn();
+    } catch {
+      // Keep cleaning.
+    }
+  }
+  cleanups.clear();
+  uninstall();
+  if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+}
+
+function install(): void {
+  for (const sig of CLEANUP_SIGNALS) process.on(sig, onParentSignal);
+}
+
+function uninstall(): void {
+  for (const sig of CLEANUP_SIGNALS) process.removeListener(sig, onParentSignal);
+}
+
+/** Registers a synchronous cleanup to run if the parent is interrupted. Returns the unregister function. */
+export function onInterrupt(fn: () => void): () => void {
+  if (cleanups.size === 0) install();
+  cleanups.add(fn);
+  return () => {
+    if (cleanups.delete(fn) && cleanups.size === 0) uninstall();
+  };
+}

@@ -1,0 +1,97 @@
+// Leak checks and fixtures shared by the test files.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+export const ROOT = path.resolve(__dirname, '..');
+export const FIXTURES = path.join(__dirname, 'fixtures');
+
+/** Open fds of this process. */
+export function fdCount(): number {
+  return fs.readdirSync('/proc/self/fd').length;
+}
+
+/** Children of `pid` (default: this process), with their state letter. */
+export function childrenOf(pid = process.pid): { pid: number; state: string }[] {
+  const out: { pid: number; state: string }[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(rest[1]) === pid) out.push({ pid: Number(name), state: rest[0] });
+    } catch {
+      // The process exited while we looked.
+    }
+  }
+  return out;
+}
+
+export function zombiesOf(pid = process.pid): number[] {
+  return childrenOf(pid).filter((c) => c.state === 'Z').map((c) => c.pid);
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** cowfork scratch directories created by `pid` (default: this process). */
+export function scratchDirsOf(pid = process.pid): string[] {
+  const out: string[] = [];
+  for (const base of ['/dev/shm', os.tmpdir()]) {
+    try {
+      for (const name of fs.readdirSync(base)) if (name.startsWith(`cowfork-${pid}-`)) out.push(path.join(base, name));
+    } catch {
+      // No such base.
+    }
+  }
+  return out;
+}
+
+export function tempDir(prefix = 'cowfork-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+export async function waitFor(cond: () => boolean, timeoutMs = 10_000, stepMs = 10): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms: ${cond.toString()}`);
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+}
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `node [args]` to completion and collects its output. */
+export function runNode(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, {
+      cwd: opts.cwd ?? ROOT,
+      env: { ...process.env, ...opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`node ${args.join(' ')} timed out; stderr: ${stderr}`));
+    }, opts.timeoutMs ?? 60_000);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}

@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    // fork() needs V8's --single-threaded; vitest's forks pool passes it on.
+    pool: 'forks',
+    execArgv: ['--single-threaded'],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    reporters: ['default'],
+  },
+});

@@ -14,9 +14,7 @@ const HEADER = 20;
 const MAC = 32;
 
 export const enum Kind {
-  Value = 0,
-  Error = 1,
-  Done = 2,
+  Batch = 1,
 }
 
 export interface RecordOut {
@@ -88,28 +86,24 @@ export interface SerializedError {
   props: Record<string, unknown>;
 }
 
-export function serializeError(err: unknown): Buffer {
-  let e: SerializedError;
-  if (err instanceof Error) {
-    const props: Record<string, unknown> = {};
-    for (const k of Object.keys(err)) {
-      const v = (err as unknown as Record<string, unknown>)[k];
-      try {
-        v8.serialize(v);
-        props[k] = v;
-      } catch {
-        props[k] = String(v);
-      }
-    }
-    e = { name: err.name, message: err.message, stack: err.stack, props };
-  } else {
-    e = { name: 'Error', message: `non-Error thrown: ${safeString(err)}`, props: {} };
+export function toSerializedError(err: unknown): SerializedError {
+  if (!(err instanceof Error)) {
+    return { name: 'Error', message: `non-Error thrown: ${safeString(err)}`, props: {} };
   }
-  return v8.serialize(e);
+  const props: Record<string, unknown> = {};
+  for (const k of Object.keys(err)) {
+    const v = (err as unknown as Record<string, unknown>)[k];
+    try {
+      v8.serialize(v);
+      props[k] = v;
+    } catch {
+      props[k] = String(v);
+    }
+  }
+  return { name: err.name, message: err.message, stack: err.stack, props };
 }
 
-export function deserializeError(payload: Buffer): Error {
-  const e = v8.deserialize(payload) as SerializedError;
+export function fromSerializedError(e: SerializedError): Error {
   const err = new Error(e.message);
   err.name = e.name;
   if (e.stack !== undefined) err.stack = e.stack;
@@ -123,4 +117,93 @@ function safeString(v: unknown): string {
   } catch {
     return String(v);
   }
+}
+
+// ---------------------------------------------------------------------------
+// Batches: a child collects outcomes and writes them as one authenticated
+// record, so one v8.serialize, one HMAC and one write(2) serve many items.
+
+export const enum Outcome {
+  Value = 0,
+  Error = 1,
+  Done = 2,
+}
+
+export interface Outcomes {
+  indexes: number[];
+  kinds: Outcome[];
+  values: unknown[];
+}
+
+export class BatchWriter {
+  private indexes: number[] = [];
+  private kinds: Outcome[] = [];
+  private values: unknown[] = [];
+  private started = 0;
+
+  constructor(
+    private readonly fd: number,
+    private readonly key: Buffer,
+    private readonly write: (fd: number, buf: Buffer) => void,
+  ) {}
+
+  get size(): number {
+    return this.indexes.length;
+  }
+
+  /** Milliseconds since the first outcome of the pending batch. */
+  age(now: number): number {
+    return this.indexes.length === 0 ? 0 : now - this.started;
+  }
+
+  add(index: number, kind: Outcome, value: unknown, now: number): void {
+    if (this.indexes.length === 0) this.started = now;
+    this.indexes.push(index);
+    this.kinds.push(kind);
+    this.values.push(kind === Outcome.Error ? toSerializedError(value) : value);
+  }
+
+  /**
+   * Writes the pending batch. A value v8.serialize rejects fails its own item
+   * with a clear message; returns true if any item in the batch failed.
+   */
+  flush(): boolean {
+    if (this.indexes.length === 0) return false;
+    let payload: Buffer;
+    try {
+      payload = v8.serialize([this.indexes, this.kinds, this.values]);
+    } catch {
+      this.replaceUnserializable();
+      payload = v8.serialize([this.indexes, this.kinds, this.values]);
+    }
+    const failed = this.kinds.includes(Outcome.Error);
+    this.write(this.fd, encode(this.key, Kind.Batch, this.indexes.length, payload));
+    this.indexes = [];
+    this.kinds = [];
+    this.values = [];
+    return failed;
+  }
+
+  private replaceUnserializable(): void {
+    for (let i = 0; i < this.values.length; i++) {
+      if (this.kinds[i] !== Outcome.Value) continue;
+      try {
+        v8.serialize(this.values[i]);
+      } catch (err) {
+        this.kinds[i] = Outcome.Error;
+        this.values[i] = toSerializedError(
+          new TypeError(
+            `the result of item ${this.indexes[i]} cannot be serialized (${(err as Error).message}); ` +
+              'results must be values v8.serialize supports: no functions, symbols or class instances with private state',
+          ),
+        );
+      }
+    }
+  }
+}
+
+/** Decodes an authenticated batch payload. */
+export function decodeBatch(payload: Buffer): Outcomes {
+  const [indexes, kinds, values] = v8.deserialize(payload) as [number[], Outcome[], unknown[]];
+  return { indexes, kinds, values };
 }

@@ -8,7 +8,6 @@
 //   results file.
 // - isolation: one fresh fork per item, the seed's model, with a per-index
 //   results file.
-import v8 from 'node:v8';
 import {
   AbortError,
   ResultIntegrityError,
@@ -28,7 +27,7 @@ import {
   onChildFatal,
   onInterrupt,
 } from '../fork';
-import { FrameError, Kind, decodeAll, deserializeError, encode, newKey, serializeError } from '../frame';
+import { BatchWriter, type FrameError, Outcome, type SerializedError, decodeAll, decodeBatch, fromSerializedError, newKey } from '../frame';
 import { type ShmHandle, native } from '../native';
 import { Progress } from '../progress';
 import { createScratch, readScratch, removeScratch, writeAll } from '../scratch';
@@ -159,15 +158,19 @@ class Call<T, R> {
       return false;
     }
     for (const r of records) {
-      if (r.index >= this.n) {
-        this.stop(new ResultIntegrityError(`results file ${name} names item ${r.index}, outside 0..${this.n - 1}`, r.index, name));
-        return false;
-      }
-      if (r.kind === Kind.Error) {
-        const cause = deserializeError(r.payload);
-        this.fail(r.index, new WorkerError(`item ${r.index} failed in child ${pid}: ${cause.message}`, r.index, pid, cause));
-      } else {
-        this.succeed(r.index, r.kind === Kind.Value ? (v8.deserialize(r.payload) as R) : undefined);
+      const { indexes, kinds, values } = decodeBatch(r.payload);
+      for (let k = 0; k < indexes.length; k++) {
+        const index = indexes[k];
+        if (!(index >= 0 && index < this.n)) {
+          this.stop(new ResultIntegrityError(`results file ${name} names item ${index}, outside 0..${this.n - 1}`, index, name));
+          return false;
+        }
+        if (kinds[k] === Outcome.Error) {
+          const cause = fromSerializedError(values[k] as SerializedError);
+          this.fail(index, new WorkerError(`item ${index} failed in child ${pid}: ${cause.message}`, index, pid, cause));
+        } else {
+          this.succeed(index, values[k] as R | undefined);
+        }
       }
     }
     return true;
@@ -248,49 +251,42 @@ class Call<T, R> {
 
   // -- the child side ------------------------------------------------------
 
-  /** Runs one item in a child and appends its record to fd. Returns a promise only for async items. */
-  runItem(fd: number, index: number, after: () => void): void | Promise<void> {
+  /**
+   * Runs one item in a child and adds its outcome to the batch. Returns a
+   * promise only for async items. The batch is flushed when it is full, old,
+   * or holds a failure, and before an async item is awaited.
+   */
+  runItem(out: BatchWriter, index: number, after: () => void): void | Promise<void> {
     let v: R | Promise<R>;
     try {
       v = this.fn(this.items[index], index);
     } catch (err) {
-      this.writeError(fd, index, err);
+      out.add(index, Outcome.Error, err, now());
+      this.flush(out);
       return after();
     }
     if (!isThenable(v)) {
-      this.writeValue(fd, index, v);
+      out.add(index, this.collect ? Outcome.Value : Outcome.Done, this.collect ? v : undefined, now());
+      if (out.size >= 256 || out.age(now()) >= 2) this.flush(out);
       return after();
     }
+    this.flush(out);
     return Promise.resolve(v).then(
       (value) => {
-        this.writeValue(fd, index, value);
+        out.add(index, this.collect ? Outcome.Value : Outcome.Done, this.collect ? value : undefined, now());
+        this.flush(out);
         after();
       },
       (err) => {
-        this.writeError(fd, index, err);
+        out.add(index, Outcome.Error, err, now());
+        this.flush(out);
         after();
       },
     );
   }
 
-  writeValue(fd: number, index: number, value: R): void {
-    if (!this.collect) return writeAll(fd, encode(this.key, Kind.Done, index, Buffer.alloc(0)));
-    let payload: Buffer;
-    try {
-      payload = v8.serialize(value);
-    } catch (err) {
-      const e = new TypeError(
-        `the result of item ${index} cannot be serialized (${(err as Error).message}); ` +
-          'results must be values v8.serialize supports: no functions, symbols or class instances with private state',
-      );
-      return this.writeError(fd, index, e);
-    }
-    writeAll(fd, encode(this.key, Kind.Value, index, payload));
-  }
-
-  writeError(fd: number, index: number, err: unknown): void {
-    this.childFailed = true;
-    writeAll(fd, encode(this.key, Kind.Error, index, serializeError(err)));
+  flush(out: BatchWriter): void {
+    if (out.flush()) this.childFailed = true;
   }
 
   childFailed = false;
@@ -410,7 +406,7 @@ class PoolCall<T, R> extends Call<T, R> {
     const divisor = this.width * 4;
     const timed = this.opts.timeout !== undefined;
     const settle = this.opts.settle;
-    const fd = native.scratchOpen(this.dir, file, true);
+    const out = new BatchWriter(native.scratchOpen(this.dir, file, true), this.key, writeAll);
     let p = 0;
     let end = 0;
     let current = -1;
@@ -418,11 +414,12 @@ class PoolCall<T, R> extends Call<T, R> {
     onChildFatal((err) => {
       // An uncaught error inside async item code belongs to that item.
       if (current >= 0) {
-        this.writeError(fd, current, err);
+        out.add(current, Outcome.Error, err, now());
         if (!settle) native.shmStore(shm, STOP, 1);
         native.shmStore(shm, base, 0);
         native.shmAdd(shm, DONE, 1);
       }
+      out.flush();
       exitChild(0);
     });
 
@@ -432,13 +429,17 @@ class PoolCall<T, R> extends Call<T, R> {
       current = -1;
       if (this.childFailed && !settle) native.shmStore(shm, STOP, 1);
     };
+    const finish = (): number => {
+      this.flush(out);
+      return 0;
+    };
 
     const step = (): number | Promise<number> => {
       for (;;) {
-        if (native.shmLoad(shm, STOP) !== 0) return 0;
+        if (native.shmLoad(shm, STOP) !== 0) return finish();
         if (p >= end) {
           const claim = native.shmClaim(shm, CURSOR, total, divisor, 1024);
-          if (claim === null) return 0;
+          if (claim === null) return finish();
           p = claim[0];
           end = p + claim[1];
         }
@@ -446,7 +447,7 @@ class PoolCall<T, R> extends Call<T, R> {
         p++;
         native.shmStore(shm, base, current + 1);
         if (timed) native.shmStore(shm, base + 1, Math.floor(now()));
-        const r = this.runItem(fd, current, after);
+        const r = this.runItem(out, current, after);
         if (r !== undefined) return r.then(step);
       }
     };
@@ -508,12 +509,13 @@ class IsolatedCall<T, R> extends Call<T, R> {
 
   // Runs in the child.
   private childMain(index: number, file: string): number | Promise<number> {
-    const fd = native.scratchOpen(this.dir, file, true);
+    const out = new BatchWriter(native.scratchOpen(this.dir, file, true), this.key, writeAll);
     onChildFatal((err) => {
-      this.writeError(fd, index, err);
+      out.add(index, Outcome.Error, err, now());
+      out.flush();
       exitChild(0);
     });
-    const r = this.runItem(fd, index, () => undefined);
+    const r = this.runItem(out, index, () => this.flush(out));
     return r === undefined ? 0 : r.then(() => 0);
   }
 }

@@ -67,6 +67,7 @@ export async function waitFor(cond: () => boolean, timeoutMs = 10_000, stepMs = 
 }
 
 export interface RunResult {
+  pid: number;
   code: number | null;
   signal: NodeJS.Signals | null;
   stdout: string;
@@ -91,7 +92,7 @@ export function runNode(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: s
     }, opts.timeoutMs ?? 60_000);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
+      resolve({ pid: child.pid!, code, signal, stdout, stderr });
     });
   });
 }

@@ -10,7 +10,8 @@
         "native/poll.c",
         "native/scratch.c",
         "native/hmac.c",
-        "native/shm.c"
+        "native/shm.c",
+        "native/listen.c"
       ],
       "cflags_c": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2"],
       "defines": ["NAPI_VERSION=8"],

@@ -519,6 +519,48 @@ static napi_value Execve(napi_env env, napi_callback_info info) {
   return cf__throw_errno(env, r, "execve");
 }
 
+/* listenTcp(host, port, backlog, reusePort): [fd, boundPort] */
+static napi_value ListenTcp(napi_env env, napi_callback_info info) {
+  CF__ARGS(4);
+  char host[1024];
+  int64_t port = 0, backlog = 511;
+  bool reuse = false;
+  int bound = 0;
+  napi_value out;
+  if (!cf__get_string(env, argv[0], host, sizeof(host)) || !cf__get_i64(env, argv[1], &port))
+    return cf__napi_fail(env);
+  cf__get_i64(env, argv[2], &backlog);
+  napi_get_value_bool(env, argv[3], &reuse);
+  int fd = cf_listen_tcp(host, (int)port, (int)backlog, reuse ? CF_LISTEN_REUSEPORT : 0, &bound);
+  CF__ERR(fd);
+  napi_create_array_with_length(env, 2, &out);
+  napi_set_element(env, out, 0, cf__int(env, fd));
+  napi_set_element(env, out, 1, cf__int(env, bound));
+  return out;
+}
+
+/* listenUnix(path, backlog): fd */
+static napi_value ListenUnix(napi_env env, napi_callback_info info) {
+  CF__ARGS(2);
+  char path[4096];
+  int64_t backlog = 511;
+  if (!cf__get_string(env, argv[0], path, sizeof(path))) return cf__napi_fail(env);
+  cf__get_i64(env, argv[1], &backlog);
+  int fd = cf_listen_unix(path, (int)backlog);
+  CF__ERR(fd);
+  return cf__int(env, fd);
+}
+
+/* dup(fd): a close-on-exec duplicate */
+static napi_value Dup(napi_env env, napi_callback_info info) {
+  CF__ARGS(1);
+  int64_t fd;
+  if (!cf__get_i64(env, argv[0], &fd)) return cf__napi_fail(env);
+  int r = cf_dup_cloexec((int)fd);
+  CF__ERR(r);
+  return cf__int(env, r);
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
 #define CF__FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_enumerable, NULL}
@@ -546,6 +588,9 @@ static napi_value Init(napi_env env, napi_value exports) {
       CF__FN("shmStore", ShmStore),
       CF__FN("shmClaim", ShmClaim),
       CF__FN("execve", Execve),
+      CF__FN("listenTcp", ListenTcp),
+      CF__FN("listenUnix", ListenUnix),
+      CF__FN("dup", Dup),
 #undef CF__FN
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);

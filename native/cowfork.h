@@ -61,4 +61,12 @@ void cf_shm_store(cf_shm_t* shm, size_t i, int64_t value);
 int64_t cf_shm_claim(cf_shm_t* shm, size_t i, int64_t total, int64_t divisor,
                      int64_t max_chunk, int64_t* count);
 
+/* listen.c: listening sockets for the prefork master, close-on-exec. Each
+ * returns the fd or a negative errno (UV_EAI_* for a host that won't resolve). */
+enum { CF_LISTEN_REUSEPORT = 1 << 0 };
+int cf_listen_tcp(const char* host, int port, int backlog, int flags, int* bound_port);
+int cf_listen_unix(const char* path, int backlog);
+int cf_listen_port(int fd);
+int cf_dup_cloexec(int fd);
+
 #endif

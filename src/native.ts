@@ -1,5 +1,7 @@
 // The one place the addon is loaded, and its one type. Calls are positional
 // and take primitives only; validation happens in the public facades.
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 /** Opaque handle to a uv_poll_t watcher. */
@@ -34,6 +36,12 @@ export interface Native {
   /** Guided self-scheduling claim: [start, count] or null when nothing is left. */
   shmClaim(shm: ShmHandle, slot: number, total: number, divisor: number, maxChunk: number): [number, number] | null;
   execve(file: string, argv: string[], env: string[]): never;
+  /** A close-on-exec listening TCP socket; host '' is the dual-stack wildcard. [fd, boundPort] */
+  listenTcp(host: string, port: number, backlog: number, reusePort: boolean): [number, number];
+  /** A close-on-exec listening unix socket; a stale socket file is replaced. */
+  listenUnix(path: string, backlog: number): number;
+  /** A close-on-exec duplicate of fd. */
+  dup(fd: number): number;
   readonly FORK_FLAGS: {
     readonly SKIP_DOFORK: number;
     readonly SKIP_SILENCE: number;
@@ -42,10 +50,84 @@ export interface Native {
   };
 }
 
+interface NodeGypBuild {
+  (dir: string): unknown;
+  resolve(dir: string): string;
+}
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const load = require('node-gyp-build') as (dir: string) => unknown;
+const nodeGypBuild = require('node-gyp-build') as NodeGypBuild;
 
-export const native = load(path.join(__dirname, '..')) as Native;
+/** The package root: where build/ and prebuilds/ live. */
+const ROOT = path.join(__dirname, '..');
+
+/**
+ * Where a binary is looked for, in node-gyp-build's order: a build you
+ * compiled (build/Release, build/Debug), then the prebuild for this platform
+ * shipped in the package, then one next to the node executable. A build/
+ * directory exists in an installed package only when the install compiled
+ * (no prebuild fitted, or `--build-from-source`), so the prebuild is what
+ * loads otherwise. COWFORK_PREBUILD=<dir> makes node-gyp-build look in <dir>.
+ */
+export function nativeCandidates(dir = ROOT): string[] {
+  const base = process.env.COWFORK_PREBUILD || dir;
+  const tuple = `${process.env.npm_config_platform || os.platform()}-${process.env.npm_config_arch || os.arch()}`;
+  const out: string[] = [];
+  const addBinaries = (folder: string, fallback: string) => {
+    const found = listNodeFiles(folder);
+    out.push(...(found.length ? found : [path.join(folder, fallback)]));
+  };
+  const libc = process.env.LIBC || (fs.existsSync('/etc/alpine-release') ? 'musl' : 'glibc');
+  addBinaries(path.join(base, 'build', 'Release'), 'cowfork.node');
+  addBinaries(path.join(base, 'build', 'Debug'), 'cowfork.node');
+  for (const prebuilds of [path.join(base, 'prebuilds'), path.join(path.dirname(process.execPath), 'prebuilds')]) {
+    addBinaries(path.join(prebuilds, tuple), `cowfork.${libc}.node`);
+  }
+  return out;
+}
+
+function listNodeFiles(folder: string): string[] {
+  try {
+    return fs.readdirSync(folder).filter((name) => name.endsWith('.node')).map((name) => path.join(folder, name));
+  } catch {
+    return [];
+  }
+}
+
+function describePath(file: string): string {
+  return fs.existsSync(file) ? `${file} (present)` : `${file} (missing)`;
+}
+
+/** Loads the addon; on failure, throws an error listing every path tried. */
+function loadNative(dir: string): { native: Native; path: string } {
+  let picked: string | undefined;
+  try {
+    picked = nodeGypBuild.resolve(dir);
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return { native: require(picked) as Native, path: picked };
+  } catch (cause) {
+    const why = picked
+      ? `${picked} was found but failed to load: ${(cause as Error).message}`
+      : `no binary matches ${os.platform()}-${os.arch()} (node ${process.versions.node}, N-API ${process.versions.napi}).`;
+    const err = new Error(
+      [
+        `cowfork: cannot load the native addon: ${why}`,
+        'Paths tried, in order:',
+        ...nativeCandidates(dir).map((file) => `  ${describePath(file)}`),
+        'To build it from source (needs python3, make and a C compiler): npm rebuild cowfork',
+      ].join('\n'),
+      { cause },
+    );
+    Object.assign(err, { code: 'ERR_COWFORK_NATIVE_LOAD' });
+    throw err;
+  }
+}
+
+const loaded = loadNative(ROOT);
+
+export const native = loaded.native;
+
+/** The file the addon was loaded from (a prebuild, or build/Release). */
+export const nativePath = loaded.path;
 
 /** Readiness bits shared by poll(2), watchers and the Scheduler. */
 export const READ = 1;

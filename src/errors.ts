@@ -81,3 +81,52 @@ export function signalName(signo: number): NodeJS.Signals | null {
   }
   return signalNames.get(signo) ?? (`SIG${signo}` as NodeJS.Signals);
 }
+
+/**
+ * An iterate instance failed: its `each` threw on an item, its `build` threw, or
+ * its process died. Its cursor stays at the last item that finished.
+ */
+export class IterateError extends CowforkError {
+  readonly code = 'ERR_ITERATE';
+  /** The other failures of the same run, when more than one instance failed (this one first). */
+  errors: IterateError[] = [];
+  /** The run's result (cursors, counts), set when iterate rejects with this error. */
+  result: unknown = undefined;
+  constructor(
+    message: string,
+    readonly instance: number,
+    /** The failing item, as util.inspect shows it; undefined when no item was running. */
+    readonly item: string | undefined,
+    /** The failing item's cursor; undefined when no item was running. */
+    readonly itemCursor: unknown,
+    readonly exitCode: number | null,
+    readonly signal: NodeJS.Signals | null,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** iterate's saved state has a different instance count; pass reshard: 'restart' to start over. */
+export class ReshardError extends CowforkError {
+  readonly code = 'ERR_ITERATE_RESHARD';
+  constructor(
+    message: string,
+    readonly savedInstances: number,
+    readonly instances: number,
+  ) {
+    super(message);
+  }
+}
+
+/** iterate's checkpoint cannot be read, is not an iterate state, or is locked by another run. */
+export class CheckpointError extends CowforkError {
+  readonly code = 'ERR_CHECKPOINT';
+  constructor(
+    message: string,
+    readonly checkpoint: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}

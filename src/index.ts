@@ -3,6 +3,18 @@ export { map, each, Parallel, ParallelWorker } from './parallel';
 export type { ParallelOptions, Settled } from './parallel';
 export { isForkSafe, atFork, isChild } from './fork';
 export type { AtForkHooks } from './fork';
+export { iterate, fromArray, range, lines, byKey, fileStore } from './iterate';
+export type {
+  IterateOptions,
+  IterateResult,
+  InstanceResult,
+  EachContext,
+  StartInfo,
+  CursorStore,
+  IterateState,
+  InstanceCursor,
+  Builder,
+} from './iterate';
 export {
   CowforkError,
   WorkerError,
@@ -11,4 +23,7 @@ export {
   AbortError,
   ForkUnsafeError,
   ResultIntegrityError,
+  IterateError,
+  ReshardError,
+  CheckpointError,
 } from './errors';

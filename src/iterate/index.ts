@@ -1,0 +1,139 @@
+// The public iterate API: resumable parallel iteration with durable cursors.
+// A thin facade: validate, check fork safety, delegate to the engine in run.ts.
+import path from 'node:path';
+import { forkUnsafeError, isForkSafe } from '../fork';
+import {
+  boolean,
+  isPlainObject,
+  optionalFunction,
+  optionalSignal,
+  optionsObject,
+  positiveInteger,
+  positiveNumber,
+  rejectUnknown,
+} from '../validate';
+import type { Builder } from './builders';
+import { type EachFn, type EngineOptions, type InstanceResult, type IterateResult, type StartInfo, runIterate } from './run';
+import { type CursorStore, fileStore } from './store';
+
+export { byKey, fromArray, lines, range } from './builders';
+export type { Builder, ByKeyOptions, LinesOptions, Pair } from './builders';
+export { fileStore } from './store';
+export type { CursorStore, InstanceCursor, IterateState } from './store';
+export type { EachContext, EachFn, InstanceResult, InterruptReason, IterateResult, StartInfo } from './run';
+
+export interface IterateOptions<I, C> {
+  /** How many forked instances walk the work, each its own partition. Must match the saved state. */
+  instances: number;
+  /** A JSON file path, saved atomically, or a CursorStore { load(), save(state) }. */
+  checkpoint: string | CursorStore;
+  /** Called in each instance: an (async) iterable of [item, cursor] pairs starting after `cursor` (null on a first run). */
+  build: Builder<I, C>;
+  /** Called in the instance for each item. A throw fails the instance. */
+  each: EachFn<I, C>;
+  /** ms after which the run stops cleanly (a later run resumes it). */
+  maxRuntime?: number;
+  /** Save after this many finished items and/or ms, whichever comes first. Default: { ms: 1000 }. */
+  checkpointEvery?: { items?: number; ms?: number };
+  /** Per instance, in the parent, when it starts in this run. */
+  onStart?: (info: StartInfo<C>) => unknown;
+  /** Per instance, in the parent, once it has walked its whole partition. */
+  onComplete?: (info: InstanceResult<C>) => unknown;
+  /** Once, in the parent, in the run where the last instance completes. */
+  onAllComplete?: (result: IterateResult<C>) => unknown;
+  /** Counts per instance, about every 100 ms while they change. */
+  onProgress?: (counts: InstanceResult<C>[]) => unknown;
+  /** Aborting stops the run cleanly, like SIGINT. */
+  signal?: AbortSignal;
+  /** Stop every instance when one fails. Default false: the others go on. */
+  failFast?: boolean;
+  /** 'refuse' (default): a saved state with another instance count is an error. 'restart': discard it. */
+  reshard?: 'refuse' | 'restart';
+}
+
+const KNOWN = [
+  'instances',
+  'checkpoint',
+  'build',
+  'each',
+  'maxRuntime',
+  'checkpointEvery',
+  'onStart',
+  'onComplete',
+  'onAllComplete',
+  'onProgress',
+  'signal',
+  'failFast',
+  'reshard',
+] as const;
+
+function resolveOptions<I, C>(raw: unknown): EngineOptions<I, C> {
+  if (raw === undefined) throw new TypeError('iterate(options): options must be an object');
+  const o = optionsObject(raw);
+  rejectUnknown(o, KNOWN);
+  if (o.instances === undefined) throw new TypeError('options.instances must be a positive integer');
+  const instances = positiveInteger(o.instances, 'options.instances', 1);
+
+  let store: CursorStore;
+  let where: string;
+  let lockFile: string | undefined;
+  if (typeof o.checkpoint === 'string' && o.checkpoint !== '') {
+    const fs = fileStore(o.checkpoint);
+    store = fs;
+    where = fs.path;
+    lockFile = fs.path;
+  } else if (isPlainObject(o.checkpoint)) {
+    const c = o.checkpoint as Partial<CursorStore>;
+    if (typeof c.load !== 'function') throw new TypeError('options.checkpoint.load must be a function');
+    if (typeof c.save !== 'function') throw new TypeError('options.checkpoint.save must be a function');
+    store = c as CursorStore;
+    where = 'options.checkpoint';
+  } else {
+    throw new TypeError('options.checkpoint must be a file path or a CursorStore { load(), save(state) }');
+  }
+
+  if (typeof o.build !== 'function') throw new TypeError('options.build must be a function (instance, instances, cursor) => iterable');
+  if (typeof o.each !== 'function') throw new TypeError('options.each must be a function (item, ctx)');
+
+  const every = optionsObject(o.checkpointEvery, 'options.checkpointEvery');
+  rejectUnknown(every, ['items', 'ms'], 'options.checkpointEvery');
+  const reshard = o.reshard ?? 'refuse';
+  if (reshard !== 'refuse' && reshard !== 'restart') {
+    throw new TypeError(`options.reshard must be 'refuse' or 'restart', got ${JSON.stringify(reshard)}`);
+  }
+  return {
+    instances,
+    store,
+    where,
+    lockFile: lockFile === undefined ? undefined : path.resolve(lockFile),
+    build: o.build as Builder<I, C>,
+    each: o.each as EachFn<I, C>,
+    maxRuntime: positiveNumber(o.maxRuntime, 'options.maxRuntime'),
+    every: {
+      items: positiveInteger(every.items, 'options.checkpointEvery.items', Number.POSITIVE_INFINITY),
+      ms: positiveNumber(every.ms, 'options.checkpointEvery.ms') ?? 1000,
+    },
+    onStart: optionalFunction(o.onStart, 'options.onStart'),
+    onComplete: optionalFunction(o.onComplete, 'options.onComplete'),
+    onAllComplete: optionalFunction(o.onAllComplete, 'options.onAllComplete'),
+    onProgress: optionalFunction(o.onProgress, 'options.onProgress'),
+    signal: optionalSignal(o.signal, 'options.signal'),
+    failFast: boolean(o.failFast, 'options.failFast', false),
+    reshard,
+  };
+}
+
+/**
+ * Walks work in `instances` forked processes, each over its own partition,
+ * saving each instance's cursor after every finished item (in batches) so an
+ * interrupted run (SIGINT/SIGTERM, AbortSignal, maxRuntime, a crash) resumes
+ * where it stopped. Resolves once every instance has exited: `complete` when
+ * all partitions are walked, `interrupted` when stopped early. Rejects with
+ * IterateError when an instance failed, after the others have finished or
+ * stopped.
+ */
+export async function iterate<I, C>(options: IterateOptions<I, C>): Promise<IterateResult<C>> {
+  const opts = resolveOptions<I, C>(options);
+  if (!isForkSafe()) throw forkUnsafeError('iterate');
+  return runIterate(opts);
+}

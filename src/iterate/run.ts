@@ -1,0 +1,651 @@
+// The engine behind iterate. One `Run` owns a call's instances, pipes, timers,
+// signal handlers and checkpoint saves.
+//
+// The parent is the only writer of the checkpoint. Each instance is a forked
+// child that walks its own partition and, after every item whose `each`
+// finished, writes that item's cursor to a pipe. The parent keeps the newest
+// cursor of each instance and saves the combined state every
+// checkpointEvery.items / .ms, whenever an instance ends, and at the end.
+// A stop (signal, AbortSignal, maxRuntime, failFast) sets a flag in shared
+// memory; each instance sees it between items, finishes nothing more, and
+// exits once its current item is done and reported.
+import util from 'node:util';
+import { CheckpointError, IterateError, ReshardError } from '../errors';
+import {
+  type ChildExit,
+  type ForkedChild,
+  exitChild,
+  forkChild,
+  libraryInterval,
+  libraryMacrotask,
+  libraryTimeout,
+  onChildFatal,
+} from '../fork';
+import { HUP, READ, type ShmHandle, type WatchHandle, native } from '../native';
+import type { Builder } from './builders';
+import { type Failure, RecordReader, writeRecord } from './channel';
+import { type CursorStore, type IterateState, acquireLock, checkState } from './store';
+
+export interface EachContext<C = unknown> {
+  instance: number;
+  instances: number;
+  /** The cursor of the item being processed; it is saved once `each` returns. */
+  cursor: C;
+  /** Aborted when the run is stopping; finish or abandon the item quickly. */
+  signal: AbortSignal;
+}
+
+export type EachFn<I, C> = (item: I, ctx: EachContext<C>) => unknown;
+
+export interface InstanceResult<C = unknown> {
+  instance: number;
+  /** Items finished in this run. */
+  processed: number;
+  /** Items finished over all runs. */
+  processedTotal: number;
+  /** The cursor of the last finished item; null if none has finished yet. */
+  cursor: C | null;
+  /** True once the instance has walked its whole partition. */
+  done: boolean;
+  /** Set when the instance failed in this run. */
+  error?: IterateError;
+}
+
+export type InterruptReason = 'SIGINT' | 'SIGTERM' | 'abort' | 'maxRuntime' | 'failFast' | 'error';
+
+export interface IterateResult<C = unknown> {
+  /** Every instance has walked its whole partition. */
+  complete: boolean;
+  /** The run was stopped before completing; a later run resumes it. */
+  interrupted: boolean;
+  /** What stopped the run, or null. */
+  interruptedBy: InterruptReason | null;
+  instances: InstanceResult<C>[];
+}
+
+export interface StartInfo<C = unknown> {
+  instance: number;
+  instances: number;
+  /** The cursor the instance resumes after; null on its first run. */
+  cursor: C | null;
+  pid: number;
+}
+
+export interface EngineOptions<I, C> {
+  instances: number;
+  store: CursorStore;
+  /** What to call the checkpoint in errors. */
+  where: string;
+  /** Set for file checkpoints: the file to lock. */
+  lockFile?: string;
+  build: Builder<I, C>;
+  each: EachFn<I, C>;
+  maxRuntime?: number;
+  every: { items: number; ms: number };
+  onStart?: (info: StartInfo<C>) => unknown;
+  onComplete?: (info: InstanceResult<C>) => unknown;
+  onAllComplete?: (result: IterateResult<C>) => unknown;
+  onProgress?: (counts: InstanceResult<C>[]) => unknown;
+  signal?: AbortSignal;
+  failFast: boolean;
+  reshard: 'refuse' | 'restart';
+}
+
+// Shared memory: one flag, set when instances must stop after their current item.
+const STOP = 0;
+// How often an instance running synchronous items returns to its event loop to
+// notice its own signals, and how often one waiting on an async item polls STOP.
+const YIELD_MS = 50;
+const POLL_MS = 20;
+const PROGRESS_MS = 100;
+
+interface Slot {
+  readonly instance: number;
+  /** Cursor the instance started this run from. */
+  readonly startCursor: unknown;
+  readonly processedBefore: number;
+  processed: number;
+  /** The newest cursor as JSON text, parsed lazily. */
+  cursorText: string | null;
+  cursor: unknown;
+  done: boolean;
+  failure?: Failure;
+  error?: IterateError;
+  child?: ForkedChild;
+  readFd?: number;
+  watch?: WatchHandle;
+  reader?: RecordReader;
+}
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as PromiseLike<unknown>).then === 'function';
+}
+
+function describe(item: unknown): string {
+  const s = util.inspect(item, { depth: 2, breakLength: Infinity, maxStringLength: 200, maxArrayLength: 20 });
+  return s.length > 300 ? `${s.slice(0, 300)}...` : s;
+}
+
+function json(v: unknown): string {
+  try {
+    return JSON.stringify(v) ?? String(v);
+  } catch {
+    return String(v);
+  }
+}
+
+function reviveError(f: Failure): Error {
+  const err = new Error(f.message);
+  err.name = f.name;
+  if (f.stack) err.stack = f.stack;
+  if (f.code !== undefined) (err as NodeJS.ErrnoException).code = f.code as string;
+  return err;
+}
+
+function failureRecord(err: unknown, stage: string, current: readonly [unknown, unknown] | undefined): string {
+  const e = err instanceof Error ? err : new Error(String(err));
+  const f: Failure = { name: e.name, message: e.message, stack: e.stack, stage };
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code !== undefined) f.code = code;
+  if (current !== undefined) {
+    f.item = describe(current[0]);
+    try {
+      f.itemCursor = JSON.parse(JSON.stringify(current[1]) ?? 'null');
+    } catch {
+      f.itemCursor = describe(current[1]);
+    }
+  }
+  return `e${JSON.stringify(f)}\n`;
+}
+
+class Run<I, C> {
+  private readonly shm: ShmHandle = native.shmCreate(1);
+  private readonly slots: Slot[];
+  private readonly disposers: (() => void)[] = [];
+  private live = 0;
+  private forking = false;
+  private stopping = false;
+  private forced = false;
+  private finished = false;
+  private interruptedBy: InterruptReason | null = null;
+  private fatal: Error | undefined;
+  private dirty = false;
+  private progressDirty = false;
+  private itemsSinceSave = 0;
+  private saving: Promise<void> | null = null;
+  private saveAgain = false;
+  private resolve!: (r: IterateResult<C>) => void;
+  private reject!: (e: Error) => void;
+  readonly promise: Promise<IterateResult<C>>;
+
+  constructor(
+    private readonly opts: EngineOptions<I, C>,
+    state: IterateState | null,
+    private allComplete: boolean,
+  ) {
+    this.slots = Array.from({ length: opts.instances }, (_, i) => {
+      const saved = state?.cursors[i];
+      const cursor = saved?.innerCursor ?? null;
+      return {
+        instance: i,
+        startCursor: cursor,
+        processedBefore: saved?.processed ?? 0,
+        processed: 0,
+        cursorText: null,
+        cursor,
+        done: saved?.done ?? false,
+      };
+    });
+    this.promise = new Promise((res, rej) => {
+      this.resolve = res;
+      this.reject = rej;
+    });
+  }
+
+  start(): Promise<IterateResult<C>> {
+    if (this.slots.every((s) => s.done)) {
+      this.finished = true;
+      void this.finish();
+      return this.promise;
+    }
+    // Record the instance count before any instance starts, so a later run with
+    // another count is refused even if this one is killed at once.
+    this.forking = true;
+    this.dirty = true;
+    this.save();
+    const { every, onProgress } = this.opts;
+    this.disposers.push(libraryInterval(() => this.dirty && this.save(), every.ms));
+    if (onProgress) this.disposers.push(libraryInterval(() => this.reportProgress(), PROGRESS_MS));
+    this.installStops();
+    libraryMacrotask(() => this.forkAll());
+    return this.promise;
+  }
+
+  // -- stopping ------------------------------------------------------------
+
+  private installStops(): void {
+    // SIGINT/SIGTERM: the first asks the instances to stop after their current
+    // item; a second kills them (their in-flight items repeat on the next run).
+    const onSignal = (sig: NodeJS.Signals): void => {
+      if (this.stopping) this.force();
+      else this.stop(sig as InterruptReason);
+    };
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+      process.on(sig, onSignal);
+      this.disposers.push(() => process.removeListener(sig, onSignal));
+    }
+    const { signal, maxRuntime } = this.opts;
+    if (signal) {
+      const onAbort = (): void => this.stop('abort');
+      if (signal.aborted) this.stop('abort');
+      else {
+        signal.addEventListener('abort', onAbort, { once: true });
+        this.disposers.push(() => signal.removeEventListener('abort', onAbort));
+      }
+    }
+    if (maxRuntime !== undefined) this.disposers.push(libraryTimeout(() => this.stop('maxRuntime'), maxRuntime));
+  }
+
+  private stop(reason: InterruptReason): void {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.interruptedBy = reason;
+    native.shmStore(this.shm, STOP, 1);
+    this.maybeFinish();
+  }
+
+  private force(): void {
+    this.forced = true;
+    for (const s of this.slots) s.child?.kill('SIGKILL');
+  }
+
+  private fail(err: Error): void {
+    this.fatal ??= err;
+    this.stop('error');
+  }
+
+  // -- instances -------------------------------------------------------------
+
+  private forkAll(): void {
+    this.forking = false;
+    for (const slot of this.slots) {
+      if (slot.done || this.stopping) continue;
+      const [readFd, writeFd] = native.pipe(true);
+      let child: ForkedChild;
+      try {
+        child = forkChild(() => this.instanceMain(slot, readFd, writeFd), { dieWithParent: true });
+      } catch (err) {
+        native.close(readFd);
+        native.close(writeFd);
+        this.fail(err as Error);
+        break;
+      }
+      native.close(writeFd);
+      this.live++;
+      slot.child = child;
+      slot.readFd = readFd;
+      slot.reader = new RecordReader(readFd, {
+        cursors: (count, last) => {
+          slot.processed += count;
+          slot.cursorText = last;
+          this.itemsSinceSave += count;
+          this.dirty = true;
+          this.progressDirty = true;
+        },
+        done: () => {
+          slot.done = true;
+          this.dirty = true;
+          this.progressDirty = true;
+        },
+        failed: (f) => {
+          slot.failure ??= f;
+        },
+      });
+      slot.watch = native.watch(readFd, READ | HUP, () => this.onReadable(slot));
+      child.exited.then((exit) => this.onExit(slot, exit));
+      this.callback(() =>
+        this.opts.onStart?.({ instance: slot.instance, instances: this.opts.instances, cursor: slot.startCursor as C | null, pid: child.pid }),
+      );
+    }
+    this.maybeFinish();
+  }
+
+  private onReadable(slot: Slot): void {
+    this.drain(slot);
+    if (this.itemsSinceSave >= this.opts.every.items) this.save();
+  }
+
+  private drain(slot: Slot): void {
+    if (slot.reader === undefined) return;
+    let open: boolean;
+    try {
+      open = slot.reader.drain();
+    } catch (err) {
+      open = false;
+      this.fail(err as Error);
+    }
+    if (!open) {
+      native.unwatch(slot.watch!);
+      native.close(slot.readFd!);
+      slot.reader = undefined;
+    }
+  }
+
+  private onExit(slot: Slot, exit: ChildExit): void {
+    // The instance is gone: everything it wrote is in the pipe.
+    this.drain(slot);
+    if (slot.reader !== undefined) {
+      native.unwatch(slot.watch!);
+      native.close(slot.readFd!);
+      slot.reader = undefined;
+    }
+    this.live--;
+    slot.child = undefined;
+    this.dirty = true;
+    this.progressDirty = true;
+    this.save();
+    if (slot.done) {
+      this.callback(() => this.opts.onComplete?.(this.resultOf(slot)));
+    } else if (slot.failure !== undefined) {
+      slot.error = this.failureError(slot, slot.failure, exit);
+    } else if (!(this.stopping && (exit.exitCode === 0 || this.forced))) {
+      slot.error = this.crashError(slot, exit);
+    }
+    if (slot.error !== undefined && this.opts.failFast) this.stop('failFast');
+    this.maybeFinish();
+  }
+
+  private failureError(slot: Slot, f: Failure, exit: ChildExit): IterateError {
+    const who = `iterate instance ${slot.instance} of ${this.opts.instances}`;
+    const message =
+      f.stage === 'each'
+        ? `${who} failed on item ${f.item} (cursor ${json(f.itemCursor)}): ${f.message}`
+        : `${who} failed in ${f.stage}${f.item === undefined ? '' : ` after item ${f.item}`}: ${f.message}`;
+    return new IterateError(message, slot.instance, f.item, f.itemCursor, exit.exitCode, exit.signal, { cause: reviveError(f) });
+  }
+
+  private crashError(slot: Slot, exit: ChildExit): IterateError {
+    const how = exit.signal !== null ? `was killed by ${exit.signal}` : `exited with code ${exit.exitCode}`;
+    return new IterateError(
+      `iterate instance ${slot.instance} of ${this.opts.instances} (pid ${exit.pid}) ${how} before finishing its partition, ` +
+        `after ${slot.processed} items in this run; its cursor stays at ${json(this.cursorOf(slot))}`,
+      slot.instance,
+      undefined,
+      undefined,
+      exit.exitCode,
+      exit.signal,
+    );
+  }
+
+  /** Runs a user callback in the parent; a throw stops the run and becomes its error. */
+  private callback(fn: () => unknown): void {
+    try {
+      const r = fn();
+      if (isThenable(r)) r.then(undefined, (err) => this.fail(err as Error));
+    } catch (err) {
+      this.fail(err as Error);
+    }
+  }
+
+  // -- the instance (runs in the child) ---------------------------------------
+
+  private instanceMain(slot: Slot, readFd: number, fd: number): Promise<number> {
+    native.close(readFd);
+    const { build, each, instances } = this.opts;
+    const instance = slot.instance;
+    const shm = this.shm;
+    const controller = new AbortController();
+    let stopping = false;
+    const requestStop = (): void => {
+      if (stopping) return;
+      stopping = true;
+      controller.abort(new Error(`iterate instance ${instance} is stopping`));
+    };
+    // Ctrl-C reaches the whole process group. The instance finishes its
+    // current item rather than dying with it; the parent decides what is next.
+    process.on('SIGINT', requestStop);
+    process.on('SIGTERM', requestStop);
+    const shouldStop = (): boolean => {
+      if (!stopping && native.shmLoad(shm, STOP) !== 0) requestStop();
+      return stopping;
+    };
+    let current: readonly [unknown, unknown] | undefined;
+    const fail = (err: unknown, stage: string): number => {
+      writeRecord(fd, failureRecord(err, stage, current));
+      return 1;
+    };
+    onChildFatal((err) => exitChild(fail(err, current === undefined ? 'iterator' : 'each')));
+
+    const walk = async (): Promise<number> => {
+      let iterator: Iterator<unknown> | AsyncIterator<unknown>;
+      try {
+        const iterable = build(instance, instances, slot.startCursor as C | null) as unknown;
+        const make =
+          (iterable as AsyncIterable<unknown>)?.[Symbol.asyncIterator] ?? (iterable as Iterable<unknown>)?.[Symbol.iterator];
+        if (typeof make !== 'function') throw new TypeError(`build must return an iterable or async iterable, got ${describe(iterable)}`);
+        iterator = make.call(iterable);
+      } catch (err) {
+        return fail(err, 'build');
+      }
+      let poller: NodeJS.Timeout | undefined;
+      let lastYield = Date.now();
+      try {
+        for (;;) {
+          if (shouldStop()) return 0;
+          if (Date.now() - lastYield >= YIELD_MS) {
+            await new Promise((r) => setImmediate(r));
+            lastYield = Date.now();
+            if (shouldStop()) return 0;
+          }
+          let step: IteratorResult<unknown>;
+          try {
+            const r = iterator.next();
+            step = isThenable(r) ? await r : (r as IteratorResult<unknown>);
+          } catch (err) {
+            return fail(err, 'iterator');
+          }
+          if (step.done) {
+            writeRecord(fd, 'd\n');
+            return 0;
+          }
+          const pair = step.value;
+          if (!Array.isArray(pair) || pair.length !== 2) {
+            return fail(new TypeError(`build must yield [item, cursor] pairs, got ${describe(pair)}`), 'iterator');
+          }
+          current = pair as [unknown, unknown];
+          let text: string | undefined;
+          try {
+            text = JSON.stringify(pair[1]);
+          } catch {
+            text = undefined;
+          }
+          if (text === undefined) return fail(new TypeError(`the cursor ${describe(pair[1])} is not a JSON value`), 'iterator');
+          try {
+            const v = each(pair[0] as I, { instance, instances, cursor: pair[1] as C, signal: controller.signal });
+            if (isThenable(v)) {
+              poller ??= setInterval(shouldStop, POLL_MS);
+              await v;
+            }
+          } catch (err) {
+            return fail(err, 'each');
+          }
+          current = undefined;
+          // The parent is gone (no one can save this cursor): stop quietly.
+          if (!writeRecord(fd, `c${text}\n`)) return 0;
+        }
+      } finally {
+        if (poller !== undefined) clearInterval(poller);
+        try {
+          const r = iterator.return?.();
+          if (isThenable(r)) await r;
+        } catch {
+          // Closing the iterator is best effort.
+        }
+      }
+    };
+    return walk();
+  }
+
+  // -- checkpoints -------------------------------------------------------------
+
+  private cursorOf(slot: Slot): unknown {
+    if (slot.cursorText !== null) {
+      slot.cursor = JSON.parse(slot.cursorText);
+      slot.cursorText = null;
+    }
+    return slot.cursor;
+  }
+
+  private snapshot(): IterateState {
+    const n = this.opts.instances;
+    return {
+      version: 1,
+      instances: n,
+      allComplete: this.allComplete,
+      cursors: this.slots.map((s) => ({
+        instance: s.instance,
+        instances: n,
+        innerCursor: this.cursorOf(s),
+        done: s.done,
+        processed: s.processedBefore + s.processed,
+      })),
+    };
+  }
+
+  private save(): void {
+    if (this.saving !== null) {
+      this.saveAgain = true;
+      return;
+    }
+    const state = this.snapshot();
+    this.itemsSinceSave = 0;
+    this.dirty = false;
+    let r: unknown;
+    try {
+      r = this.opts.store.save(state);
+    } catch (err) {
+      return this.saveFailed(err);
+    }
+    if (!isThenable(r)) return;
+    this.saving = Promise.resolve(r).then(
+      () => {
+        this.saving = null;
+        if (this.saveAgain) {
+          this.saveAgain = false;
+          this.save();
+        }
+      },
+      (err) => {
+        this.saving = null;
+        this.saveFailed(err);
+      },
+    );
+  }
+
+  private saveFailed(err: unknown): void {
+    const msg = err instanceof Error ? err.message : String(err);
+    this.fail(new CheckpointError(`saving checkpoint ${this.opts.where} failed: ${msg}`, this.opts.where, { cause: err }));
+  }
+
+  private async settleSaves(): Promise<void> {
+    while (this.saving !== null) await this.saving;
+    if (this.dirty || this.saveAgain) {
+      this.saveAgain = false;
+      this.save();
+      while (this.saving !== null) await this.saving;
+    }
+  }
+
+  // -- progress and results ------------------------------------------------------
+
+  private resultOf(s: Slot): InstanceResult<C> {
+    const r: InstanceResult<C> = {
+      instance: s.instance,
+      processed: s.processed,
+      processedTotal: s.processedBefore + s.processed,
+      cursor: this.cursorOf(s) as C | null,
+      done: s.done,
+    };
+    if (s.error !== undefined) r.error = s.error;
+    return r;
+  }
+
+  private result(): IterateResult<C> {
+    const complete = this.slots.every((s) => s.done);
+    return {
+      complete,
+      interrupted: !complete && this.interruptedBy !== null,
+      interruptedBy: complete ? null : this.interruptedBy,
+      instances: this.slots.map((s) => this.resultOf(s)),
+    };
+  }
+
+  private reportProgress(): void {
+    if (!this.progressDirty || this.opts.onProgress === undefined) return;
+    this.progressDirty = false;
+    const counts = this.slots.map((s) => {
+      const r = this.resultOf(s);
+      delete r.error;
+      return r;
+    });
+    this.callback(() => this.opts.onProgress!(counts));
+  }
+
+  // -- finishing -----------------------------------------------------------------
+
+  private maybeFinish(): void {
+    if (this.finished || this.live > 0 || this.forking) return;
+    this.finished = true;
+    void this.finish();
+  }
+
+  private async finish(): Promise<void> {
+    try {
+      this.reportProgress();
+      await this.settleSaves();
+      const errors = this.slots.flatMap((s) => (s.error === undefined ? [] : [s.error]));
+      const result = this.result();
+      if (result.complete && errors.length === 0 && this.fatal === undefined && !this.allComplete) {
+        await this.opts.onAllComplete?.(result);
+        this.allComplete = true;
+        this.dirty = true;
+        await this.settleSaves();
+      }
+      if (this.fatal !== undefined) throw this.fatal;
+      if (errors.length > 0) {
+        const first = errors[0];
+        first.errors = errors;
+        first.result = result;
+        throw first;
+      }
+      this.resolve(result);
+    } catch (err) {
+      this.reject(err as Error);
+    } finally {
+      for (const d of this.disposers.splice(0)) d();
+    }
+  }
+}
+
+export async function runIterate<I, C>(opts: EngineOptions<I, C>): Promise<IterateResult<C>> {
+  const unlock = opts.lockFile === undefined ? () => undefined : acquireLock(opts.lockFile);
+  try {
+    const raw = await opts.store.load();
+    let state = raw === null || raw === undefined ? null : checkState(raw, opts.where);
+    if (state !== null && state.instances !== opts.instances) {
+      if (opts.reshard !== 'restart') {
+        throw new ReshardError(
+          `checkpoint ${opts.where} was written by a run with instances: ${state.instances}, but this run has instances: ${opts.instances}. ` +
+            'Cursors of one partitioning cannot resume another. Run with the saved count, or pass ' +
+            "reshard: 'restart' to discard the saved cursors and start over.",
+          state.instances,
+          opts.instances,
+        );
+      }
+      state = null;
+    }
+    return await new Run(opts, state, state?.allComplete ?? false).start();
+  } finally {
+    unlock();
+  }
+}

@@ -1,0 +1,230 @@
+// Child hygiene: one test per hazard in docs/fork-in-node.md. Each fails if
+// the code that handles its hazard is removed.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { WorkerCrashedError, atFork, isChild, map } from '../src/index';
+import { tempDir } from './helpers';
+
+const dirs: string[] = [];
+function scratch(): string {
+  const d = tempDir();
+  dirs.push(d);
+  return d;
+}
+afterEach(() => {
+  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+});
+
+describe('§4 inherited I/O is silenced', () => {
+  it("the parent's HTTP server keeps answering during a map of 200 async items; no child touches its sockets", async () => {
+    const server = http.createServer((req, res) => {
+      res.setHeader('content-type', 'text/plain');
+      res.end(String(process.pid));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+    const get = (): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const req = http.get({ host: '127.0.0.1', port, agent, path: '/' }, (res) => {
+          let body = '';
+          res.on('data', (d) => (body += d));
+          res.on('end', () => resolve(body));
+        });
+        req.setTimeout(10_000, () => req.destroy(new Error('request timed out')));
+        req.on('error', reject);
+      });
+
+    let mapping = true;
+    let ok = 0;
+    const failures: string[] = [];
+    const answeredBy = new Set<string>();
+    const client = async (): Promise<void> => {
+      while (mapping) {
+        try {
+          answeredBy.add(await get());
+          ok++;
+        } catch (err) {
+          failures.push(String(err));
+        }
+      }
+    };
+    // Open the keep-alive connections before the first fork, so children inherit them.
+    await Promise.all([get(), get(), get(), get()]);
+    const clients = [client(), client(), client(), client()];
+    const results = await map(
+      Array.from({ length: 200 }, (_, i) => i),
+      async (i) => {
+        await new Promise((r) => setTimeout(r, 2));
+        return i * 2;
+      },
+      { isolation: true, concurrency: 4 },
+    );
+    mapping = false;
+    await Promise.all(clients);
+    agent.destroy();
+    await new Promise((r) => server.close(r));
+
+    expect(results).toEqual(Array.from({ length: 200 }, (_, i) => i * 2));
+    expect(failures).toEqual([]);
+    expect(ok).toBeGreaterThan(20);
+    // Every answer came from the parent: no child ever accepted or read a parent socket.
+    expect([...answeredBy]).toEqual([String(process.pid)]);
+  });
+});
+
+describe('§5 identity and §7 random state', () => {
+  it('process.pid and ppid are the real ones; Math.random and randomUUID never repeat across 100 children', async () => {
+    // Use both generators in the parent first, so their cached state is copied into every child.
+    Math.random();
+    crypto.randomUUID();
+    const out = await map(
+      Array.from({ length: 100 }, (_, i) => i),
+      () => ({
+        pid: process.pid,
+        real: Number(fs.readlinkSync('/proc/self')),
+        ppid: process.ppid,
+        r: Math.random(),
+        u: crypto.randomUUID(),
+      }),
+      { isolation: true, concurrency: 4 },
+    );
+    for (const o of out) {
+      expect(o.pid).toBe(o.real);
+      expect(o.ppid).toBe(process.pid);
+      expect(o.r).toBeGreaterThanOrEqual(0);
+      expect(o.r).toBeLessThan(1);
+    }
+    expect(new Set(out.map((o) => o.pid)).size).toBe(100);
+    const values = [...out.map((o) => String(o.r)), ...out.map((o) => o.u)];
+    expect(values.length).toBe(200);
+    expect(new Set(values).size).toBe(200);
+    expect(process.pid).toBe(Number(fs.readlinkSync('/proc/self')));
+  });
+});
+
+describe('§6 leaving the child', () => {
+  it("the parent's exit handlers never run in a child, even when the item calls process.exit", async () => {
+    const file = path.join(scratch(), 'exit-log');
+    const onExit = (): void => fs.appendFileSync(file, `${process.pid}\n`);
+    process.on('exit', onExit);
+    try {
+      expect(await map([1, 2, 3], (x) => x + 1, { isolation: true })).toEqual([2, 3, 4]);
+      await expect(map([1], () => process.exit(0))).rejects.toBeInstanceOf(WorkerCrashedError);
+    } finally {
+      process.removeListener('exit', onExit);
+    }
+    expect(fs.existsSync(file)).toBe(false);
+  });
+});
+
+describe('§8 forks happen only from library-owned macrotasks', () => {
+  it('microtasks queued by the caller before map() run once, in the parent only', async () => {
+    const file = path.join(scratch(), 'microtasks');
+    void Promise.resolve().then(() => fs.appendFileSync(file, `${process.pid}\n`));
+    queueMicrotask(() => fs.appendFileSync(file, `${process.pid}\n`));
+    const out = await map([1, 2, 3, 4], async (x) => {
+      await null;
+      return x;
+    }, { isolation: true });
+    expect(out).toEqual([1, 2, 3, 4]);
+    expect(fs.readFileSync(file, 'utf8')).toBe(`${process.pid}\n${process.pid}\n`);
+  });
+
+  it('isChild() is false in the parent and true in a child', async () => {
+    expect(isChild()).toBe(false);
+    expect(await map([1], () => isChild())).toEqual([true]);
+  });
+});
+
+describe('§9 signal listeners and timers', () => {
+  it("Ctrl-C in a child does not run the parent's SIGINT listener; the child dies of SIGINT", async () => {
+    const file = path.join(scratch(), 'sigint-log');
+    const onSigint = (): void => fs.appendFileSync(file, `${process.pid}\n`);
+    process.on('SIGINT', onSigint);
+    try {
+      const err = await map([1], () => {
+        process.kill(process.pid, 'SIGINT');
+        return new Promise(() => setInterval(() => {}, 1000));
+      }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(WorkerCrashedError);
+      expect((err as WorkerCrashedError).signal).toBe('SIGINT');
+    } finally {
+      process.removeListener('SIGINT', onSigint);
+    }
+    expect(fs.existsSync(file)).toBe(false);
+  });
+
+  it('at-fork hooks run in pthread_atfork order; a child hook can stop a user interval in the child', async () => {
+    const log: string[] = [];
+    const ticks = path.join(scratch(), 'ticks');
+    const interval = setInterval(() => fs.appendFileSync(ticks, `${process.pid}\n`), 5);
+    const childLog: string[] = [];
+    const offA = atFork({ prepare: () => log.push('prepare A'), parent: () => log.push('parent A'), child: () => childLog.push('child A') });
+    const offB = atFork({
+      prepare: () => log.push('prepare B'),
+      parent: () => log.push('parent B'),
+      child: () => {
+        childLog.push('child B');
+        clearInterval(interval);
+      },
+    });
+    try {
+      const out = await map([1], async () => {
+        await new Promise((r) => setTimeout(r, 60));
+        return [...childLog];
+      });
+      expect(out).toEqual([['child A', 'child B']]);
+      expect(log).toEqual(['prepare B', 'prepare A', 'parent A', 'parent B']);
+    } finally {
+      offA();
+      offB();
+      clearInterval(interval);
+    }
+    const tickers = new Set(fs.existsSync(ticks) ? fs.readFileSync(ticks, 'utf8').trim().split('\n') : []);
+    expect([...tickers].every((p) => p === String(process.pid))).toBe(true);
+    // Unregistered hooks no longer run.
+    const before = log.length;
+    await map([1], (x) => x);
+    expect(log.length).toBe(before);
+  });
+
+  it('atFork rejects bad hooks naming the key', () => {
+    expect(() => atFork({ child: 5 } as never)).toThrow(/hooks\.child must be a function/);
+    expect(() => atFork(null as never)).toThrow(/hooks must be an object/);
+  });
+});
+
+describe('§3 the libuv threadpool across fork', () => {
+  it('200 forks while the parent keeps the threadpool busy: every child finishes its own fs and crypto work', async () => {
+    let busy = true;
+    let parentOps = 0;
+    const churn = async (): Promise<void> => {
+      while (busy) {
+        await fs.promises.readFile(__filename);
+        await new Promise<Buffer>((res, rej) => crypto.pbkdf2('pw', 'salt', 1, 16, 'sha256', (e, k) => (e ? rej(e) : res(k))));
+        parentOps++;
+      }
+    };
+    const workers = [churn(), churn(), churn(), churn()];
+    const expected = fs.readFileSync(__filename).length;
+    const out = await map(
+      Array.from({ length: 200 }, (_, i) => i),
+      async () => {
+        const data = await fs.promises.readFile(__filename);
+        const key = await new Promise<Buffer>((res, rej) => crypto.pbkdf2('pw', 'salt', 1, 16, 'sha256', (e, k) => (e ? rej(e) : res(k))));
+        return data.length + key.length;
+      },
+      // A deadlocked child would hit this and fail the test with TimeoutError.
+      { isolation: true, concurrency: 4, timeout: 20_000 },
+    );
+    busy = false;
+    await Promise.all(workers);
+    expect(out).toEqual(Array.from({ length: 200 }, () => expected + 16));
+    expect(parentOps).toBeGreaterThan(0);
+  });
+});

@@ -40,12 +40,28 @@ static napi_value cf__napi_fail(napi_env env) {
   return NULL;
 }
 
+/* The errno name for a negative errno. libuv's table lacks some (ECHILD). */
+static const char* cf__errno_name(int err) {
+  switch (-err) {
+#define CF__E(name) \
+  case name:        \
+    return #name;
+    CF__E(EPERM) CF__E(ENOENT) CF__E(ESRCH) CF__E(EINTR) CF__E(EIO) CF__E(EBADF) CF__E(ECHILD)
+    CF__E(EAGAIN) CF__E(ENOMEM) CF__E(EACCES) CF__E(EEXIST) CF__E(ENOTDIR) CF__E(EISDIR)
+    CF__E(EINVAL) CF__E(ENFILE) CF__E(EMFILE) CF__E(ENOSPC) CF__E(EPIPE) CF__E(ERANGE)
+    CF__E(ELOOP) CF__E(ENAMETOOLONG) CF__E(ENOSYS) CF__E(ENOTEMPTY)
+#undef CF__E
+    default:
+      return uv_err_name(err);
+  }
+}
+
 static napi_value cf__throw_errno(napi_env env, int err, const char* where) {
   napi_value msg, code, error;
   char text[256];
-  snprintf(text, sizeof(text), "%s: %s (%s)", where, uv_strerror(err), uv_err_name(err));
+  snprintf(text, sizeof(text), "%s: %s (%s)", where, strerror(-err), cf__errno_name(err));
   napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
-  napi_create_string_utf8(env, uv_err_name(err), NAPI_AUTO_LENGTH, &code);
+  napi_create_string_utf8(env, cf__errno_name(err), NAPI_AUTO_LENGTH, &code);
   napi_create_error(env, code, msg, &error);
   napi_value errnum;
   napi_create_int32(env, -err, &errnum);

@@ -130,3 +130,36 @@ export class CheckpointError extends CowforkError {
     super(message, options);
   }
 }
+
+/**
+ * A fiber was cancelled. Raised inside the fiber at the pause/ioWait it is
+ * parked in (and at every later one), and the rejection of `fiber.done` when
+ * the fiber lets it propagate. `cause` is the reason given to `cancel()`.
+ */
+export class CancelledError extends CowforkError {
+  readonly code = 'ERR_CANCELLED';
+  constructor(message = 'The fiber was cancelled', options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/**
+ * The Scheduler was driven where it cannot keep its contract: a synchronous
+ * driver called inside a microtask or inside one of its own fibers, fibers
+ * that wait on something only the event loop can settle, or a park on one
+ * scheduler from a fiber of another.
+ */
+export class SchedulerError extends CowforkError {
+  readonly code = 'ERR_SCHEDULER';
+}
+
+/** runUntilEmpty: fibers failed and nobody observed their `fiber.done`. `cause` is the first error. */
+export class FiberFailedError extends CowforkError {
+  readonly code = 'ERR_FIBER_FAILED';
+  constructor(
+    message: string,
+    readonly errors: unknown[],
+  ) {
+    super(message, { cause: errors[0] });
+  }
+}

@@ -3,6 +3,9 @@ export { map, each, Parallel, ParallelWorker } from './parallel';
 export type { ParallelOptions, Settled } from './parallel';
 export { isForkSafe, atFork, isChild } from './fork';
 export type { AtForkHooks } from './fork';
+export { Scheduler } from './scheduler';
+export type { Fiber, FiberFunction, FiberState } from './scheduler';
+export { CancelledError, SchedulerError, FiberFailedError } from './errors';
 export { iterate, fromArray, range, lines, byKey, fileStore } from './iterate';
 export type {
   IterateOptions,

@@ -1,6 +1,7 @@
 // `npm run prebuild`: builds the N-API binary that ships in the package, as
-// prebuilds/<platform>-<arch>/cowfork.<libc>.node, with prebuildify (stripped,
-// tagged with the libc so node-gyp-build skips it on musl).
+// prebuilds/<platform>-<arch>/cowfork[.<libc>].node, with prebuildify
+// (stripped; on Linux tagged with the libc, so node-gyp-build skips a glibc
+// binary on musl).
 //
 // prebuildify runs `node-gyp rebuild` in its cwd and then moves the binary out
 // of build/Release. Run in the repository, that would delete the build/Release
@@ -32,7 +33,8 @@ function main() {
     out: stage,
     napi: true,
     strip: true,
-    tagLibc: true,
+    // glibc or musl; only Linux has the choice, so only Linux gets the tag.
+    tagLibc: os.platform() === 'linux',
     targets: [{ runtime: 'node', target: process.versions.node }],
     nodeGyp: path.join(root, 'node_modules', '.bin', 'node-gyp'),
   };

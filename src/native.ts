@@ -76,11 +76,11 @@ export function nativeCandidates(dir = ROOT): string[] {
     const found = listNodeFiles(folder);
     out.push(...(found.length ? found : [path.join(folder, fallback)]));
   };
-  const libc = process.env.LIBC || (fs.existsSync('/etc/alpine-release') ? 'musl' : 'glibc');
+  const libc = os.platform() !== 'linux' ? '' : process.env.LIBC || (fs.existsSync('/etc/alpine-release') ? 'musl' : 'glibc');
   addBinaries(path.join(base, 'build', 'Release'), 'cowfork.node');
   addBinaries(path.join(base, 'build', 'Debug'), 'cowfork.node');
   for (const prebuilds of [path.join(base, 'prebuilds'), path.join(path.dirname(process.execPath), 'prebuilds')]) {
-    addBinaries(path.join(prebuilds, tuple), `cowfork.${libc}.node`);
+    addBinaries(path.join(prebuilds, tuple), libc ? `cowfork.${libc}.node` : 'cowfork.node');
   }
   return out;
 }

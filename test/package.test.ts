@@ -81,8 +81,15 @@ describe('the published package', () => {
       expectOk(await run(process.execPath, [npmCli(), 'run', 'prebuild'], { cwd: ROOT, timeoutMs: 120_000 }), 'npm run prebuild');
     }
     // --ignore-scripts: `prepare` would rerun tsc, which fails on any type
-    // error anywhere in the tree; dist/ is already built.
-    const r = await run(process.execPath, [npmCli(), 'pack', '--ignore-scripts', '--json', '--pack-destination', work], { cwd: ROOT });
+    // error anywhere in the tree; dist/ is already built. One retry: in a
+    // working tree where a tsc is rewriting dist/, a file can vanish mid-pack.
+    const pack = () => run(process.execPath, [npmCli(), 'pack', '--ignore-scripts', '--json', '--pack-destination', work], { cwd: ROOT });
+    let r = await pack();
+    if (r.code !== 0) {
+      process.stderr.write(`npm pack failed once, retrying:\n${r.stderr.slice(-2000)}\n`);
+      await new Promise((done) => setTimeout(done, 1000));
+      r = await pack();
+    }
     expectOk(r, 'npm pack');
     const info = JSON.parse(r.stdout)[0];
     tarball = path.join(work, info.filename);
@@ -213,6 +220,44 @@ describe('the published package', () => {
       fs.unlinkSync(path.join(clone, 'node_modules'));
     }
   }, 120_000);
+
+  it('fails with an error that lists every path it tried', async () => {
+    // The compiled loader alone in a package with no binary, then with a broken one.
+    const pkg = path.join(work, 'no-binary');
+    fs.mkdirSync(path.join(pkg, 'dist'), { recursive: true });
+    fs.mkdirSync(path.join(pkg, 'node_modules'));
+    fs.copyFileSync(path.join(ROOT, 'dist', 'native.js'), path.join(pkg, 'dist', 'native.js'));
+    fs.writeFileSync(path.join(pkg, 'package.json'), JSON.stringify({ name: 'cowfork', version: '0.0.0' }));
+    fs.symlinkSync(path.join(ROOT, 'node_modules', 'node-gyp-build'), path.join(pkg, 'node_modules', 'node-gyp-build'));
+    const probe = async () => {
+      const r = await run(
+        process.execPath,
+        ['-e', "try { require('./dist/native.js') } catch (e) { process.stdout.write(JSON.stringify({ code: e.code, message: e.message })) }"],
+        { cwd: pkg, env: cleanEnv() },
+      );
+      expectOk(r, 'probe the loader');
+      return JSON.parse(r.stdout) as { code: string; message: string };
+    };
+    const tried = [
+      path.join(pkg, 'build', 'Release', 'cowfork.node'),
+      path.join(pkg, 'build', 'Debug', 'cowfork.node'),
+      path.join(pkg, PREBUILD),
+      path.join(path.dirname(process.execPath), PREBUILD),
+    ];
+
+    const none = await probe();
+    expect(none.code).toBe('ERR_COWFORK_NATIVE_LOAD');
+    expect(none.message).toMatch(/no binary matches/);
+    for (const file of tried) expect(none.message).toContain(`${file} (missing)`);
+
+    fs.mkdirSync(path.dirname(path.join(pkg, PREBUILD)), { recursive: true });
+    fs.writeFileSync(path.join(pkg, PREBUILD), 'not an ELF file');
+    const broken = await probe();
+    expect(broken.code).toBe('ERR_COWFORK_NATIVE_LOAD');
+    expect(broken.message).toContain(`${path.join(pkg, PREBUILD)} was found but failed to load`);
+    expect(broken.message).toContain(`${path.join(pkg, PREBUILD)} (present)`);
+    expect(broken.message).toContain(`${tried[0]} (missing)`);
+  });
 
   it('in the repository, loads build/Release ahead of prebuilds/ and lists every path it looks at', () => {
     const release = path.join(ROOT, 'build', 'Release', 'cowfork.node');

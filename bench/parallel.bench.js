@@ -1,0 +1,115 @@
+'use strict';
+// Parallel: CPU-bound speedup and tiny-item overhead, cowfork vs serial vs
+// piscina, measured side by side in one run. Prints a Markdown section.
+const path = require('node:path');
+const { spawnSync } = require('node:child_process');
+const { Piscina } = require('piscina');
+const { map } = require('../dist');
+const { forkChild, libraryMacrotask } = require('../dist/fork');
+
+const REPS = Number(process.env.BENCH_REPS || 5);
+const FIB_N = 30;
+const FIB_ITEMS = 32;
+
+function fib(n) {
+  return n < 2 ? n : fib(n - 1) + fib(n - 2);
+}
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+async function time(fn) {
+  const t = performance.now();
+  await fn();
+  return performance.now() - t;
+}
+
+async function measure(label, fn) {
+  await fn(); // warm-up
+  const runs = [];
+  for (let i = 0; i < REPS; i++) runs.push(await time(fn));
+  process.stderr.write(`  ${label}: ${runs.map((r) => r.toFixed(1)).join(' ')} ms\n`);
+  return median(runs);
+}
+
+function forkOnce() {
+  return new Promise((resolve) => libraryMacrotask(() => forkChild(() => 0).exited.then(resolve)));
+}
+
+async function main() {
+  const pool = new Piscina({ filename: path.join(__dirname, 'workers', 'fib.js'), minThreads: 2, maxThreads: 2 });
+  const fibItems = Array.from({ length: FIB_ITEMS }, () => FIB_N);
+  const expect = fib(FIB_N);
+  const check = (out) => {
+    if (out.length !== FIB_ITEMS || out.some((v) => v !== expect)) throw new Error('wrong fib results');
+  };
+
+  process.stderr.write('CPU-bound\n');
+  const serial = await measure('serial', () => check(fibItems.map(fib)));
+  const pooled = await measure('cowfork pool', async () => check(await map(fibItems, fib, { concurrency: 2 })));
+  const isolated = await measure('cowfork isolation', async () => check(await map(fibItems, fib, { concurrency: 2, isolation: true })));
+  const piscina = await measure('piscina', async () => check(await Promise.all(fibItems.map((n) => pool.run({ op: 'fib', n })))));
+
+  process.stderr.write('tiny items\n');
+  const tiny = Array.from({ length: 2000 }, (_, i) => i);
+  const tinyPool = await measure('cowfork pool 2000', () => map(tiny, (x) => x + 1, { concurrency: 2 }));
+  const tinyPiscina = await measure('piscina 2000', () => Promise.all(tiny.map((n) => pool.run({ op: 'inc', n }))));
+  const isoItems = tiny.slice(0, 200);
+  const tinyIso = await measure('cowfork isolation 200', () => map(isoItems, (x) => x + 1, { concurrency: 2, isolation: true }));
+  const many = Array.from({ length: 100_000 }, (_, i) => i);
+  const manyPool = await measure('cowfork pool 100k', () => map(many, (x) => x + 1, { concurrency: 2 }));
+  const manyPiscina = await measure('piscina 100k', () => Promise.all(many.map((n) => pool.run({ op: 'inc', n }))));
+
+  process.stderr.write('start-up\n');
+  const forkMs = await measure('fork + _exit + reap', forkOnce);
+  const spawnMs = await measure('spawn node -e 0', () => spawnSync(process.execPath, ['-e', '0']));
+  await pool.destroy();
+
+  const us = (ms, n) => ((ms * 1000) / n).toFixed(1);
+  const x = (a, b) => (a / b).toFixed(2);
+  const heapMb = (process.memoryUsage().heapUsed / 1048576).toFixed(0);
+  console.log(`## Parallel (map / each)
+
+Command: \`npm run bench -- parallel\` (bench/parallel.bench.js). Median of ${REPS} runs after a warm-up;
+every peer measured in the same process, one after another. 2 workers everywhere (this machine has 2 cores).
+
+### CPU-bound: ${FIB_ITEMS} × fib(${FIB_N})
+
+| method | median ms | speedup vs serial |
+|---|---:|---:|
+| serial | ${serial.toFixed(1)} | 1.00x |
+| cowfork \`map\`, pool (default) | ${pooled.toFixed(1)} | ${x(serial, pooled)}x |
+| cowfork \`map\`, \`isolation: true\` | ${isolated.toFixed(1)} | ${x(serial, isolated)}x |
+| piscina, 2 threads | ${piscina.toFixed(1)} | ${x(serial, piscina)}x |
+
+Target: cowfork pool ≥ 1.85x (the physical limit is 2.0x).
+
+### Tiny items: per-item overhead (\`x => x + 1\`)
+
+| method | items | median ms | µs per item |
+|---|---:|---:|---:|
+| cowfork pool | 2,000 | ${tinyPool.toFixed(1)} | ${us(tinyPool, 2000)} |
+| piscina | 2,000 | ${tinyPiscina.toFixed(1)} | ${us(tinyPiscina, 2000)} |
+| cowfork pool | 100,000 | ${manyPool.toFixed(1)} | ${us(manyPool, 100000)} |
+| piscina | 100,000 | ${manyPiscina.toFixed(1)} | ${us(manyPiscina, 100000)} |
+| cowfork isolation (one fork per item) | 200 | ${tinyIso.toFixed(1)} | ${us(tinyIso, 200)} |
+
+Target: cowfork pool ≤ 20 µs per item at 2,000 items (the whole call, forks included).
+Ratio at 2,000 items: piscina / cowfork pool = ${x(tinyPiscina, tinyPool)}x.
+
+### Start-up (parent heap ${heapMb} MB)
+
+| method | median ms |
+|---|---:|
+| cowfork fork + \`_exit\` + reap | ${forkMs.toFixed(2)} |
+| \`child_process.spawnSync(node -e 0)\` | ${spawnMs.toFixed(2)} |
+
+A forked child starts ${x(spawnMs, forkMs)}x faster than a fresh Node process.`);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

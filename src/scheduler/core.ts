@@ -18,6 +18,7 @@
 // is enabled only while some fiber is alive (it slows every promise in the
 // process on Node 20).
 import { AsyncLocalStorage } from 'node:async_hooks';
+import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { CancelledError, FiberFailedError, SchedulerError } from '../errors';
 import { atFork, libraryTimeout } from '../fork';
@@ -176,6 +177,12 @@ const NESTED_HINT =
 
 export class Core {
   pid = process.pid;
+  /**
+   * @param loop false: only the synchronous drivers run passes; nothing is
+   *   armed on the event loop (no watchers, timers or immediates).
+   */
+  constructor(readonly loop: boolean) {}
+
   readonly fibers = new Set<FiberImpl<any>>();
   private runQueue: (FiberImpl<any> | Park)[] = [];
   private readonly timers = new TimerHeap<Park>();
@@ -365,7 +372,8 @@ export class Core {
     if (e === undefined) {
       e = new FdEntry(fd);
       try {
-        this.startWatch(e, mode);
+        if (this.loop) this.startWatch(e, mode);
+        else fs.fstatSync(fd);
       } catch (err) {
         // epoll refuses regular files; poll(2) calls them always ready, and so do we.
         if ((err as NodeJS.ErrnoException)?.code === 'EPERM') return this.readyNow(fiber, fd, mode);
@@ -627,7 +635,7 @@ export class Core {
   // -- event-loop mode ------------------------------------------------------
 
   private scheduleLoopPass(): void {
-    if (this.immediateQueued) return;
+    if (this.immediateQueued || !this.loop) return;
     this.immediateQueued = true;
     const pid = this.pid;
     setImmediate(() => {
@@ -687,7 +695,7 @@ export class Core {
       // A watcher is replaced rather than restarted: uv_poll_init checks the
       // fd, while restarting a watcher on a closed fd aborts inside libuv. The
       // replacement also covers an fd number closed and reused while emptied.
-      if (want !== e.watchMode || e.emptied || e.watch === null) {
+      if (this.loop && (want !== e.watchMode || e.emptied || e.watch === null)) {
         this.stopWatch(e);
         try {
           this.startWatch(e, want);
@@ -707,7 +715,7 @@ export class Core {
 
   private armTimer(): void {
     const top = this.timers.peek();
-    if (top === undefined) {
+    if (top === undefined || !this.loop) {
       this.loopTimerCancel?.();
       this.loopTimerCancel = null;
       this.loopTimerAt = Infinity;

@@ -3,6 +3,7 @@
 // the scheduler, and delegates to the engine in core.ts. docs/scheduler.md
 // has the model, both driving modes and the pitfalls.
 import { ERR, HUP, READ, WRITE } from '../native';
+import { boolean, optionsObject, rejectUnknown } from '../validate';
 import { Core, type FiberImpl, type FiberState, currentFiber } from './core';
 
 export type { FiberState } from './core';
@@ -32,6 +33,15 @@ export interface Fiber<T = unknown> {
 }
 
 export type FiberFunction<T> = (fiber: Fiber<T>) => T | PromiseLike<T>;
+
+export interface SchedulerOptions {
+  /**
+   * true (default): fibers also make progress whenever Node's event loop
+   * runs. false: only tick/runUntilEmpty/runFor run them, so stepping stays
+   * deterministic across macrotasks; nothing is armed on the loop.
+   */
+  eventLoop?: boolean;
+}
 
 // ---------------------------------------------------------------------------
 // Validation. Async methods reject; the synchronous drivers throw.
@@ -127,8 +137,10 @@ export class Scheduler {
   /** Set in ioWait's result on an error condition, or an fd closed under its park. */
   static readonly ERR = ERR;
 
-  constructor() {
-    cores.set(this, new Core());
+  constructor(options?: SchedulerOptions) {
+    const o = optionsObject(options);
+    rejectUnknown(o, ['eventLoop']);
+    cores.set(this, new Core(boolean(o.eventLoop, 'options.eventLoop', true)));
   }
 
   /** The per-process default scheduler the static methods use (fresh in a forked child). */

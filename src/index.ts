@@ -4,7 +4,7 @@ export type { ParallelOptions, Settled } from './parallel';
 export { isForkSafe, atFork, isChild } from './fork';
 export type { AtForkHooks } from './fork';
 export { Scheduler } from './scheduler';
-export type { Fiber, FiberFunction, FiberState } from './scheduler';
+export type { Fiber, FiberFunction, FiberState, SchedulerOptions } from './scheduler';
 export { CancelledError, SchedulerError, FiberFailedError } from './errors';
 export { iterate, fromArray, range, lines, byKey, fileStore } from './iterate';
 export type {

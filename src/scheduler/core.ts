@@ -205,14 +205,17 @@ export class Core {
   private pollEntries: FdEntry[] = [];
 
   get size(): number {
+    this.checkPid();
     return this.fibers.size;
   }
 
   get pendingTimers(): number {
+    this.checkPid();
     return this.timers.size;
   }
 
   get watchers(): number {
+    this.checkPid();
     return this.watchCount;
   }
 

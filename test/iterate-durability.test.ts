@@ -28,8 +28,8 @@ interface Spawned {
   done: Promise<{ code: number | null; signal: NodeJS.Signals | null; out: any }>;
 }
 
-function start(script: string, args: string[]): Spawned {
-  const proc = spawn(process.execPath, ['--single-threaded', script, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+function start(script: string, args: string[], detached = false): Spawned {
+  const proc = spawn(process.execPath, ['--single-threaded', script, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached });
   let stdout = '';
   let stderr = '';
   proc.stdout!.on('data', (d) => (stdout += d));
@@ -50,8 +50,8 @@ function start(script: string, args: string[]): Spawned {
   return { proc, done };
 }
 
-function runFixture(cfg: Record<string, unknown>): Spawned {
-  return start(RUN, [JSON.stringify(cfg)]);
+function runFixture(cfg: Record<string, unknown>, detached = false): Spawned {
+  return start(RUN, [JSON.stringify(cfg)], detached);
 }
 
 /** Records written so far by all runs in `dir`. */
@@ -147,6 +147,31 @@ describe('iterate: SIGTERM to the parent', () => {
       expect(lines(path.join(dir, 'allcomplete'))).toHaveLength(1);
       expectCleanDir(dir);
     }
+  });
+});
+
+describe('iterate: Ctrl-C to the whole process group', () => {
+  it('instances finish their current item instead of dying with the parent\'s group', async () => {
+    const dir = scratch();
+    const TOTAL = 100_000;
+    // detached: the fixture leads its own process group, like a shell job.
+    const { proc, done } = runFixture({ dir, label: 'a', instances: 4, total: TOTAL }, true);
+    await waitFor(() => recordCount(dir) >= 5000, 20_000, 2);
+    process.kill(-proc.pid!, 'SIGINT');
+    const { code, out } = await done;
+    expect(code).toBe(0);
+    expect(out.error, JSON.stringify(out)).toBeUndefined();
+    expect(out.result).toMatchObject({ complete: false, interrupted: true, interruptedBy: 'SIGINT' });
+    // No instance died: each finished and reported its item, so the checkpoint
+    // accounts for every record written.
+    const saved = checkpointOf(dir).cursors.reduce((a: number, c: any) => a + c.processed, 0);
+    expect(saved).toBe(recordCount(dir));
+
+    const rest = await runFixture({ dir, label: 'b', instances: 4, total: TOTAL }).done;
+    expect(rest.out.result.complete).toBe(true);
+    const counts = tally(dir, TOTAL);
+    expect(counts.findIndex((c) => c !== 1)).toBe(-1);
+    expectCleanDir(dir);
   });
 });
 

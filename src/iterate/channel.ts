@@ -2,6 +2,7 @@
 //   c<cursor JSON>   an item's `each` finished; its cursor
 //   d                the partition is exhausted
 //   e<failure JSON>  `build`, `each` or the iterator failed
+//   s<signal>        the instance itself got SIGINT/SIGTERM and stopped
 // JSON.stringify never emits a raw newline, so "\n" ends every record. Only
 // the instance writes its pipe, so records never interleave.
 import fs from 'node:fs';
@@ -10,6 +11,7 @@ import { WRITE, native } from '../native';
 export const CURSOR = 0x63; // 'c'
 export const DONE = 0x64; // 'd'
 export const FAILED = 0x65; // 'e'
+export const STOPPED = 0x73; // 's'
 
 export interface Failure {
   name: string;
@@ -57,6 +59,7 @@ export interface RecordSink {
   cursors(count: number, last: string): void;
   done(): void;
   failed(failure: Failure): void;
+  stopped(signal: string): void;
 }
 
 export class RecordReader {
@@ -108,6 +111,9 @@ export class RecordReader {
       } else if (kind === FAILED) {
         flush();
         this.sink.failed(JSON.parse(buf.toString('utf8', start + 1, nl)) as Failure);
+      } else if (kind === STOPPED) {
+        flush();
+        this.sink.stopped(buf.toString('utf8', start + 1, nl));
       }
       start = nl + 1;
     }

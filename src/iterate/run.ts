@@ -110,6 +110,8 @@ interface Slot {
   cursor: unknown;
   done: boolean;
   failure?: Failure;
+  /** The signal the instance itself got, when it stopped because of one. */
+  stoppedBy?: InterruptReason;
   error?: IterateError;
   child?: ForkedChild;
   readFd?: number;
@@ -303,6 +305,9 @@ class Run<I, C> {
         failed: (f) => {
           slot.failure ??= f;
         },
+        stopped: (sig) => {
+          slot.stoppedBy = sig === 'SIGINT' ? 'SIGINT' : 'SIGTERM';
+        },
       });
       slot.watch = native.watch(readFd, READ | HUP, () => this.onReadable(slot));
       child.exited.then((exit) => this.onExit(slot, exit));
@@ -351,6 +356,10 @@ class Run<I, C> {
       this.callback(() => this.opts.onComplete?.(this.resultOf(slot)));
     } else if (slot.failure !== undefined) {
       slot.error = this.failureError(slot, slot.failure, exit);
+    } else if (slot.stoppedBy !== undefined && exit.exitCode === 0) {
+      // Signalled directly (Ctrl-C reaches the whole group, often before the
+      // parent's own handler runs): an interruption, not a failure.
+      this.interruptedBy ??= slot.stoppedBy;
     } else if (!(this.stopping && (exit.exitCode === 0 || this.forced))) {
       slot.error = this.crashError(slot, exit);
     }
@@ -399,15 +408,20 @@ class Run<I, C> {
     const shm = this.shm;
     const controller = new AbortController();
     let stopping = false;
+    let signalled: NodeJS.Signals | undefined;
     const requestStop = (): void => {
       if (stopping) return;
       stopping = true;
       controller.abort(new Error(`iterate instance ${instance} is stopping`));
     };
     // Ctrl-C reaches the whole process group. The instance finishes its
-    // current item rather than dying with it; the parent decides what is next.
-    process.on('SIGINT', requestStop);
-    process.on('SIGTERM', requestStop);
+    // current item rather than dying with it, and tells the parent why it stopped.
+    const onSignal = (sig: NodeJS.Signals): void => {
+      signalled ??= sig;
+      requestStop();
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
     const shouldStop = (): boolean => {
       if (!stopping && native.shmLoad(shm, STOP) !== 0) requestStop();
       return stopping;
@@ -418,6 +432,11 @@ class Run<I, C> {
       return 1;
     };
     onChildFatal((err) => exitChild(fail(err, current === undefined ? 'iterator' : 'each')));
+
+    const stopped = (): number => {
+      if (signalled !== undefined) writeRecord(fd, `s${signalled}\n`);
+      return 0;
+    };
 
     const walk = async (): Promise<number> => {
       let iterator: Iterator<unknown> | AsyncIterator<unknown>;
@@ -434,11 +453,11 @@ class Run<I, C> {
       let lastYield = Date.now();
       try {
         for (;;) {
-          if (shouldStop()) return 0;
+          if (shouldStop()) return stopped();
           if (Date.now() - lastYield >= YIELD_MS) {
             await new Promise((r) => setImmediate(r));
             lastYield = Date.now();
-            if (shouldStop()) return 0;
+            if (shouldStop()) return stopped();
           }
           let step: IteratorResult<unknown>;
           try {

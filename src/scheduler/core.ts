@@ -136,8 +136,6 @@ class FdEntry {
   watchMode = 0;
   /** Readiness seen by the watcher or by poll(2), not yet handed out. */
   pendingBits = 0;
-  /** Emptied while a driver ran: the number may name a new file by now. */
-  emptied = false;
   constructor(readonly fd: number) {}
 
   want(): number {
@@ -375,8 +373,11 @@ export class Core {
     if (e === undefined) {
       e = new FdEntry(fd);
       try {
-        if (this.loop) this.startWatch(e, mode);
-        else fs.fstatSync(fd);
+        // Outside a pass the watcher starts now, and uv_poll_init checks the
+        // fd. Inside one it starts when the pass ends, so a fiber that re-parks
+        // on its fd every pass does not churn watchers; fstat checks the fd.
+        if (this.loop && this.depth === 0) this.startWatch(e, mode);
+        else if (fs.fstatSync(fd).isFile()) return this.readyNow(fiber, fd, mode);
       } catch (err) {
         // epoll refuses regular files; poll(2) calls them always ready, and so do we.
         if ((err as NodeJS.ErrnoException)?.code === 'EPERM') return this.readyNow(fiber, fd, mode);
@@ -443,7 +444,10 @@ export class Core {
       if (e !== undefined && e.parks.delete(p)) {
         if (p.mode & READ) e.readers--;
         if (p.mode & WRITE) e.writers--;
-        if (e.parks.size === 0) e.emptied = true;
+        // Closed now, while the fd still names the file it watches: the woken
+        // fiber may close the fd, and a watcher closed after that would take
+        // the number's next owner out of epoll (uv_close always EPOLL_CTL_DELs).
+        if (e.parks.size === 0) this.stopWatch(e);
         this.dirty.add(e);
       }
     }
@@ -694,26 +698,37 @@ export class Core {
         this.fds.delete(e.fd);
         continue;
       }
+      if (!this.loop) continue;
       const want = e.want();
       // A watcher is replaced rather than restarted: uv_poll_init checks the
-      // fd, while restarting a watcher on a closed fd aborts inside libuv. The
-      // replacement also covers an fd number closed and reused while emptied.
-      if (this.loop && (want !== e.watchMode || e.emptied || e.watch === null)) {
+      // fd (and refuses one another handle on the loop owns), while a
+      // restarted watcher on a closed fd aborts inside libuv.
+      if (e.watch === null || want !== e.watchMode) {
         this.stopWatch(e);
         try {
           this.startWatch(e, want);
-        } catch {
-          // Closed under its parks: they wake with ERR, as poll(2) reports POLLNVAL.
-          e.pendingBits |= ERR;
-          this.scheduleLoopPass();
+        } catch (err) {
+          this.failEntry(e, err);
         }
       }
-      e.emptied = false;
     }
     this.dirty.clear();
     this.armTimer();
     if (this.runQueue.length > 0) this.scheduleLoopPass();
     if (!this.hasWork() && this.fibers.size === 0 && this.watchCount === 0) busyCores.delete(this);
+  }
+
+  /** The fd cannot be watched: its parks wake with the error (or, for a regular file, ready). */
+  private failEntry(e: FdEntry, err: unknown): void {
+    const alwaysReady = (err as NodeJS.ErrnoException)?.code === 'EPERM';
+    const error = alwaysReady ? undefined : watchError(e.fd, err);
+    for (const p of [...e.parks]) {
+      this.detach(p);
+      if (alwaysReady) p.wakeBits = p.mode;
+      else p.wakeError = error;
+      this.enqueue(p);
+    }
+    this.fds.delete(e.fd);
   }
 
   private armTimer(): void {

@@ -1,0 +1,349 @@
+'use strict';
+// Scheduler: what a fiber resume costs next to a bare promise resolution and
+// a setImmediate hop; how fast ioWait wakes on a pipe next to a net.Socket
+// 'data' event; how far pause(0.01) overshoots. Peers are measured side by
+// side in this one run. Prints a Markdown section; progress goes to stderr.
+const fs = require('node:fs');
+const net = require('node:net');
+const { spawn } = require('node:child_process');
+const { Scheduler } = require('../dist');
+const { native } = require('../dist/native');
+
+const FIBERS = 1000;
+const STEPS = Number(process.env.BENCH_STEPS || 100);
+const REPS = Number(process.env.BENCH_REPS || 5);
+const ROUND_TRIPS = Number(process.env.BENCH_ROUND_TRIPS || 2000);
+const PAUSES = Number(process.env.BENCH_PAUSES || 200);
+
+const tickCallback = process._tickCallback;
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+function quantile(xs, q) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))];
+}
+
+function log(msg) {
+  process.stderr.write(`${msg}\n`);
+}
+
+function inMacrotask(fn) {
+  return new Promise((resolve, reject) =>
+    setImmediate(() => {
+      try {
+        resolve(fn());
+      } catch (err) {
+        reject(err);
+      }
+    }),
+  );
+}
+
+async function best(label, fn) {
+  await fn(); // warm-up
+  const runs = [];
+  for (let i = 0; i < REPS; i++) {
+    global.gc?.();
+    const t = performance.now();
+    await fn();
+    runs.push(performance.now() - t);
+  }
+  log(`  ${label}: ${runs.map((r) => r.toFixed(1)).join(' ')} ms`);
+  return median(runs);
+}
+
+// ---------------------------------------------------------------------------
+// 1. Resume cost: FIBERS fibers each resumed STEPS times.
+
+function schedulerSync() {
+  const s = new Scheduler({ eventLoop: false });
+  return inMacrotask(() => {
+    for (let i = 0; i < FIBERS; i++) {
+      s.spawn(async () => {
+        for (let k = 0; k < STEPS; k++) await s.pause(0);
+      });
+    }
+    s.runUntilEmpty();
+  });
+}
+
+function schedulerLoop() {
+  const s = new Scheduler();
+  const fibers = [];
+  for (let i = 0; i < FIBERS; i++) {
+    fibers.push(
+      s.spawn(async () => {
+        for (let k = 0; k < STEPS; k++) await s.pause(0);
+      }),
+    );
+  }
+  return Promise.all(fibers.map((f) => f.done));
+}
+
+// The same shape without a scheduler: async functions awaiting promises whose
+// resolvers a driver loop calls, draining microtasks after each round.
+function barePromises() {
+  return inMacrotask(() => {
+    let waiting = [];
+    let live = FIBERS;
+    const park = () => new Promise((resolve) => waiting.push(resolve));
+    for (let i = 0; i < FIBERS; i++) {
+      (async () => {
+        for (let k = 0; k < STEPS; k++) await park();
+        live--;
+      })();
+    }
+    while (live > 0) {
+      const ready = waiting;
+      waiting = [];
+      for (const r of ready) r();
+      tickCallback.call(process);
+    }
+  });
+}
+
+function immediates() {
+  const all = [];
+  for (let i = 0; i < FIBERS; i++) {
+    all.push(
+      (async () => {
+        for (let k = 0; k < STEPS; k++) await new Promise((r) => setImmediate(r));
+      })(),
+    );
+  }
+  return Promise.all(all);
+}
+
+// ---------------------------------------------------------------------------
+// 2. Wake-up latency: round trips through `cat` over two pipes.
+
+function catPeer() {
+  const [aRead, aWrite] = native.pipe(true); // parent -> cat
+  const [bRead, bWrite] = native.pipe(true); // cat -> parent
+  const child = spawn('cat', [], { stdio: [aRead, bWrite, 'inherit'] });
+  native.close(aRead);
+  native.close(bWrite);
+  return {
+    aWrite,
+    bRead,
+    close() {
+      native.close(aWrite);
+      child.kill();
+      return new Promise((r) => child.once('exit', r));
+    },
+  };
+}
+
+const ONE = Buffer.from('x');
+const BUF = Buffer.alloc(64);
+
+function readSome(fd) {
+  try {
+    return fs.readSync(fd, BUF);
+  } catch (err) {
+    if (err.code === 'EAGAIN') return 0;
+    throw err;
+  }
+}
+
+async function pingIoWaitLoop(peer) {
+  const samples = [];
+  const s = new Scheduler();
+  await s.spawn(async () => {
+    for (let i = 0; i < ROUND_TRIPS; i++) {
+      const t = process.hrtime.bigint();
+      fs.writeSync(peer.aWrite, ONE);
+      while ((await s.ioWait(peer.bRead, Scheduler.READ)) && readSome(peer.bRead) === 0);
+      samples.push(Number(process.hrtime.bigint() - t) / 1000);
+    }
+  }).done;
+  return samples;
+}
+
+function pingIoWaitSync(peer) {
+  const samples = [];
+  const s = new Scheduler({ eventLoop: false });
+  return inMacrotask(() => {
+    s.spawn(async () => {
+      for (let i = 0; i < ROUND_TRIPS; i++) {
+        const t = process.hrtime.bigint();
+        fs.writeSync(peer.aWrite, ONE);
+        while ((await s.ioWait(peer.bRead, Scheduler.READ)) && readSome(peer.bRead) === 0);
+        samples.push(Number(process.hrtime.bigint() - t) / 1000);
+      }
+    });
+    s.runUntilEmpty();
+    return samples;
+  });
+}
+
+function pingSocket(peer) {
+  const samples = [];
+  const sock = new net.Socket({ fd: peer.bRead, readable: true, writable: false });
+  return new Promise((resolve) => {
+    let t = 0n;
+    const send = () => {
+      t = process.hrtime.bigint();
+      fs.writeSync(peer.aWrite, ONE);
+    };
+    sock.on('data', () => {
+      samples.push(Number(process.hrtime.bigint() - t) / 1000);
+      if (samples.length === ROUND_TRIPS) {
+        sock.pause();
+        sock.removeAllListeners('data');
+        // The socket owns bRead now; destroying it closes the fd.
+        sock.destroy();
+        resolve(samples);
+      } else send();
+    });
+    send();
+  });
+}
+
+async function latency(label, run) {
+  const peer = catPeer();
+  try {
+    await run(peer); // warm-up
+  } finally {
+    await peer.close().catch(() => {});
+  }
+  const again = catPeer();
+  let samples;
+  try {
+    samples = await run(again);
+  } finally {
+    await again.close();
+  }
+  log(`  ${label}: median ${median(samples).toFixed(1)} µs`);
+  return samples;
+}
+
+// catPeer() leaves bRead open for the ioWait runs; the socket run closes it itself.
+function withOwnedRead(run) {
+  return async (peer) => {
+    try {
+      return await run(peer);
+    } finally {
+      native.close(peer.bRead);
+    }
+  };
+}
+
+// ---------------------------------------------------------------------------
+// 3. pause(0.01) overshoot.
+
+async function overshootLoop() {
+  const s = new Scheduler();
+  const out = [];
+  await s.spawn(async () => {
+    for (let i = 0; i < PAUSES; i++) {
+      const t = performance.now();
+      await s.pause(0.01);
+      out.push(performance.now() - t - 10);
+    }
+  }).done;
+  return out;
+}
+
+function overshootSync() {
+  const s = new Scheduler({ eventLoop: false });
+  const out = [];
+  return inMacrotask(() => {
+    s.spawn(async () => {
+      for (let i = 0; i < PAUSES; i++) {
+        const t = performance.now();
+        await s.pause(0.01);
+        out.push(performance.now() - t - 10);
+      }
+    });
+    s.runUntilEmpty();
+    return out;
+  });
+}
+
+async function overshootTimeout() {
+  const out = [];
+  for (let i = 0; i < PAUSES; i++) {
+    const t = performance.now();
+    await new Promise((r) => setTimeout(r, 10));
+    out.push(performance.now() - t - 10);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+
+async function main() {
+  const resumes = FIBERS * STEPS;
+  log(`resume cost (${FIBERS} fibers x ${STEPS} resumes)`);
+  const bare = await best('bare promise', barePromises);
+  const sync = await best('scheduler, runUntilEmpty', schedulerSync);
+  const loop = await best('scheduler, event loop', schedulerLoop);
+  const imm = await best('setImmediate', immediates);
+  const ns = (ms) => ((ms * 1e6) / resumes).toFixed(0);
+  const ratio = (ms) => (ms / bare).toFixed(2);
+
+  log(`wake-up latency (${ROUND_TRIPS} round trips through cat)`);
+  const wSocket = await latency('net.Socket data', pingSocket);
+  const wLoop = await latency('ioWait, event loop', withOwnedRead(pingIoWaitLoop));
+  const wSync = await latency('ioWait, runUntilEmpty', withOwnedRead(pingIoWaitSync));
+  const sockMed = median(wSocket);
+
+  log(`pause(0.01) overshoot (${PAUSES} pauses)`);
+  const oTimeout = await overshootTimeout();
+  const oLoop = await overshootLoop();
+  const oSync = await overshootSync();
+  log('  done');
+
+  const us = (x) => x.toFixed(1);
+  const ms = (x) => x.toFixed(2);
+  const lines = [
+    '## Scheduler',
+    '',
+    `Numbers from a shared, busy 2-core machine; compare the ratios within a table. ` +
+      `Fibers are async functions; the scheduler's AsyncLocalStorage (which knows which fiber is running) ` +
+      `is on while any fiber lives and slows every promise in the process on Node 20, which is most of the ` +
+      `gap to a bare promise.`,
+    '',
+    `### Resume cost: ${FIBERS} fibers × ${STEPS} resumes (\`await pause(0)\`), median of ${REPS}`,
+    '',
+    '| how a fiber is resumed | total | per resume | vs bare promise |',
+    '|---|---|---|---|',
+    `| bare promise resolution + \`process._tickCallback()\` per round | ${bare.toFixed(1)} ms | ${ns(bare)} ns | 1.00× |`,
+    `| Scheduler, \`runUntilEmpty()\` | ${sync.toFixed(1)} ms | ${ns(sync)} ns | ${ratio(sync)}× |`,
+    `| Scheduler, event loop | ${loop.toFixed(1)} ms | ${ns(loop)} ns | ${ratio(loop)}× |`,
+    `| \`await new Promise(setImmediate)\` | ${imm.toFixed(1)} ms | ${ns(imm)} ns | ${ratio(imm)}× |`,
+    '',
+    `### Wake-up latency: ${ROUND_TRIPS} one-byte round trips through \`cat\` over two pipes`,
+    '',
+    'One fiber writes a byte and waits for the echo. Each round trip includes `cat`\u2019s own read and write.',
+    '',
+    '| waiting with | median | p99 | median vs net.Socket |',
+    '|---|---|---|---|',
+    `| \`net.Socket\` 'data' event | ${us(sockMed)} µs | ${us(quantile(wSocket, 0.99))} µs | 1.00× |`,
+    `| \`ioWait\`, event loop (libuv poll watcher) | ${us(median(wLoop))} µs | ${us(quantile(wLoop, 0.99))} µs | ${(median(wLoop) / sockMed).toFixed(2)}× |`,
+    `| \`ioWait\`, \`runUntilEmpty()\` (poll(2)) | ${us(median(wSync))} µs | ${us(quantile(wSync, 0.99))} µs | ${(median(wSync) / sockMed).toFixed(2)}× |`,
+    '',
+    `### \`pause(0.01)\` overshoot: ${PAUSES} sequential pauses`,
+    '',
+    '| timer | p50 overshoot | p99 overshoot | max |',
+    '|---|---|---|---|',
+    `| \`setTimeout(10)\` | ${ms(quantile(oTimeout, 0.5))} ms | ${ms(quantile(oTimeout, 0.99))} ms | ${ms(Math.max(...oTimeout))} ms |`,
+    `| \`pause(0.01)\`, event loop | ${ms(quantile(oLoop, 0.5))} ms | ${ms(quantile(oLoop, 0.99))} ms | ${ms(Math.max(...oLoop))} ms |`,
+    `| \`pause(0.01)\`, \`runUntilEmpty()\` | ${ms(quantile(oSync, 0.5))} ms | ${ms(quantile(oSync, 0.99))} ms | ${ms(Math.max(...oSync))} ms |`,
+    '',
+    'No pause ever woke early (the minimum overshoot is ' +
+      `${ms(Math.min(...oLoop, ...oSync))} ms).`,
+  ];
+  if (Math.min(...oLoop, ...oSync) < 0) throw new Error('a pause woke early');
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+main().catch((err) => {
+  process.stderr.write(`${err.stack}\n`);
+  process.exit(1);
+});

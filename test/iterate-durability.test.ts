@@ -175,6 +175,29 @@ describe('iterate: Ctrl-C to the whole process group', () => {
   });
 });
 
+describe('iterate: a second SIGTERM', () => {
+  it('kills instances stuck in a long item; the run still resolves as interrupted and resumes', async () => {
+    const dir = scratch();
+    // 400 ms per item: the first SIGTERM waits for the items in flight, the second does not.
+    const { proc, done } = runFixture({ dir, label: 'a', instances: 2, total: 8, spin: 400_000 });
+    await waitFor(() => lines(path.join(dir, 'starts-a')).length === 2);
+    await sleep(50);
+    proc.kill('SIGTERM');
+    await sleep(50);
+    proc.kill('SIGTERM');
+    const { code, out } = await done;
+    expect(code).toBe(0);
+    expect(out.error, JSON.stringify(out)).toBeUndefined();
+    expect(out.result).toMatchObject({ complete: false, interrupted: true, interruptedBy: 'SIGTERM' });
+    // Killed mid-item: nothing was finished, so nothing was saved as done.
+    expect(out.result.instances.map((i: any) => i.processed)).toEqual([0, 0]);
+    expect(recordCount(dir)).toBe(0);
+    const rest = await runFixture({ dir, label: 'b', instances: 2, total: 8, spin: 1000 }).done;
+    expect(rest.out.result.complete).toBe(true);
+    expect(tally(dir, 8).every((c) => c === 1)).toBe(true);
+  });
+});
+
 describe('iterate: kill -9', () => {
   it('of one instance: the run reports it, the others finish, the next run resumes it from its saved cursor', async () => {
     const dir = scratch();

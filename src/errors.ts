@@ -163,3 +163,17 @@ export class FiberFailedError extends CowforkError {
     super(message, { cause: errors[0] });
   }
 }
+
+/** A prefork worker died before it was ready while the master was starting; `master.ready` rejects with it. */
+export class WorkerBootError extends CowforkError {
+  readonly code = 'ERR_WORKER_BOOT';
+  constructor(
+    message: string,
+    readonly num: number,
+    readonly pid: number,
+    readonly exitCode: number | null,
+    readonly signal: NodeJS.Signals | null,
+  ) {
+    super(message);
+  }
+}

@@ -18,6 +18,23 @@ export type {
   InstanceCursor,
   Builder,
 } from './iterate';
+export { prefork, PreforkMaster } from './prefork';
+export type {
+  PreforkOptions,
+  WorkerContext,
+  WorkerStats,
+  WorkerState,
+  WorkerEvent,
+  WorkerExitEvent,
+  ExitReason,
+  Frame,
+  ParentContext,
+  ForkInfo,
+  RequestHandler,
+  ServeOptions,
+  Address,
+  ListenSpec,
+} from './prefork';
 export {
   CowforkError,
   WorkerError,
@@ -29,4 +46,5 @@ export {
   IterateError,
   ReshardError,
   CheckpointError,
+  WorkerBootError,
 } from './errors';

@@ -1,0 +1,170 @@
+// prefork: a Unicorn-class supervisor. Workers are forked from a warm master,
+// so they start in milliseconds and share its heap copy-on-write. This file is
+// the facade: it validates the options and delegates to MasterImpl.
+import { EventEmitter } from 'node:events';
+import os from 'node:os';
+import path from 'node:path';
+import { forkUnsafeError, isForkSafe } from '../fork';
+import {
+  boolean,
+  nonNegativeInteger,
+  optionalFunction,
+  optionsObject,
+  positiveInteger,
+  positiveNumber,
+  rejectUnknown,
+} from '../validate';
+import { type Address, type Endpoint, type ListenSpec, parseListen } from './listen';
+import { type MasterConfig, MasterImpl } from './master';
+import { importModule, workerFromModule } from './serve';
+import type {
+  ForkInfo,
+  PreforkOptions,
+  WorkerContext,
+  WorkerEvent,
+  WorkerExitEvent,
+  WorkerFn,
+  WorkerStats,
+} from './types';
+
+export type {
+  ExitReason,
+  ForkInfo,
+  Frame,
+  ParentContext,
+  PreforkOptions,
+  RequestHandler,
+  ServeOptions,
+  WorkerContext,
+  WorkerEvent,
+  WorkerExitEvent,
+  WorkerFn,
+  WorkerState,
+  WorkerStats,
+} from './types';
+export type { Address, ListenSpec } from './listen';
+
+const KNOWN = [
+  'workers',
+  'listen',
+  'timeout',
+  'shutdownTimeout',
+  'threads',
+  'reusePort',
+  'backlog',
+  'signals',
+  'worker',
+  'beforeFork',
+  'afterFork',
+] as const;
+
+export interface PreforkMasterEvents {
+  spawn: [WorkerEvent];
+  ready: [WorkerEvent];
+  exit: [WorkerExitEvent];
+  timeout: [WorkerEvent];
+  forkError: [Error];
+  stop: [];
+}
+
+/** The handle `prefork()` returns. Events: spawn, ready, exit, timeout, forkError, stop. */
+export class PreforkMaster extends EventEmitter<PreforkMasterEvents> {
+  readonly #impl: MasterImpl;
+  /** Settles once every worker has reported ready (rejects with WorkerBootError if one dies first). */
+  readonly ready: Promise<void>;
+  /** The listening sockets the master opened, with the real port for port 0. */
+  readonly addresses: readonly Address[];
+
+  /** @internal Use prefork(). */
+  constructor(config: MasterConfig, boot: (impl: MasterImpl) => void) {
+    super();
+    this.#impl = new MasterImpl(config, this as unknown as EventEmitter);
+    boot(this.#impl);
+    this.ready = this.#impl.ready;
+    this.addresses = Object.freeze(this.#impl.addresses.map((a) => Object.freeze({ ...a })));
+  }
+
+  /** Per live worker: num, pid, generation, state, uptime, restarts, lastHeartbeat. */
+  stats(): WorkerStats[] {
+    return this.#impl.stats();
+  }
+
+  /** The number of workers the master keeps. */
+  get workers(): number {
+    return this.#impl.workers;
+  }
+
+  /** Rolling restart: one worker at a time drains and is replaced by a fresh fork. */
+  restart(): Promise<void> {
+    return this.#impl.restart();
+  }
+
+  /** Changes the number of workers; extra ones drain (highest nums first go), missing ones are forked. */
+  scale(workers: number): void {
+    this.#impl.scale(nonNegativeInteger(workers, 'scale(workers): workers', 0));
+  }
+
+  /** Graceful stop: workers stop accepting and finish in-flight work (SIGKILL after shutdownTimeout). */
+  stop(): Promise<void> {
+    return this.#impl.stop();
+  }
+}
+
+/**
+ * Starts a prefork master in this process. Sockets are opened here, before
+ * any fork; throws synchronously on bad options, on a process started without
+ * --single-threaded (ForkUnsafeError) and when a socket cannot be bound.
+ */
+export function prefork(options: PreforkOptions): PreforkMaster {
+  const opts = optionsObject(options);
+  rejectUnknown(opts, KNOWN);
+  const worker = opts.worker;
+  if (typeof worker !== 'function' && (typeof worker !== 'string' || worker === '')) {
+    throw new TypeError('options.worker must be a function or a module path');
+  }
+  const threads = nonNegativeInteger(opts.threads, 'options.threads', 0);
+  if (threads > 0 && typeof worker !== 'string') {
+    throw new TypeError(
+      'options.worker must be a module path when options.threads > 0: a worker_thread cannot share the master\'s closures',
+    );
+  }
+  const listen = opts.listen === undefined ? [] : Array.isArray(opts.listen) ? opts.listen : [opts.listen];
+  const endpoints: Endpoint[] = listen.map((spec: ListenSpec, i: number) =>
+    parseListen(spec, Array.isArray(opts.listen) ? `options.listen[${i}]` : 'options.listen'),
+  );
+  const reusePort = boolean(opts.reusePort, 'options.reusePort', false);
+  if (reusePort && endpoints.some((e) => e.kind === 'unix')) {
+    throw new TypeError('options.reusePort needs TCP addresses in options.listen (a unix socket cannot be shared that way)');
+  }
+  const config: MasterConfig = {
+    workers: positiveInteger(opts.workers, 'options.workers', os.availableParallelism()),
+    endpoints,
+    timeout: positiveNumber(opts.timeout, 'options.timeout') ?? 30_000,
+    shutdownTimeout: positiveNumber(opts.shutdownTimeout, 'options.shutdownTimeout') ?? 10_000,
+    threads,
+    reusePort,
+    backlog: positiveInteger(opts.backlog, 'options.backlog', 511),
+    signals: boolean(opts.signals, 'options.signals', true),
+    worker: null,
+    module: typeof worker === 'string' ? path.resolve(worker) : null,
+    beforeFork: optionalFunction<(info: ForkInfo) => void>(opts.beforeFork, 'options.beforeFork'),
+    afterFork: optionalFunction<(ctx: WorkerContext) => void>(opts.afterFork, 'options.afterFork'),
+  };
+  if (!isForkSafe()) throw forkUnsafeError('prefork()');
+
+  return new PreforkMaster(config, (impl) => {
+    if (typeof worker === 'function') {
+      impl.start(worker as WorkerFn);
+      return;
+    }
+    // The module is loaded here, in the master, so that every worker shares it
+    // copy-on-write, and so that a bad export fails before any fork.
+    const file = config.module!;
+    importModule(file)
+      .then((mod) => workerFromModule(mod, file))
+      .then(
+        (fn) => impl.start(threads > 0 ? null : fn),
+        (err: Error) => impl.fail(err),
+      );
+  });
+}

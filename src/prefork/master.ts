@@ -1,0 +1,550 @@
+// The prefork master. It reads as one loop, the way unicorn's `join` does:
+//
+//   reap -> signals -> overdue workers -> keep the count -> sleep on a self-pipe
+//
+// Everything that happens to the master (a worker exits, a signal arrives, a
+// worker becomes ready) only enqueues and writes a byte to the self-pipe; the
+// loop does the work. Each turn runs at the top of a library-owned macrotask,
+// where forking is safe.
+import type { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import { WorkerBootError } from '../errors';
+import { type ChildExit, type ForkedChild, forkChild, killAndReapSync, libraryMacrotask, libraryTimeout } from '../fork';
+import { HUP, READ, type ShmHandle, type WatchHandle, native } from '../native';
+import { type Address, type Endpoint, closeSocket, openSocket } from './listen';
+import type { ExitReason, ForkInfo, WorkerContext, WorkerExitEvent, WorkerFn, WorkerState, WorkerStats } from './types';
+import { BEAT, SHM_SLOTS, STATE, STATE_READY, STATE_STOPPING, type WorkerSetup, runWorker } from './worker';
+
+export interface MasterConfig {
+  workers: number;
+  endpoints: Endpoint[];
+  timeout: number;
+  shutdownTimeout: number;
+  threads: number;
+  reusePort: boolean;
+  backlog: number;
+  signals: boolean;
+  worker: WorkerFn | null;
+  module: string | null;
+  beforeFork?: (info: ForkInfo) => void;
+  afterFork?: (ctx: WorkerContext) => void;
+}
+
+/** A live worker: forked, not yet reaped. It holds its num until it is reaped. */
+interface Live {
+  num: number;
+  pid: number;
+  generation: number;
+  child: ForkedChild;
+  shm: ShmHandle;
+  forkedAt: number;
+  readyAt: number | null;
+  state: WorkerState;
+  /** Why the master is stopping it, once it is. */
+  retiring: ExitReason | null;
+  /** When SIGKILL follows the SIGTERM already sent. */
+  killAt: number | null;
+}
+
+/** What a num remembers across its workers. */
+interface NumHistory {
+  restarts: number;
+  /** Consecutive crashes; drives the backoff. */
+  streak: number;
+  /** No fork for this num before this time (crash-loop backoff). */
+  notBefore: number;
+}
+
+type Phase = 'booting' | 'running' | 'stopping' | 'stopped';
+
+const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGQUIT', 'SIGHUP', 'SIGTTIN', 'SIGTTOU'] as const;
+/** A worker that dies before it is ready, or this soon after, crashed. */
+const CRASH_WINDOW_MS = 1000;
+const BACKOFF_BASE_MS = 100;
+const BACKOFF_MAX_MS = 10_000;
+
+const now = (): number => performance.now();
+
+export class MasterImpl {
+  readonly addresses: Address[] = [];
+  readonly ready: Promise<void>;
+  private phase: Phase = 'booting';
+  private target: number;
+  private generation = 0;
+  private readonly live = new Map<number, Live>();
+  private readonly history = new Map<number, NumHistory>();
+  /** SO_REUSEPORT mode: each num's own sockets, kept by the master across that num's workers. */
+  private readonly ownSockets = new Map<number, Address[]>();
+  private readonly exits: { worker: Live; exit: ChildExit }[] = [];
+  private readonly signalQueue: NodeJS.Signals[] = [];
+  private readonly wakeRead: number;
+  private readonly wakeWrite: number;
+  private readonly wakeWatch: WatchHandle;
+  private readonly lifeRead: number;
+  private readonly lifeWrite: number;
+  private readonly beatEvery: number;
+  private readonly signalHandlers = new Map<NodeJS.Signals, () => void>();
+  private scheduled = false;
+  private cancelSleep: (() => void) | null = null;
+  private restartWaiters: { generation: number; resolve: () => void }[] = [];
+  private stopWaiters: (() => void)[] = [];
+  private readyResolve!: () => void;
+  private readyReject!: (err: Error) => void;
+  private heapAfterGc = -1;
+
+  constructor(
+    private readonly cfg: MasterConfig,
+    private readonly events: EventEmitter,
+  ) {
+    this.target = cfg.workers;
+    this.beatEvery = Math.max(10, Math.min(1000, Math.floor(cfg.timeout / 4)));
+    this.ready = new Promise((resolve, reject) => {
+      this.readyResolve = resolve;
+      this.readyReject = reject;
+    });
+    this.ready.catch(() => {}); // The caller may never await it.
+
+    this.openSockets();
+    [this.wakeRead, this.wakeWrite] = native.pipe(true);
+    [this.lifeRead, this.lifeWrite] = native.pipe(false);
+    this.wakeWatch = native.watch(this.wakeRead, READ | HUP, () => this.schedule());
+    if (cfg.signals) this.installSignals();
+  }
+
+  /** Starts supervising, once the worker function is known (a module path is imported first). */
+  start(worker: WorkerFn | null): void {
+    if (this.phase !== 'booting') return;
+    this.cfg.worker = worker;
+    this.schedule();
+  }
+
+  /** The worker module could not be loaded: nothing was forked; release everything. */
+  fail(err: Error): void {
+    this.readyReject(err);
+    this.phase = 'stopping';
+    this.finish();
+  }
+
+  // -- the public surface (the facade in index.ts validates) ----------------
+
+  stats(): WorkerStats[] {
+    const t = now();
+    return [...this.live.values()]
+      .sort((a, b) => a.num - b.num)
+      .map((w) => ({
+        num: w.num,
+        pid: w.pid,
+        generation: w.generation,
+        state: w.state,
+        uptime: Math.round(t - w.forkedAt),
+        restarts: this.historyOf(w.num).restarts,
+        lastHeartbeat: Math.round(performance.timeOrigin + native.shmLoad(w.shm, BEAT)),
+      }));
+  }
+
+  get workers(): number {
+    return this.target;
+  }
+
+  restart(): Promise<void> {
+    if (this.phase === 'stopping' || this.phase === 'stopped') {
+      return Promise.reject(new Error('prefork: cannot restart, the master is stopping'));
+    }
+    this.generation++;
+    const generation = this.generation;
+    return new Promise((resolve) => {
+      this.restartWaiters.push({ generation, resolve });
+      this.wake();
+    });
+  }
+
+  scale(n: number): void {
+    if (this.phase === 'stopping' || this.phase === 'stopped') return;
+    this.target = n;
+    this.wake();
+  }
+
+  stop(): Promise<void> {
+    if (this.phase === 'stopped') return Promise.resolve();
+    return new Promise((resolve) => {
+      this.stopWaiters.push(resolve);
+      this.beginStop();
+      this.wake();
+    });
+  }
+
+  // -- the loop --------------------------------------------------------------
+
+  /** Wakes the loop. Safe from anywhere: it only writes a byte to the self-pipe. */
+  private wake(): void {
+    if (this.phase === 'stopped') return;
+    try {
+      fs.writeSync(this.wakeWrite, Buffer.of(1));
+    } catch {
+      // EAGAIN: the pipe is full, so a wakeup is already pending.
+    }
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.phase === 'stopped') return;
+    this.scheduled = true;
+    libraryMacrotask(() => this.turn());
+  }
+
+  /** One turn of the supervision loop. */
+  private turn(): void {
+    this.scheduled = false;
+    if (this.phase === 'stopped') return;
+    this.drainSelfPipe();
+    this.reap();
+    this.handleSignals();
+    this.killOverdue();
+    this.keepCount();
+    this.settle();
+    this.sleep();
+  }
+
+  private drainSelfPipe(): void {
+    const buf = Buffer.allocUnsafe(64);
+    for (;;) {
+      try {
+        if (fs.readSync(this.wakeRead, buf, 0, buf.length, null) < buf.length) return;
+      } catch {
+        return; // EAGAIN: empty.
+      }
+    }
+  }
+
+  /** Step 1: account for workers that exited. */
+  private reap(): void {
+    for (const { worker, exit } of this.exits.splice(0)) {
+      this.live.delete(worker.num);
+      const h = this.historyOf(worker.num);
+      const t = now();
+      const crashed =
+        worker.retiring === null && (worker.readyAt === null || t - worker.readyAt < CRASH_WINDOW_MS);
+      const reason: ExitReason = worker.retiring ?? 'crash';
+      h.streak = crashed ? h.streak + 1 : 0;
+      h.notBefore = t + backoff(h.streak);
+      if (worker.num < this.target && this.phase !== 'stopping') h.restarts++;
+      const event: WorkerExitEvent = {
+        num: worker.num,
+        pid: worker.pid,
+        generation: worker.generation,
+        exitCode: exit.exitCode,
+        signal: exit.signal,
+        reason,
+      };
+      this.events.emit('exit', event);
+      if (this.phase === 'booting' && worker.readyAt === null && reason !== 'stop') {
+        this.phase = 'running';
+        const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.exitCode}`;
+        this.readyReject(
+          new WorkerBootError(`prefork worker ${worker.num} (pid ${worker.pid}) ${how} before it was ready`, worker.num, worker.pid, exit.exitCode, exit.signal),
+        );
+      }
+      if (this.ownSockets.has(worker.num) && worker.num >= this.target) this.closeOwnSockets(worker.num);
+    }
+  }
+
+  /** Step 2: act on the signals the handlers queued. */
+  private handleSignals(): void {
+    for (const sig of this.signalQueue.splice(0)) {
+      switch (sig) {
+        case 'SIGTERM':
+        case 'SIGINT':
+        case 'SIGQUIT':
+          // A second stop signal while draining means "now".
+          if (this.phase === 'stopping') for (const w of this.live.values()) w.child.kill('SIGKILL');
+          else this.beginStop();
+          break;
+        case 'SIGHUP':
+          this.restart().catch(() => {});
+          break;
+        case 'SIGTTIN':
+          this.scale(this.target + 1);
+          break;
+        case 'SIGTTOU':
+          this.scale(Math.max(0, this.target - 1));
+          break;
+      }
+    }
+  }
+
+  /** Step 3: notice readiness and heartbeats; kill workers that are overdue. */
+  private killOverdue(): void {
+    const t = now();
+    for (const w of this.live.values()) {
+      if (w.state === 'starting' && native.shmLoad(w.shm, STATE) === STATE_READY) {
+        w.state = 'ready';
+        w.readyAt = t;
+        this.events.emit('ready', { num: w.num, pid: w.pid, generation: w.generation });
+      }
+      if (w.killAt !== null) {
+        if (t >= w.killAt) {
+          w.child.kill('SIGKILL');
+          w.killAt = Infinity;
+        }
+        continue;
+      }
+      if (t - native.shmLoad(w.shm, BEAT) > this.cfg.timeout) {
+        this.events.emit('timeout', { num: w.num, pid: w.pid, generation: w.generation });
+        this.retire(w, 'timeout', Math.min(this.cfg.timeout, 5000));
+      }
+    }
+  }
+
+  /** Step 4: fork missing workers (lowest free num first), retire extra ones, advance a rolling restart. */
+  private keepCount(): void {
+    if (this.phase === 'stopping') return;
+    for (const w of this.live.values()) if (w.num >= this.target && w.retiring === null) this.retire(w, 'scale');
+    const t = now();
+    for (let num = 0; num < this.target; num++) {
+      if (this.live.has(num) || this.historyOf(num).notBefore > t) continue;
+      this.spawn(num);
+    }
+    this.rollOne();
+  }
+
+  /** A rolling restart retires one old-generation worker at a time, once every other worker is ready. */
+  private rollOne(): void {
+    if (this.restartWaiters.length === 0) return;
+    let busy = false;
+    let oldest: Live | null = null;
+    for (let num = 0; num < this.target; num++) {
+      const w = this.live.get(num);
+      if (w === undefined || w.state !== 'ready' || w.retiring !== null) busy = true;
+      else if (w.generation < this.generation && oldest === null) oldest = w;
+    }
+    if (!busy && oldest !== null) this.retire(oldest, 'restart', this.cfg.shutdownTimeout);
+  }
+
+  /** Resolves promises whose condition now holds. */
+  private settle(): void {
+    const allReady = (gen: number): boolean => {
+      for (let num = 0; num < this.target; num++) {
+        const w = this.live.get(num);
+        if (w === undefined || w.state !== 'ready' || w.generation < gen) return false;
+      }
+      return true;
+    };
+    if (this.phase === 'booting' && allReady(0)) {
+      this.phase = 'running';
+      this.readyResolve();
+    }
+    if (this.phase !== 'stopping') {
+      this.restartWaiters = this.restartWaiters.filter((r) => {
+        if (!allReady(r.generation)) return true;
+        r.resolve();
+        return false;
+      });
+    }
+    if (this.phase === 'stopping' && this.live.size === 0) this.finish();
+  }
+
+  /** Step 5: sleep until the self-pipe wakes us or the next deadline comes. */
+  private sleep(): void {
+    if (this.phase === 'stopped') return;
+    this.cancelSleep?.();
+    const t = now();
+    let next = this.beatEvery;
+    for (const h of this.history.values()) if (h.notBefore > t) next = Math.min(next, h.notBefore - t);
+    for (const w of this.live.values()) if (w.killAt !== null && w.killAt !== Infinity) next = Math.min(next, w.killAt - t);
+    this.cancelSleep = libraryTimeout(() => {
+      this.cancelSleep = null;
+      this.schedule();
+    }, Math.max(1, Math.ceil(next)));
+  }
+
+  // -- workers -----------------------------------------------------------------
+
+  private spawn(num: number): void {
+    const generation = this.generation;
+    this.cfg.beforeFork?.({ num, generation });
+    this.collectGarbage();
+    const shm = native.shmCreate(SHM_SLOTS);
+    native.shmStore(shm, BEAT, Math.round(now()));
+    const listenFds = this.listenFdsOf(num);
+    const setup: WorkerSetup = {
+      num,
+      generation,
+      listenFds,
+      // Not wakeRead: the master's watcher on it is inherited (and silenced);
+      // closing a polled fd under libuv aborts the child.
+      closeFds: [this.lifeWrite, ...this.otherSockets(num)],
+      lifeRead: this.lifeRead,
+      wakeFd: this.wakeWrite,
+      shm,
+      beatEvery: this.beatEvery,
+      timeout: this.cfg.timeout,
+      threads: this.cfg.threads,
+      worker: this.cfg.worker,
+      module: this.cfg.module,
+      afterFork: this.cfg.afterFork,
+    };
+    let child: ForkedChild;
+    try {
+      child = forkChild(() => runWorker(setup), { keepFds: listenFds, dieWithParent: true });
+    } catch (err) {
+      // In the child, forkChild unwinds with a non-Error; let it pass.
+      if (!(err instanceof Error)) throw err;
+      // EAGAIN or ENOMEM: treat like a crash, so the retry backs off.
+      const h = this.historyOf(num);
+      h.streak++;
+      h.notBefore = now() + Math.max(BACKOFF_BASE_MS, backoff(h.streak));
+      this.events.emit('forkError', err);
+      return;
+    }
+    const w: Live = {
+      num,
+      pid: child.pid,
+      generation,
+      child,
+      shm,
+      forkedAt: now(),
+      readyAt: null,
+      state: 'starting',
+      retiring: null,
+      killAt: null,
+    };
+    this.live.set(num, w);
+    child.exited.then((exit) => {
+      this.exits.push({ worker: w, exit });
+      this.wake();
+    });
+    this.events.emit('spawn', { num, pid: child.pid, generation });
+  }
+
+  /** Asks a worker to drain (SIGTERM); SIGKILL follows after `grace` ms. */
+  private retire(w: Live, reason: ExitReason, grace = this.cfg.shutdownTimeout): void {
+    w.retiring = reason;
+    w.state = 'stopping';
+    w.killAt = now() + grace;
+    native.shmStore(w.shm, STATE, STATE_STOPPING);
+    w.child.kill('SIGTERM');
+  }
+
+  private historyOf(num: number): NumHistory {
+    let h = this.history.get(num);
+    if (h === undefined) {
+      h = { restarts: 0, streak: 0, notBefore: 0 };
+      this.history.set(num, h);
+    }
+    return h;
+  }
+
+  /**
+   * A full collection before fork keeps copy-on-write sharing: otherwise each
+   * worker's first GC sweeps the master's garbage and writes to (so copies)
+   * the pages holding it (fork-in-node.md §10). It runs when the heap grew
+   * since the last one, so a replacement in a quiet master forks at once.
+   */
+  private collectGarbage(): void {
+    const used = v8.getHeapStatistics().used_heap_size;
+    if (this.heapAfterGc >= 0 && used < this.heapAfterGc + 4 * 1024 * 1024) return;
+    const gc = fullGc();
+    gc();
+    gc();
+    this.heapAfterGc = v8.getHeapStatistics().used_heap_size;
+  }
+
+  // -- sockets ---------------------------------------------------------------
+
+  private openSockets(): void {
+    const opened: Address[] = [];
+    try {
+      for (const e of this.cfg.endpoints) opened.push(openSocket(e, this.cfg.backlog, this.cfg.reusePort));
+    } catch (err) {
+      for (const a of opened) closeSocket(a);
+      throw err;
+    }
+    this.addresses.push(...opened);
+    if (this.cfg.reusePort) this.ownSockets.set(0, opened);
+  }
+
+  private listenFdsOf(num: number): number[] {
+    if (!this.cfg.reusePort) return this.addresses.map((a) => a.fd);
+    let own = this.ownSockets.get(num);
+    if (own === undefined) {
+      // Same port as num 0's socket, which may have been an ephemeral one.
+      own = this.cfg.endpoints.map((e, i) => openSocket(e, this.cfg.backlog, true, this.addresses[i].port));
+      this.ownSockets.set(num, own);
+    }
+    return own.map((a) => a.fd);
+  }
+
+  private otherSockets(num: number): number[] {
+    const out: number[] = [];
+    for (const [n, socks] of this.ownSockets) if (n !== num) for (const a of socks) out.push(a.fd);
+    return out;
+  }
+
+  private closeOwnSockets(num: number): void {
+    // num 0's sockets are `addresses`; they live as long as the master.
+    if (num === 0) return;
+    for (const a of this.ownSockets.get(num) ?? []) closeSocket({ fd: a.fd });
+    this.ownSockets.delete(num);
+  }
+
+  // -- stopping ----------------------------------------------------------------
+
+  private beginStop(): void {
+    if (this.phase === 'stopping' || this.phase === 'stopped') return;
+    if (this.phase === 'booting') this.readyReject(new Error('prefork: stopped before every worker was ready'));
+    this.phase = 'stopping';
+    for (const w of this.live.values()) if (w.retiring === null || w.retiring === 'restart' || w.retiring === 'scale') this.retire(w, 'stop');
+  }
+
+  private finish(): void {
+    this.phase = 'stopped';
+    this.cancelSleep?.();
+    native.unwatch(this.wakeWatch);
+    for (const fd of [this.wakeRead, this.wakeWrite, this.lifeRead, this.lifeWrite]) native.close(fd);
+    for (const num of [...this.ownSockets.keys()]) this.closeOwnSockets(num);
+    for (const a of this.addresses) closeSocket(a);
+    for (const [sig, fn] of this.signalHandlers) process.removeListener(sig, fn);
+    this.signalHandlers.clear();
+    for (const r of this.restartWaiters.splice(0)) r.resolve();
+    this.events.emit('stop');
+    for (const resolve of this.stopWaiters.splice(0)) resolve();
+  }
+
+  /** Called if the process is going away without a graceful stop. */
+  killAllSync(): void {
+    for (const w of this.live.values()) killAndReapSync(w.pid);
+  }
+
+  private installSignals(): void {
+    for (const sig of SIGNALS) {
+      const fn = (): void => {
+        this.signalQueue.push(sig);
+        this.wake();
+      };
+      this.signalHandlers.set(sig, fn);
+      process.on(sig, fn);
+    }
+  }
+}
+
+/** Consecutive crashes of one num: the first is replaced at once, then 0.1 s, 0.2 s, ... up to 10 s. */
+function backoff(streak: number): number {
+  if (streak <= 1) return 0;
+  return Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** (streak - 2));
+}
+
+let gcFn: (() => void) | null = null;
+
+/** global.gc when --expose-gc is on; otherwise V8's gc extension, fetched once. */
+function fullGc(): () => void {
+  if (gcFn !== null) return gcFn;
+  const g = (globalThis as { gc?: () => void }).gc;
+  if (typeof g === 'function') {
+    gcFn = g;
+  } else {
+    v8.setFlagsFromString('--expose-gc');
+    gcFn = vm.runInNewContext('gc') as () => void;
+  }
+  return gcFn;
+}

@@ -1,0 +1,109 @@
+// HTTP serving inside a worker, with a drain that loses no request, and the
+// rule that turns an app module into a worker function.
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { RequestHandler, ServeOptions, WorkerContext, WorkerFn } from './types';
+
+/** A keep-alive connection idle this long during a drain is closed. */
+const IDLE_GRACE_MS = 150;
+const DRAIN_TICK_MS = 25;
+
+interface Conn {
+  inFlight: number;
+  lastActive: number;
+}
+
+export function serve(
+  ctx: WorkerContext,
+  target: RequestHandler | http.Server,
+  options: ServeOptions = {},
+): http.Server {
+  const index = options.index ?? 0;
+  const fd = ctx.listenFds[index];
+  if (fd === undefined) {
+    throw new RangeError(`ctx.serve: options.index ${index} is out of range (the worker has ${ctx.listenFds.length} listen fds)`);
+  }
+  let server: http.Server;
+  if (typeof target === 'function') server = http.createServer(target);
+  else if (target instanceof net.Server) server = target;
+  else throw new TypeError('ctx.serve(handlerOrServer): expected a request handler or an http.Server');
+
+  const conns = new Map<net.Socket, Conn>();
+  // Responses whose headers are not sent yet can still say `Connection: close`.
+  const unanswered = new Set<http.ServerResponse>();
+  let draining = false;
+  server.on('connection', (socket: net.Socket) => {
+    conns.set(socket, { inFlight: 0, lastActive: performance.now() });
+    socket.once('close', () => conns.delete(socket));
+  });
+  server.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const c = conns.get(req.socket);
+    if (c) c.inFlight++;
+    if (draining) res.setHeader('connection', 'close');
+    unanswered.add(res);
+    res.once('close', () => {
+      unanswered.delete(res);
+      if (!c) return;
+      c.inFlight--;
+      c.lastActive = performance.now();
+    });
+  });
+  server.listen({ fd }, () => ctx.ready());
+
+  ctx.onShutdown(
+    () =>
+      new Promise<void>((resolve) => {
+        draining = true;
+        // http.Server#close would also drop idle keep-alive connections at
+        // once, racing a client that is sending its next request on one. Stop
+        // accepting only; each busy connection is closed by its next
+        // response's `Connection: close`, and an idle one after a grace.
+        net.Server.prototype.close.call(server);
+        for (const res of unanswered) if (!res.headersSent) res.setHeader('connection', 'close');
+        const tick = setInterval(() => {
+          const now = performance.now();
+          for (const [socket, c] of conns) {
+            if (c.inFlight === 0 && now - c.lastActive >= IDLE_GRACE_MS) socket.destroySoon();
+          }
+          if (conns.size === 0) {
+            clearInterval(tick);
+            resolve();
+          }
+        }, DRAIN_TICK_MS);
+      }),
+  );
+  return server;
+}
+
+// ---------------------------------------------------------------------------
+// App modules.
+
+/** Loads a module by path (CommonJS or ESM). */
+export async function importModule(file: string): Promise<unknown> {
+  return import(pathToFileURL(path.resolve(file)).href);
+}
+
+/**
+ * The worker function of an app module. A module exports `worker(ctx)` by
+ * name, or default-exports (module.exports =) either a request handler
+ * `(req, res)`, served on the first listen fd, or a `worker(ctx)` function.
+ * A default export of two or more parameters is a request handler.
+ */
+export function workerFromModule(mod: unknown, where: string): WorkerFn {
+  const ns = (mod ?? {}) as Record<string, unknown>;
+  const def = ns.default as Record<string, unknown> | ((...a: unknown[]) => unknown) | undefined;
+  const named = (ns.worker ?? (def && typeof def === 'object' ? def.worker : undefined)) as unknown;
+  if (typeof named === 'function') return named as WorkerFn;
+  const handler = (ns.handler ?? (def && typeof def === 'object' ? def.handler : undefined)) as unknown;
+  if (typeof handler === 'function') return (ctx) => ctx.serve(handler as RequestHandler);
+  if (typeof def === 'function') {
+    if (def.length >= 2) return (ctx) => ctx.serve(def as RequestHandler);
+    return def as WorkerFn;
+  }
+  throw new TypeError(
+    `${where} must export a request handler (req, res) => ... or a worker(ctx) function ` +
+      '(as its default export / module.exports, or as a named `worker` or `handler` export)',
+  );
+}

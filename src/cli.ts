@@ -2,6 +2,7 @@
 // add its own without touching the others.
 import path from 'node:path';
 import { reexecWithFlag } from './launcher';
+import { SERVE_USAGE, ServeUsageError, serveCommand } from './prefork/cli';
 
 export interface Subcommand {
   summary: string;
@@ -12,6 +13,18 @@ export interface Subcommand {
 export class UsageError extends Error {}
 
 export const subcommands: Record<string, Subcommand> = {
+  serve: {
+    summary: 'run an app module under prefork: a warm master forks the workers (see serve --help)',
+    usage: SERVE_USAGE,
+    async run(args) {
+      try {
+        await serveCommand(args);
+      } catch (err) {
+        if (err instanceof ServeUsageError) throw new UsageError(err.message);
+        throw err;
+      }
+    },
+  },
   run: {
     summary: 'run a script with the V8 flag fork() needs (same pid, via execve)',
     usage: 'cowfork run <script.js> [args...]',

@@ -3,6 +3,7 @@
 // a setImmediate hop; how fast ioWait wakes on a pipe next to a net.Socket
 // 'data' event; how far pause(0.01) overshoots. Peers are measured side by
 // side in this one run. Prints a Markdown section; progress goes to stderr.
+const { AsyncLocalStorage } = require('node:async_hooks');
 const fs = require('node:fs');
 const net = require('node:net');
 const { spawn } = require('node:child_process');
@@ -86,16 +87,20 @@ function schedulerLoop() {
 
 // The same shape without a scheduler: async functions awaiting promises whose
 // resolvers a driver loop calls, draining microtasks after each round.
-function barePromises() {
+// With `als`, each function runs inside AsyncLocalStorage.run, as a fiber
+// does: this isolates what the promise hooks cost from the scheduler's own work.
+function barePromises(als) {
   return inMacrotask(() => {
     let waiting = [];
     let live = FIBERS;
     const park = () => new Promise((resolve) => waiting.push(resolve));
+    const body = async () => {
+      for (let k = 0; k < STEPS; k++) await park();
+      live--;
+    };
     for (let i = 0; i < FIBERS; i++) {
-      (async () => {
-        for (let k = 0; k < STEPS; k++) await park();
-        live--;
-      })();
+      if (als) als.run(i, body);
+      else body();
     }
     while (live > 0) {
       const ready = waiting;
@@ -103,6 +108,7 @@ function barePromises() {
       for (const r of ready) r();
       tickCallback.call(process);
     }
+    als?.disable();
   });
 }
 
@@ -280,7 +286,9 @@ async function overshootTimeout() {
 async function main() {
   const resumes = FIBERS * STEPS;
   log(`resume cost (${FIBERS} fibers x ${STEPS} resumes)`);
-  const bare = await best('bare promise', barePromises);
+  const bare = await best('bare promise', () => barePromises(null));
+  const als = new AsyncLocalStorage();
+  const bareAls = await best('bare promise in AsyncLocalStorage', () => barePromises(als));
   const sync = await best('scheduler, runUntilEmpty', schedulerSync);
   const loop = await best('scheduler, event loop', schedulerLoop);
   const imm = await best('setImmediate', immediates);
@@ -304,16 +312,17 @@ async function main() {
   const lines = [
     '## Scheduler',
     '',
-    `Numbers from a shared, busy 2-core machine; compare the ratios within a table. ` +
-      `Fibers are async functions; the scheduler's AsyncLocalStorage (which knows which fiber is running) ` +
-      `is on while any fiber lives and slows every promise in the process on Node 20, which is most of the ` +
-      `gap to a bare promise.`,
+    `Numbers from a shared, busy 2-core machine (other jobs were running); compare the ratios within a ` +
+      `table, not absolute numbers. Fibers are async functions. The AsyncLocalStorage that tells the ` +
+      `scheduler which fiber is running is on while any fiber lives, and on Node 20 it slows every ` +
+      `promise in the process: the second row shows that share of the gap to a bare promise.`,
     '',
     `### Resume cost: ${FIBERS} fibers × ${STEPS} resumes (\`await pause(0)\`), median of ${REPS}`,
     '',
     '| how a fiber is resumed | total | per resume | vs bare promise |',
     '|---|---|---|---|',
     `| bare promise resolution + \`process._tickCallback()\` per round | ${bare.toFixed(1)} ms | ${ns(bare)} ns | 1.00× |`,
+    `| bare promise, inside \`AsyncLocalStorage.run\` | ${bareAls.toFixed(1)} ms | ${ns(bareAls)} ns | ${ratio(bareAls)}× |`,
     `| Scheduler, \`runUntilEmpty()\` | ${sync.toFixed(1)} ms | ${ns(sync)} ns | ${ratio(sync)}× |`,
     `| Scheduler, event loop | ${loop.toFixed(1)} ms | ${ns(loop)} ns | ${ratio(loop)}× |`,
     `| \`await new Promise(setImmediate)\` | ${imm.toFixed(1)} ms | ${ns(imm)} ns | ${ratio(imm)}× |`,

@@ -155,9 +155,12 @@ function readyBits(mode: number, revents: number): number {
 // parent's fibers are continuations of the parent's code and never run there.
 
 const busyCores = new Set<Core>();
+/** This process's pid; process.pid is refreshed in a child before at-fork child hooks run. */
+let ownPid = process.pid;
 
 atFork({
   child() {
+    ownPid = process.pid;
     for (const core of busyCores) core.forgetAfterFork();
     busyCores.clear();
     liveFibers = 0;
@@ -219,7 +222,7 @@ export class Core {
 
   /** Drops a scheduler that was copied into a forked child by fork(). */
   checkPid(): void {
-    if (this.pid !== process.pid) this.forgetAfterFork();
+    if (this.pid !== ownPid) this.forgetAfterFork();
   }
 
   forgetAfterFork(): void {
@@ -453,8 +456,13 @@ export class Core {
     }
     const f = p.fiber;
     if (f !== null) {
-      const i = f.parks.indexOf(p);
-      if (i >= 0) f.parks.splice(i, 1);
+      const parks = f.parks;
+      const i = parks.indexOf(p);
+      if (i >= 0) {
+        // Swap-remove: a fiber's parks have no order, and splice allocates.
+        const last = parks.pop()!;
+        if (i < parks.length) parks[i] = last;
+      }
       if (f.outcome === Outcome.Pending) f.state = f.parks.length > 0 ? 'parked' : 'ready';
     }
   }

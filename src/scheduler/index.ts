@@ -108,10 +108,21 @@ function coreOf(s: Scheduler): Core {
   return cores.get(s)!;
 }
 
-function parkOn(core: Core, api: string, run: (fiber: FiberImpl | null) => Promise<never>): Promise<never> {
+function doPause(core: Core, secs: unknown): Promise<void> {
   try {
     core.checkPid();
-    return run(core.owner(api));
+    const fiber = core.owner('pause');
+    return core.pause(fiber, seconds(secs, 'pause(seconds): seconds'));
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+function doIoWait(core: Core, fd: unknown, mode: unknown, timeout: unknown): Promise<number> {
+  try {
+    core.checkPid();
+    const fiber = core.owner('ioWait');
+    return core.ioWait(fiber, fdArg(fd), modeArg(mode), timeoutArg(timeout));
   } catch (err) {
     return Promise.reject(err);
   }
@@ -167,13 +178,11 @@ export class Scheduler {
    * plain awaitable timer, woken by the event loop or by a driver.
    */
   pause(seconds_: number): Promise<void> {
-    const core = coreOf(this);
-    return parkOn(core, 'pause', (fiber) => core.pause(fiber, seconds(seconds_, 'pause(seconds): seconds')) as Promise<never>);
+    return doPause(coreOf(this), seconds_);
   }
 
   static pause(seconds_: number): Promise<void> {
-    const core = ambient();
-    return parkOn(core, 'pause', (fiber) => core.pause(fiber, seconds(seconds_, 'pause(seconds): seconds')) as Promise<never>);
+    return doPause(ambient(), seconds_);
   }
 
   /**
@@ -183,19 +192,11 @@ export class Scheduler {
    * fd should be non-blocking; in event-loop mode libuv makes it so.
    */
   ioWait(fd: number, mode: number, timeout?: number): Promise<number> {
-    const core = coreOf(this);
-    return parkOn(core, 'ioWait', (fiber) => {
-      const f = fdArg(fd);
-      return core.ioWait(fiber, f, modeArg(mode), timeoutArg(timeout)) as Promise<never>;
-    });
+    return doIoWait(coreOf(this), fd, mode, timeout);
   }
 
   static ioWait(fd: number, mode: number, timeout?: number): Promise<number> {
-    const core = ambient();
-    return parkOn(core, 'ioWait', (fiber) => {
-      const f = fdArg(fd);
-      return core.ioWait(fiber, f, modeArg(mode), timeoutArg(timeout)) as Promise<never>;
-    });
+    return doIoWait(ambient(), fd, mode, timeout);
   }
 
   // -- synchronous drivers --------------------------------------------------

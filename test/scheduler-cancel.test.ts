@@ -2,7 +2,8 @@
 // finally runs, and no timer or fd watcher is left behind, in both modes.
 import { afterEach, describe, expect, it } from 'vitest';
 import { CancelledError, Scheduler } from '../src/index';
-import { fdCount } from './helpers';
+import fs from 'node:fs';
+import { fdCount, waitFor } from './helpers';
 import { macrotask, pipe } from './scheduler-helpers';
 
 const cleanups: (() => void)[] = [];
@@ -138,6 +139,27 @@ describe('scheduler: cancel', () => {
       s.runUntilEmpty();
     });
     expect(await outcome).toBeInstanceOf(CancelledError);
+  });
+
+  it('a fiber keeps its identity across awaits of foreign promises, so cancel still reaches it', async () => {
+    const s = new Scheduler();
+    const log: string[] = [];
+    const f = s.spawn(async () => {
+      await fs.promises.readFile(__filename); // settled by the event loop, not by the scheduler
+      log.push(Scheduler.current() === f ? 'still the fiber' : 'lost');
+      try {
+        await Scheduler.pause(30); // the static pause finds the fiber's own scheduler
+      } finally {
+        log.push('finally');
+      }
+    });
+    const outcome = f.done.catch((e: unknown) => e);
+    await waitFor(() => f.state === 'parked');
+    expect(s.pendingTimers).toBe(1);
+    f.cancel();
+    expect(await outcome).toBeInstanceOf(CancelledError);
+    expect(log).toEqual(['still the fiber', 'finally']);
+    expect(s.pendingTimers).toBe(0);
   });
 
   it('cancel after the fiber is done is a no-op', async () => {

@@ -142,6 +142,23 @@ describe('scheduler: top level and failures, in a fresh node', () => {
     expect(r.stdout.trim().split('\n')).toEqual(['SchedulerError ERR_SCHEDULER', 'ran']);
   });
 
+  it('the examples run and print what the docs say', async () => {
+    const basic = await runNode(['examples/scheduler-basic.js']);
+    expect(basic.code).toBe(0);
+    expect(basic.stdout.trim().split('\n')).toEqual([
+      'slept 10 ms',
+      'slept 20 ms',
+      'slept 30 ms',
+      'pipe ready (bits 1): hello from another fiber',
+      'all fibers done after 10 resumes',
+    ]);
+    const cancel = await runNode(['examples/scheduler-cancel.js']);
+    expect(cancel.code).toBe(0);
+    expect(cancel.stdout).toMatch(/stuck fiber: finally ran/);
+    expect(cancel.stdout).toMatch(/stuck fiber: CancelledError, cause watchdog/);
+    expect(cancel.stdout).toMatch(/left: fibers 0, timers 0, watchers 0/);
+  });
+
   it('an unobserved failure in event-loop mode becomes an unhandled rejection', async () => {
     const r = await runNode([`${FIXTURES}/scheduler-unobserved.js`]);
     expect(r.code).not.toBe(0);

@@ -16,7 +16,7 @@ import {
   iterate,
   range,
 } from '../src/index';
-import { fdCount, tempDir, zombiesOf } from './helpers';
+import { fdCount, runNode, tempDir, zombiesOf } from './helpers';
 
 let dir: string;
 let fdsBefore: number;
@@ -379,6 +379,7 @@ describe('iterate', () => {
     await expect(iterate(opts)).rejects.toMatchObject({ code: 'ERR_CHECKPOINT' });
     fs.rmSync(cp());
 
+    await expect(iterate({ ...opts, checkpoint: path.join(dir, 'no', 'such', 'dir.json') })).rejects.toThrow(/cannot lock checkpoint/);
     await expect(iterate({ ...opts, instances: 0 })).rejects.toThrow(RangeError);
     await expect(iterate({ ...opts, instances: 1.5 })).rejects.toThrow('options.instances must be a positive integer');
     await expect(iterate({ ...opts, checkpoint: 3 as never })).rejects.toThrow('options.checkpoint must be a file path or a CursorStore');
@@ -409,6 +410,15 @@ describe('iterate', () => {
       (e) => e,
     );
     expect(big.message).toMatch(/cursor 10n is not a JSON value/);
+  });
+
+  it('rejects with ForkUnsafeError without --single-threaded, before touching the checkpoint', async () => {
+    const script =
+      `require('./dist').iterate({ instances: 1, checkpoint: ${JSON.stringify(cp())}, build: require('./dist').range(0, 3), each() {} })` +
+      '.then(() => console.log("resolved"), (e) => console.log(e.code, e.message))';
+    const r = await runNode(['-e', script]);
+    expect(r.stdout).toMatch(/^ERR_FORK_UNSAFE iterate needs V8's --single-threaded flag/);
+    expect(fs.existsSync(cp())).toBe(false);
   });
 
   it('fileStore writes atomically and loads what it wrote', () => {

@@ -195,7 +195,10 @@ export function acquireLock(file: string): () => void {
       }
       break;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 3) throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'EEXIST' || attempt > 3) {
+        throw new CheckpointError(`cannot lock checkpoint ${file} (${lock}): ${(err as Error).message}`, file, { cause: err });
+      }
     }
     let owner = NaN;
     try {

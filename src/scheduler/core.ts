@@ -367,6 +367,8 @@ export class Core {
 
   pause(fiber: FiberImpl<any> | null, ms: number): Promise<void> {
     if (fiber?.cancelled) return Promise.reject(fiber.cancelled);
+    // pause(0) is a yield: ready for the next pass, no timer needed.
+    if (ms === 0) return this.readyNow(fiber, -1, 0) as Promise<unknown> as Promise<void>;
     return this.park(fiber, null, 0, performance.now() + ms) as Promise<unknown> as Promise<void>;
   }
 
@@ -420,7 +422,7 @@ export class Core {
     return promise;
   }
 
-  /** A park that is ready at once (a regular file): it wakes in the next pass. */
+  /** A park that is ready at once (a yield, or a regular file): it wakes in the next pass. */
   private readyNow(fiber: FiberImpl<any> | null, fd: number, mode: number): Promise<number> {
     let resolve!: (v: number | undefined) => void;
     let reject!: (e: unknown) => void;

@@ -16,7 +16,7 @@ import {
   iterate,
   range,
 } from '../src/index';
-import { fdCount, runNode, tempDir, zombiesOf } from './helpers';
+import { fdCount, runNode, tempDir, waitFor, zombiesOf } from './helpers';
 
 let dir: string;
 let fdsBefore: number;
@@ -179,6 +179,33 @@ describe('iterate', () => {
     expect(second.complete).toBe(true);
     expect(events).toEqual(['1@39']);
     expect((recorded(1) as number[]).slice(10)).toEqual(Array.from({ length: 20 }, (_, i) => 40 + i));
+  });
+
+  it('saves an item\'s cursor only after its each has finished', async () => {
+    const release = path.join(dir, 'release');
+    // Timers pending in the parent at fork time also fire in an instance whose
+    // event loop runs, so this test starts its polling only after the fork.
+    let forked!: () => void;
+    const started = new Promise<void>((r) => (forked = r));
+    const run = iterate({
+      instances: 1,
+      checkpoint: cp(),
+      checkpointEvery: { items: 1, ms: 10 },
+      build: range(0, 10),
+      onStart: () => forked(),
+      each: recorder<number>(async (n) => {
+        // Item 5 stays in flight until the test lets it go.
+        while (n === 5 && !fs.existsSync(release)) await new Promise((r) => setTimeout(r, 5));
+      }),
+    });
+    await started;
+    await waitFor(() => recorded().length === 5);
+    await new Promise((r) => setTimeout(r, 150)); // many checkpoint intervals
+    expect(readState().cursors[0]).toMatchObject({ innerCursor: 4, done: false, processed: 5 });
+    fs.writeFileSync(release, '');
+    const result = await run;
+    expect(result.complete).toBe(true);
+    expect(readState().cursors[0]).toMatchObject({ innerCursor: 9, done: true, processed: 10 });
   });
 
   it('failFast stops the other instances after their current item', async () => {

@@ -44,6 +44,7 @@ function timeSerial(n) {
 }
 
 async function main() {
+  const load = os.loadavg()[0];
   work(1); // warm up before forking: instances inherit the optimized code
   // Round robin, so drift in the machine's load hits every configuration alike.
   const configs = [0, 1, 2, 4];
@@ -123,7 +124,8 @@ async function main() {
   out.push(
     `CPU-bound \`each\` (about ${(serial / ITEMS).toFixed(2)} ms of integer hashing per item), ${fmt(ITEMS)} items over \`range(0, ${ITEMS})\`, ` +
       `checkpoint file saved every 1000 ms and at the end. Median of ${REPEATS} rounds, the configurations taking turns; each run includes ` +
-      'loading the checkpoint, fork, the final save and reaping. Taken on a shared, noisy 2-core box with other jobs running: ' +
+      'loading the checkpoint, fork, the final save and reaping. Taken on a shared, noisy 2-core box with other jobs running ' +
+      `(1-minute load average ${load.toFixed(1)} when the suite started, so the instances rarely had both cores to themselves): ` +
       'compare the ratios within this section, not absolute numbers. Beyond 2 instances there are no more cores to use here.',
   );
   out.push('');

@@ -1,9 +1,11 @@
 // ioWait on real pipes and files: READ, timeout, WRITE on a full pipe, several
 // fibers on one fd, hang-up, and fds that are not open.
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Scheduler } from '../src/index';
+import { native } from '../src/native';
 import { fdCount, tempDir } from './helpers';
 import { drain, fill, macrotask, pipe } from './scheduler-helpers';
 
@@ -165,6 +167,34 @@ describe('scheduler: ioWait driven by the event loop', () => {
     expect(f.state).toBe('parked');
     drain(p.r);
     expect(await f.done).toBe(Scheduler.WRITE);
+  });
+
+  it('a fiber may close its fd right after waking: the number’s next owner (a net.Socket) still gets data', async () => {
+    const s = new Scheduler();
+    const [r, w] = native.pipe(true);
+    const f = s.spawn(async () => {
+      await s.ioWait(r, Scheduler.READ);
+      drain(r);
+      native.close(r);
+      native.close(w);
+      // Within the same pass, a Node stream takes the number and starts reading.
+      const [r2, w2] = native.pipe(true);
+      const sock = new net.Socket({ fd: r2, readable: true, writable: false });
+      const got = new Promise<string>((resolve) => sock.once('data', (d) => resolve(String(d))));
+      return { r2, w2, sock, got };
+    });
+    fs.writeSync(w, 'x');
+    const { r2, w2, sock, got } = await f.done;
+    cleanups.push(() => {
+      sock.destroy();
+      native.close(w2);
+    });
+    expect(r2).toBe(r); // the number was reused
+    await new Promise((resolve) => setTimeout(resolve, 20)); // a few loop turns
+    fs.writeSync(w2, 'hello');
+    const timeout = new Promise<string>((resolve) => setTimeout(() => resolve('no data: the socket lost its epoll slot'), 3000).unref());
+    expect(await Promise.race([got, timeout])).toBe('hello');
+    expect(s.watchers).toBe(0);
   });
 
   it('a reader and a writer on one fd: the watcher mode follows the parks', async () => {

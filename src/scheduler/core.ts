@@ -204,6 +204,9 @@ export class Core {
   private pollEvents = new Int32Array(16);
   private pollRevents = new Int32Array(16);
   private pollEntries: FdEntry[] = [];
+  private readonly probeFd = new Int32Array(1);
+  private readonly probeEvents = new Int32Array(1);
+  private readonly probeRevents = new Int32Array(1);
 
   get size(): number {
     this.checkPid();
@@ -449,10 +452,11 @@ export class Core {
       if (e !== undefined && e.parks.delete(p)) {
         if (p.mode & READ) e.readers--;
         if (p.mode & WRITE) e.writers--;
-        // Closed now, while the fd still names the file it watches: the woken
-        // fiber may close the fd, and a watcher closed after that would take
-        // the number's next owner out of epoll (uv_close always EPOLL_CTL_DELs).
-        if (e.parks.size === 0) this.stopWatch(e);
+        // Stopped now, while the fd still names the file it watches: the
+        // woken fiber may close the fd, and the number's next owner must find
+        // libuv's slot for it free. The handle is kept until the pass ends, to
+        // be restarted if a fiber parks on the fd again.
+        if (e.parks.size === 0) this.pauseWatch(e);
         this.dirty.add(e);
       }
     }
@@ -684,6 +688,28 @@ export class Core {
     this.watchCount++;
   }
 
+  /** uv_poll_stop: frees libuv's slot for the fd and takes it out of epoll, keeping the handle. */
+  private pauseWatch(e: FdEntry): void {
+    if (e.watch === null || e.watchMode === 0) return;
+    native.watchUpdate(e.watch, 0);
+    e.watchMode = 0;
+  }
+
+  /** True unless the fd is closed. Restarting a watcher on a closed fd would abort inside libuv. */
+  private fdIsOpen(fd: number): boolean {
+    this.probeFd[0] = fd;
+    this.probeEvents[0] = READ;
+    native.poll(this.probeFd, this.probeEvents, this.probeRevents, 0);
+    if ((this.probeRevents[0] & ERR) === 0) return true;
+    // ERR is POLLERR or POLLNVAL; only fstat tells them apart.
+    try {
+      fs.fstatSync(fd);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   private stopWatch(e: FdEntry): void {
     if (e.watch === null) return;
     native.unwatch(e.watch);
@@ -710,16 +736,19 @@ export class Core {
       }
       if (!this.loop) continue;
       const want = e.want();
-      // A watcher is replaced rather than restarted: uv_poll_init checks the
-      // fd (and refuses one another handle on the loop owns), while a
-      // restarted watcher on a closed fd aborts inside libuv.
-      if (e.watch === null || want !== e.watchMode) {
-        this.stopWatch(e);
+      if (want === e.watchMode) continue;
+      if (e.watch === null) {
+        // uv_poll_init checks the fd, and refuses one another handle on the loop owns.
         try {
           this.startWatch(e, want);
         } catch (err) {
           this.failEntry(e, err);
         }
+      } else if (this.fdIsOpen(e.fd)) {
+        native.watchUpdate(e.watch, want);
+        e.watchMode = want;
+      } else {
+        this.failEntry(e, Object.assign(new Error('EBADF'), { code: 'EBADF' }));
       }
     }
     this.dirty.clear();
@@ -728,16 +757,22 @@ export class Core {
     if (!this.hasWork() && this.fibers.size === 0 && this.watchCount === 0) busyCores.delete(this);
   }
 
-  /** The fd cannot be watched: its parks wake with the error (or, for a regular file, ready). */
+  /**
+   * The fd cannot be watched. Its parks wake as poll(2) would report it: a
+   * regular file (EPERM from epoll) is ready, a closed fd (EBADF) has ERR;
+   * anything else (EEXIST: another handle owns the fd) rejects them.
+   */
   private failEntry(e: FdEntry, err: unknown): void {
-    const alwaysReady = (err as NodeJS.ErrnoException)?.code === 'EPERM';
-    const error = alwaysReady ? undefined : watchError(e.fd, err);
+    const code = (err as NodeJS.ErrnoException)?.code;
+    const error = code === 'EPERM' || code === 'EBADF' ? undefined : watchError(e.fd, err);
     for (const p of [...e.parks]) {
       this.detach(p);
-      if (alwaysReady) p.wakeBits = p.mode;
+      if (code === 'EPERM') p.wakeBits = p.mode;
+      else if (code === 'EBADF') p.wakeBits = p.mode | ERR;
       else p.wakeError = error;
       this.enqueue(p);
     }
+    this.stopWatch(e);
     this.fds.delete(e.fd);
   }
 

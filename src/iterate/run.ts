@@ -360,6 +360,10 @@ class Run<I, C> {
       // Signalled directly (Ctrl-C reaches the whole group, often before the
       // parent's own handler runs): an interruption, not a failure.
       this.interruptedBy ??= slot.stoppedBy;
+    } else if (exit.signal === 'SIGINT' || exit.signal === 'SIGTERM') {
+      // Killed by a stop signal before its handler was installed (the moment
+      // after fork): also an interruption. The item it was on, if any, repeats.
+      this.interruptedBy ??= exit.signal;
     } else if (!(this.stopping && (exit.exitCode === 0 || this.forced))) {
       slot.error = this.crashError(slot, exit);
     }

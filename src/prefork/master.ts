@@ -386,7 +386,11 @@ export class MasterImpl {
     };
     let child: ForkedChild;
     try {
-      child = forkChild(() => runWorker(setup), { keepFds: listenFds, dieWithParent: true });
+      // PR_SET_PDEATHSIG, with the pipe-EOF watch in the worker as the fallback
+      // (the only way where there is no PDEATHSIG). The variable is for the
+      // test that proves the fallback alone is enough.
+      const dieWithParent = process.env.COWFORK_TEST_NO_PDEATHSIG !== '1';
+      child = forkChild(() => runWorker(setup), { keepFds: listenFds, dieWithParent });
     } catch (err) {
       // In the child, forkChild unwinds with a non-Error; let it pass.
       if (!(err instanceof Error)) throw err;

@@ -63,6 +63,25 @@ class ProcessContext extends BaseContext {
   }
 }
 
+/**
+ * fork() leaves fds 0-2 alone, so a master that reads its stdin would have
+ * every worker's copy of that stream read it too, and steal its input (an
+ * operator's commands, a pipe). A worker stops reading before its loop first
+ * turns.
+ */
+function detachStdin(): void {
+  const stdin = process.stdin;
+  for (const ev of ['data', 'readable', 'end', 'close'] as const) stdin.removeAllListeners(ev);
+  stdin.pause();
+  // pause() alone lets the stream read on until its buffer fills; stop the
+  // libuv read itself (pipes and TTYs; a file stdin is not polled).
+  const handle = (stdin as unknown as { _handle?: { reading?: boolean; readStop?: () => number } })._handle;
+  if (handle?.readStop) {
+    handle.readStop();
+    handle.reading = false;
+  }
+}
+
 function wakeMaster(fd: number): void {
   try {
     fs.writeSync(fd, Buffer.of(1));
@@ -80,6 +99,7 @@ export function runWorker(setup: WorkerSetup): Promise<number> {
       // Not open in this process.
     }
   }
+  detachStdin();
   const ctx = new ProcessContext(setup);
   let resolveExit!: (code: number) => void;
   const exited = new Promise<number>((r) => (resolveExit = r));

@@ -2,7 +2,8 @@
 // outside and across schedulers, and bad input.
 import { describe, expect, it } from 'vitest';
 import { CancelledError, FiberFailedError, Scheduler, SchedulerError } from '../src/index';
-import { macrotask } from './scheduler-helpers';
+import fs from 'node:fs';
+import { macrotask, pipe } from './scheduler-helpers';
 
 describe('scheduler: ordering and the tick contract', () => {
   it('three fibers pausing 30, 10 and 20 ms finish 10, 20, 30 under runUntilEmpty', async () => {
@@ -209,6 +210,19 @@ describe('scheduler: outside a fiber', () => {
     await Scheduler.pause(0.02);
     expect(performance.now() - t0).toBeGreaterThanOrEqual(19.5);
     expect(Scheduler.default.pendingTimers).toBe(0);
+  });
+
+  it('ioWait outside any fiber is a plain awaitable too: 0 on timeout, READ when written', async () => {
+    const p = pipe();
+    try {
+      expect(await Scheduler.ioWait(p.r, Scheduler.READ, 0.01)).toBe(0);
+      setTimeout(() => fs.writeSync(p.w, 'x'), 5);
+      expect(await Scheduler.ioWait(p.r, Scheduler.READ, 5)).toBe(Scheduler.READ);
+      expect(Scheduler.default.watchers).toBe(0);
+      expect(Scheduler.default.pendingTimers).toBe(0);
+    } finally {
+      p.close();
+    }
   });
 
   it('pause outside any fiber is also woken by a synchronous driver', async () => {

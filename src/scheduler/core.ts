@@ -693,6 +693,7 @@ export class Core {
     if (e.watch === null || e.watchMode === 0) return;
     native.watchUpdate(e.watch, 0);
     e.watchMode = 0;
+    this.watchCount--;
   }
 
   /** True unless the fd is closed. Restarting a watcher on a closed fd would abort inside libuv. */
@@ -714,8 +715,8 @@ export class Core {
     if (e.watch === null) return;
     native.unwatch(e.watch);
     e.watch = null;
+    if (e.watchMode !== 0) this.watchCount--;
     e.watchMode = 0;
-    this.watchCount--;
   }
 
   /**
@@ -746,6 +747,7 @@ export class Core {
         }
       } else if (this.fdIsOpen(e.fd)) {
         native.watchUpdate(e.watch, want);
+        if (e.watchMode === 0) this.watchCount++;
         e.watchMode = want;
       } else {
         this.failEntry(e, Object.assign(new Error('EBADF'), { code: 'EBADF' }));

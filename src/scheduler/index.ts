@@ -255,7 +255,7 @@ export class Scheduler {
     return coreOf(this).pendingTimers;
   }
 
-  /** libuv fd watchers held: one per fd with parked fibers. */
+  /** Active libuv fd watchers: one per fd with parked fibers. */
   get watchers(): number {
     return coreOf(this).watchers;
   }

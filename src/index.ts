@@ -17,6 +17,10 @@ export type {
   IterateState,
   InstanceCursor,
   Builder,
+  SyncBuilder,
+  AsyncBuilder,
+  ItemOf,
+  CursorOf,
 } from './iterate';
 export { prefork, PreforkMaster } from './prefork';
 export type {

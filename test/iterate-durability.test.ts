@@ -6,6 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { fileStore } from '../src/index';
 import { FIXTURES, ROOT, isAlive, tempDir, waitFor, zombiesOf } from './helpers';
 
 const RUN = path.join(FIXTURES, 'iterate-run.js');
@@ -179,12 +180,12 @@ describe('iterate: Ctrl-C to the whole process group', () => {
 describe('iterate: a second SIGTERM', () => {
   it('kills instances stuck in a long item; the run still resolves as interrupted and resumes', async () => {
     const dir = scratch();
-    // 400 ms per item: the first SIGTERM waits for the items in flight, the second does not.
-    const { proc, done } = runFixture({ dir, label: 'a', instances: 2, total: 8, spin: 400_000 });
+    // 3 s per item: the first SIGTERM waits for the items in flight, the second does not.
+    const { proc, done } = runFixture({ dir, label: 'a', instances: 2, total: 8, spin: 3_000_000, logSignals: true });
     await waitFor(() => lines(path.join(dir, 'starts-a')).length === 2);
-    await sleep(50);
     proc.kill('SIGTERM');
-    await sleep(50);
+    // Two signals sent before the process runs would merge into one.
+    await waitFor(() => lines(path.join(dir, 'signals')).length === 1, 10_000, 2);
     proc.kill('SIGTERM');
     const { code, out } = await done;
     expect(code).toBe(0);
@@ -268,7 +269,6 @@ describe('iterate: kill -9', () => {
     expect(midSave).toBeGreaterThan(0);
     expect(tempsLeft).toBeGreaterThan(0);
     // Many saves were cut short; the next load removes their temp files.
-    const { fileStore } = await import('../src/index');
     expect(fileStore(file).load()).not.toBeNull();
     expectCleanDir(dir);
   });

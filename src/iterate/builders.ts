@@ -13,6 +13,12 @@ export type Builder<I, C> = (
   cursor: C | null,
 ) => Iterable<Pair<I, C>> | AsyncIterable<Pair<I, C>>;
 
+/** A builder whose iterable is synchronous (fromArray, range, lines). */
+export type SyncBuilder<I, C> = (instance: number, instances: number, cursor: C | null) => Iterable<Pair<I, C>>;
+
+/** A builder whose iterable is asynchronous (byKey). */
+export type AsyncBuilder<I, C> = (instance: number, instances: number, cursor: C | null) => AsyncIterable<Pair<I, C>>;
+
 /** The half-open share [lo, hi) of [start, end) that `instance` of `instances` owns: contiguous blocks. */
 export function share(start: number, end: number, instance: number, instances: number): [number, number] {
   const len = end - start;
@@ -32,7 +38,7 @@ function checkIntegerCursor(cursor: unknown, what: string): number | null {
  * index of the last finished item. The array is not copied: instances see it
  * copy-on-write.
  */
-export function fromArray<T>(array: readonly T[]): Builder<T, number> {
+export function fromArray<T>(array: readonly T[]): SyncBuilder<T, number> {
   if (!Array.isArray(array)) throw new TypeError('fromArray(array): array must be an array');
   return function* fromArrayBuilder(instance, instances, cursor) {
     const [lo, hi] = share(0, array.length, instance, instances);
@@ -42,7 +48,7 @@ export function fromArray<T>(array: readonly T[]): Builder<T, number> {
 }
 
 /** The integers start, start+1, ..., end-1, split into contiguous blocks. The cursor is the last finished integer. */
-export function range(start: number, end: number): Builder<number, number> {
+export function range(start: number, end: number): SyncBuilder<number, number> {
   if (!Number.isSafeInteger(start)) throw new TypeError('range(start, end): start must be a safe integer');
   if (!Number.isSafeInteger(end)) throw new TypeError('range(start, end): end must be a safe integer');
   if (end < start) throw new RangeError(`range(start, end): end (${end}) must not be less than start (${start})`);
@@ -64,7 +70,7 @@ export interface LinesOptions {
  * share of the file's size. The cursor is the byte offset just past the last
  * finished line, so a resume reads from there, not from the start of the file.
  */
-export function lines(file: string, options: LinesOptions = {}): Builder<string, number> {
+export function lines(file: string, options: LinesOptions = {}): SyncBuilder<string, number> {
   if (typeof file !== 'string' || file === '') throw new TypeError('lines(path): path must be a non-empty string');
   const chunkSize = options.chunkSize ?? 64 * 1024;
   if (!Number.isInteger(chunkSize) || chunkSize < 1) throw new TypeError('lines(path, options): options.chunkSize must be a positive integer');
@@ -154,7 +160,7 @@ export interface ByKeyOptions<T, K> {
 export function byKey<T, K>(
   fetchPage: (afterKey: K | null, ctx: { instance: number; instances: number }) => readonly T[] | Promise<readonly T[]>,
   options: ByKeyOptions<T, K> = {},
-): Builder<T, K> {
+): AsyncBuilder<T, K> {
   if (typeof fetchPage !== 'function') throw new TypeError('byKey(fetchPage): fetchPage must be a function');
   const key = options.key ?? ((item: T) => (item as { id: K }).id);
   if (typeof key !== 'function') throw new TypeError('byKey(fetchPage, options): options.key must be a function');

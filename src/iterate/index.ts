@@ -17,10 +17,17 @@ import { type EachFn, type EngineOptions, type InstanceResult, type IterateResul
 import { type CursorStore, fileStore } from './store';
 
 export { byKey, fromArray, lines, range } from './builders';
-export type { Builder, ByKeyOptions, LinesOptions, Pair } from './builders';
+export type { AsyncBuilder, Builder, ByKeyOptions, LinesOptions, Pair, SyncBuilder } from './builders';
 export { fileStore } from './store';
 export type { CursorStore, InstanceCursor, IterateState } from './store';
 export type { EachContext, EachFn, InstanceResult, InterruptReason, IterateResult, StartInfo } from './run';
+
+type Produced<B> = B extends (...args: never[]) => infer R ? R : never;
+type PairOf<R> = R extends Iterable<infer P> ? P : R extends AsyncIterable<infer P> ? P : never;
+/** The item type of a builder. */
+export type ItemOf<B> = PairOf<Produced<B>> extends readonly [infer I, unknown] ? I : unknown;
+/** The cursor type of a builder. */
+export type CursorOf<B> = PairOf<Produced<B>> extends readonly [unknown, infer C] ? C : unknown;
 
 export interface IterateOptions<I, C> {
   /** How many forked instances walk the work, each its own partition. Must match the saved state. */
@@ -132,7 +139,11 @@ function resolveOptions<I, C>(raw: unknown): EngineOptions<I, C> {
  * IterateError when an instance failed, after the others have finished or
  * stopped.
  */
-export async function iterate<I, C>(options: IterateOptions<I, C>): Promise<IterateResult<C>> {
+export async function iterate<B extends Builder<any, any>>(
+  options: Omit<IterateOptions<ItemOf<B>, CursorOf<B>>, 'build'> & { build: B },
+): Promise<IterateResult<CursorOf<B>>> {
+  type I = ItemOf<B>;
+  type C = CursorOf<B>;
   const opts = resolveOptions<I, C>(options);
   if (!isForkSafe()) throw forkUnsafeError('iterate');
   return runIterate(opts);

@@ -362,7 +362,7 @@ describe('iterate', () => {
     for (let i = 1; i < seen.length; i++) expect(seen[i][0]).toBeGreaterThanOrEqual(seen[i - 1][0]);
   });
 
-  it('an instance whose build throws fails with the error; a callback that throws rejects the run', async () => {
+  it('an instance whose build throws fails with the error; a callback that throws or rejects fails the run', async () => {
     const err = await iterate({
       instances: 2,
       checkpoint: cp(),
@@ -379,6 +379,24 @@ describe('iterate', () => {
     expect(err.message).toMatch(/instance 1 of 2 failed in build: no database/);
     expect(err.result.instances[0].done).toBe(true);
 
+    // An async callback is waited for before the run settles; its rejection is the run's error.
+    fs.rmSync(cp());
+    let finishedLate = false;
+    await iterate({
+      instances: 2,
+      checkpoint: cp(),
+      build: range(0, 4),
+      each: () => undefined,
+      onComplete: async () => {
+        await new Promise((r) => setTimeout(r, 50));
+        finishedLate = true;
+      },
+    });
+    expect(finishedLate).toBe(true);
+    fs.rmSync(cp());
+    await expect(
+      iterate({ instances: 1, checkpoint: cp(), build: range(0, 4), each: () => undefined, onComplete: () => Promise.reject(new Error('async callback broke')) }),
+    ).rejects.toThrow('async callback broke');
     fs.rmSync(cp());
     await expect(
       iterate({

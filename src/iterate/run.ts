@@ -176,6 +176,7 @@ class Run<I, C> {
   private itemsSinceSave = 0;
   private saving: Promise<void> | null = null;
   private saveAgain = false;
+  private readonly pending = new Set<Promise<void>>();
   private resolve!: (r: IterateResult<C>) => void;
   private reject!: (e: Error) => void;
   readonly promise: Promise<IterateResult<C>>;
@@ -393,11 +394,20 @@ class Run<I, C> {
     );
   }
 
-  /** Runs a user callback in the parent; a throw stops the run and becomes its error. */
+  /**
+   * Runs a user callback in the parent; a throw or rejection stops the run and
+   * becomes its error. The run settles only after async callbacks have.
+   */
   private callback(fn: () => unknown): void {
     try {
       const r = fn();
-      if (isThenable(r)) r.then(undefined, (err) => this.fail(err as Error));
+      if (!isThenable(r)) return;
+      const p = Promise.resolve(r).then(
+        () => undefined,
+        (err) => this.fail(err as Error),
+      );
+      this.pending.add(p);
+      p.finally(() => this.pending.delete(p));
     } catch (err) {
       this.fail(err as Error);
     }
@@ -628,6 +638,7 @@ class Run<I, C> {
   private async finish(): Promise<void> {
     try {
       this.reportProgress();
+      while (this.pending.size > 0) await Promise.all(this.pending);
       await this.settleSaves();
       const errors = this.slots.flatMap((s) => (s.error === undefined ? [] : [s.error]));
       const result = this.result();

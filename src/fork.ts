@@ -341,7 +341,7 @@ export function killAndReapSync(pid: number): void {
 const cleanups = new Set<() => void>();
 const CLEANUP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
-function onParentSignal(sig: NodeJS.Signals): void {
+function runCleanups(): void {
   for (const fn of [...cleanups]) {
     try {
       fn();
@@ -351,15 +351,26 @@ function onParentSignal(sig: NodeJS.Signals): void {
   }
   cleanups.clear();
   uninstall();
+}
+
+function onParentSignal(sig: NodeJS.Signals): void {
+  runCleanups();
   if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+}
+
+// process.exit() in the middle of a call: same cleanup, nothing to re-raise.
+function onParentExit(): void {
+  if (!isChild()) runCleanups();
 }
 
 function install(): void {
   for (const sig of CLEANUP_SIGNALS) process.on(sig, onParentSignal);
+  process.on('exit', onParentExit);
 }
 
 function uninstall(): void {
   for (const sig of CLEANUP_SIGNALS) process.removeListener(sig, onParentSignal);
+  process.removeListener('exit', onParentExit);
 }
 
 /** Registers a synchronous cleanup to run if the parent is interrupted. Returns the unregister function. */

@@ -46,6 +46,21 @@ describe('no leaks', () => {
     expect(scratchDirsOf()).toEqual([]);
   });
 
+  it('after process.exit() in the parent mid-call: children killed and reaped, scratch dir removed', async () => {
+    const child = spawn(process.execPath, ['--single-threaded', path.join(FIXTURES, 'parallel-interrupt.js'), 'pool', 'exit'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    await waitFor(() => stdout.includes('"ready"') && childrenOf(child.pid!).length >= 2, 20_000);
+    const { dirs } = JSON.parse(stdout.trim().split('\n').find((l) => l.includes('"ready"'))!) as { dirs: string[] };
+    const grandchildren = childrenOf(child.pid!).map((c) => c.pid);
+    expect(await exited).toBe(3);
+    for (const pid of grandchildren) expect(isAlive(pid)).toBe(false);
+    expect(fs.existsSync(dirs[0])).toBe(false);
+  });
+
   for (const [signal, mode] of [
     ['SIGINT', 'pool'],
     ['SIGTERM', 'isolation'],

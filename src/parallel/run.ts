@@ -355,6 +355,12 @@ class PoolCall<T, R> extends Call<T, R> {
     } else if (ok && !clean && !this.isStopped) {
       this.stop(this.crashError(undefined, exit, live.timedOut));
     }
+    if (!this.isStopped && native.shmLoad(this.shm, STOP) !== 0) {
+      // A child stops the pool only after writing the failure that made it
+      // stop. A STOP with no failure on record must end the call, never
+      // respawn: every new child would see STOP and exit at once.
+      this.stop(new WorkerCrashedError(`child ${exit.pid} stopped the pool without reporting a failure`, undefined, exit.pid, exit.exitCode, exit.signal));
+    }
     // Keep the pool full while the round still has unclaimed work.
     if (!this.isStopped && native.shmLoad(this.shm, CURSOR) < this.total) this.spawn(live.slot);
     this.maybeFinish();
@@ -413,13 +419,17 @@ class PoolCall<T, R> extends Call<T, R> {
 
     onChildFatal((err) => {
       // An uncaught error inside async item code belongs to that item.
-      if (current >= 0) {
-        out.add(current, Outcome.Error, err, now());
-        if (!settle) native.shmStore(shm, STOP, 1);
-        native.shmStore(shm, base, 0);
-        native.shmAdd(shm, DONE, 1);
+      if (current < 0) {
+        // Between items there is no item to blame: leave as a crash.
+        out.flush();
+        process.stderr.write(`cowfork child ${process.pid}: uncaught between items: ${(err as Error)?.stack ?? String(err)}\n`);
+        exitChild(70);
       }
+      out.add(current, Outcome.Error, err, now());
       out.flush();
+      if (!settle) native.shmStore(shm, STOP, 1);
+      native.shmStore(shm, base, 0);
+      native.shmAdd(shm, DONE, 1);
       exitChild(0);
     });
 

@@ -203,3 +203,26 @@ describe('Parallel / ParallelWorker (the seed-shaped API)', () => {
     expect(() => new Parallel({} as unknown as Doubler)).toThrow(/worker must be an object with a process\(item\) method/);
   });
 });
+
+describe('progress bar', () => {
+  it('progress: true draws a bar on a TTY stderr (run under a real pseudo-terminal)', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const fixture = path.join(__dirname, 'fixtures', 'parallel-progress.js');
+    // script(1) gives the fixture a pty for stdout and stderr.
+    const r = spawnSync('script', ['-qec', `${process.execPath} --single-threaded ${fixture}`, '/dev/null'], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.status).toBe(0);
+    const frames = r.stdout.split('\r').map((l) => l.trim());
+    expect(frames.some((l) => /^cowfork \[#{10}\] 30\/30 100%/.test(l))).toBe(true);
+    expect(frames.some((l) => /^cowfork \[[#.]{10}\] \d+\/30/.test(l))).toBe(true);
+    expect(r.stdout).toContain('done 30');
+  });
+
+  it('progress: true draws nothing when stderr is not a TTY', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const fixture = path.join(__dirname, 'fixtures', 'parallel-progress.js');
+    const r = spawnSync(process.execPath, ['--single-threaded', fixture], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toBe('done 30\n');
+    expect(r.stderr).toBe('');
+  });
+});

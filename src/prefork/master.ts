@@ -55,6 +55,8 @@ interface NumHistory {
   streak: number;
   /** No fork for this num before this time (crash-loop backoff). */
   notBefore: number;
+  /** Its last worker died unasked (a crash, kill -9, a timeout): replace it first, collect later. */
+  lost: boolean;
 }
 
 type Phase = 'booting' | 'running' | 'stopping' | 'stopped';
@@ -93,6 +95,7 @@ export class MasterImpl {
   private readyResolve!: () => void;
   private readyReject!: (err: Error) => void;
   private heapAfterGc = -1;
+  private gcDue = false;
 
   constructor(
     private readonly cfg: MasterConfig,
@@ -204,6 +207,9 @@ export class MasterImpl {
     this.keepCount();
     this.settle();
     this.sleep();
+    // A replacement forks before the collection (see collectGarbage); the
+    // collection runs now, so the next fork finds a clean heap.
+    if (this.gcDue) this.collectGarbage();
   }
 
   private drainSelfPipe(): void {
@@ -227,6 +233,7 @@ export class MasterImpl {
         worker.retiring === null && (worker.readyAt === null || t - worker.readyAt < CRASH_WINDOW_MS);
       const reason: ExitReason = worker.retiring ?? 'crash';
       h.streak = crashed ? h.streak + 1 : 0;
+      h.lost = worker.retiring === null || worker.retiring === 'timeout';
       h.notBefore = t + backoff(h.streak);
       if (worker.num < this.target && this.phase !== 'stopping') h.restarts++;
       const event: WorkerExitEvent = {
@@ -362,8 +369,12 @@ export class MasterImpl {
 
   private spawn(num: number): void {
     const generation = this.generation;
+    const h = this.historyOf(num);
+    // Replacing a lost worker comes first: its collection waits for the end of this turn.
+    if (h.lost) this.gcDue = true;
+    else this.collectGarbage();
+    h.lost = false;
     this.cfg.beforeFork?.({ num, generation });
-    this.collectGarbage();
     const shm = native.shmCreate(SHM_SLOTS);
     native.shmStore(shm, BEAT, Math.round(now()));
     const listenFds = this.listenFdsOf(num);
@@ -433,7 +444,7 @@ export class MasterImpl {
   private historyOf(num: number): NumHistory {
     let h = this.history.get(num);
     if (h === undefined) {
-      h = { restarts: 0, streak: 0, notBefore: 0 };
+      h = { restarts: 0, streak: 0, notBefore: 0, lost: false };
       this.history.set(num, h);
     }
     return h;
@@ -442,16 +453,19 @@ export class MasterImpl {
   /**
    * A full collection before fork keeps copy-on-write sharing: otherwise each
    * worker's first GC sweeps the master's garbage and writes to (so copies)
-   * the pages holding it (fork-in-node.md §10). It runs when the heap grew
-   * since the last one, so a replacement in a quiet master forks at once.
+   * the pages holding it (fork-in-node.md §10). It runs when the old
+   * generation grew since the last one, so a replacement in a quiet master
+   * forks at once (the young generation's churn does not count: it is small,
+   * and a scavenge does not sweep the old pages).
    */
   private collectGarbage(): void {
-    const used = v8.getHeapStatistics().used_heap_size;
+    this.gcDue = false;
+    const used = oldGenerationUsed();
     if (this.heapAfterGc >= 0 && used < this.heapAfterGc + 4 * 1024 * 1024) return;
     const gc = fullGc();
     gc();
     gc();
-    this.heapAfterGc = v8.getHeapStatistics().used_heap_size;
+    this.heapAfterGc = oldGenerationUsed();
   }
 
   // -- sockets ---------------------------------------------------------------
@@ -536,6 +550,12 @@ export class MasterImpl {
 function backoff(streak: number): number {
   if (streak <= 1) return 0;
   return Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** (streak - 2));
+}
+
+function oldGenerationUsed(): number {
+  let used = 0;
+  for (const space of v8.getHeapSpaceStatistics()) if (space.space_name !== 'new_space') used += space.space_used_size;
+  return used;
 }
 
 let gcFn: (() => void) | null = null;

@@ -70,13 +70,18 @@ class ProcessContext extends BaseContext {
  * turns.
  */
 function detachStdin(): void {
-  const stdin = process.stdin;
+  // Only a stdin the master is reading is an active handle; touching
+  // process.stdin otherwise would create a stream (about 10 ms) for nothing.
+  type Stream = NodeJS.ReadableStream & { _handle?: { fd?: number; reading?: boolean; readStop?: () => number } };
+  const handles = (process as unknown as { _getActiveHandles?: () => Stream[] })._getActiveHandles?.() ?? [];
+  const stdin = handles.find((h) => h?._handle?.fd === 0);
+  if (stdin === undefined) return;
   for (const ev of ['data', 'readable', 'end', 'close'] as const) stdin.removeAllListeners(ev);
   stdin.pause();
   // pause() alone lets the stream read on until its buffer fills; stop the
-  // libuv read itself (pipes and TTYs; a file stdin is not polled).
-  const handle = (stdin as unknown as { _handle?: { reading?: boolean; readStop?: () => number } })._handle;
-  if (handle?.readStop) {
+  // libuv read itself.
+  const handle = stdin._handle!;
+  if (handle.readStop) {
     handle.readStop();
     handle.reading = false;
   }

@@ -10,9 +10,9 @@ import type { RequestHandler, ServeOptions, WorkerContext, WorkerFn } from './ty
 const IDLE_GRACE_MS = 150;
 const DRAIN_TICK_MS = 25;
 
-interface Conn {
-  inFlight: number;
-  lastActive: number;
+/** The response Node is writing on a socket, if any (cleared when it finishes). */
+function responseOn(socket: net.Socket): http.ServerResponse | null {
+  return (socket as net.Socket & { _httpMessage?: http.ServerResponse | null })._httpMessage ?? null;
 }
 
 export function serve(
@@ -30,48 +30,50 @@ export function serve(
   else if (target instanceof net.Server) server = target;
   else throw new TypeError('ctx.serve(handlerOrServer): expected a request handler or an http.Server');
 
-  const conns = new Map<net.Socket, Conn>();
-  // Responses whose headers are not sent yet can still say `Connection: close`.
-  const unanswered = new Set<http.ServerResponse>();
-  let draining = false;
+  // Connections are tracked, requests are not: serving pays nothing per
+  // request for the drain. A socket is busy while Node has a response on it.
+  const conns = new Set<net.Socket>();
   server.on('connection', (socket: net.Socket) => {
-    conns.set(socket, { inFlight: 0, lastActive: performance.now() });
+    conns.add(socket);
     socket.once('close', () => conns.delete(socket));
-  });
-  server.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
-    const c = conns.get(req.socket);
-    if (c) c.inFlight++;
-    if (draining) res.setHeader('connection', 'close');
-    unanswered.add(res);
-    res.once('close', () => {
-      unanswered.delete(res);
-      if (!c) return;
-      c.inFlight--;
-      c.lastActive = performance.now();
-    });
   });
   server.listen({ fd }, () => ctx.ready());
 
   ctx.onShutdown(
     () =>
       new Promise<void>((resolve) => {
-        draining = true;
         // http.Server#close would also drop idle keep-alive connections at
         // once, racing a client that is sending its next request on one. Stop
         // accepting only; each busy connection is closed by its next
         // response's `Connection: close`, and an idle one after a grace.
         net.Server.prototype.close.call(server);
-        for (const res of unanswered) if (!res.headersSent) res.setHeader('connection', 'close');
-        const tick = setInterval(() => {
+        const idleSince = new Map<net.Socket, number>();
+        server.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+          idleSince.delete(req.socket);
+          res.setHeader('connection', 'close');
+        });
+        for (const socket of conns) {
+          const res = responseOn(socket);
+          if (res && !res.headersSent) res.setHeader('connection', 'close');
+        }
+        const tick = (): void => {
           const now = performance.now();
-          for (const [socket, c] of conns) {
-            if (c.inFlight === 0 && now - c.lastActive >= IDLE_GRACE_MS) socket.destroySoon();
+          for (const socket of conns) {
+            if (responseOn(socket)) {
+              idleSince.delete(socket);
+            } else {
+              const since = idleSince.get(socket);
+              if (since === undefined) idleSince.set(socket, now);
+              else if (now - since >= IDLE_GRACE_MS) socket.destroySoon();
+            }
           }
           if (conns.size === 0) {
-            clearInterval(tick);
+            clearInterval(timer);
             resolve();
           }
-        }, DRAIN_TICK_MS);
+        };
+        const timer = setInterval(tick, DRAIN_TICK_MS);
+        tick();
       }),
   );
   return server;

@@ -14,7 +14,10 @@ const HAMMER = path.join(FIXTURES, 'iterate-hammer.js');
 const REC = 8; // bytes per record: 7 digits and "\n"
 
 const dirs: string[] = [];
+const procs: ChildProcess[] = [];
 afterEach(() => {
+  // A failed test must not leave its fixture running (instances die with it: PR_SET_PDEATHSIG).
+  for (const p of procs.splice(0)) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
   for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
 });
 
@@ -31,6 +34,7 @@ interface Spawned {
 
 function start(script: string, args: string[], detached = false): Spawned {
   const proc = spawn(process.execPath, ['--single-threaded', script, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached });
+  procs.push(proc);
   let stdout = '';
   let stderr = '';
   proc.stdout!.on('data', (d) => (stdout += d));

@@ -1,7 +1,7 @@
 // lines(path): the cursor is a byte offset, so a resumed run reads from there.
 // Checked over a 50 MB file by counting the bytes each instance reads
 // (/proc/self/io rchar, measured inside the instance).
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -29,13 +29,18 @@ beforeAll(() => {
   fs.closeSync(fd);
 });
 
-afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+const procs: ChildProcess[] = [];
+afterAll(() => {
+  for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+  fs.rmSync(dir, { recursive: true, force: true });
+});
 
 function runFixture(cfg: Record<string, unknown>, onSpawn?: (pid: number) => void) {
   const proc = spawn(process.execPath, ['--single-threaded', path.join(FIXTURES, 'iterate-run.js'), JSON.stringify(cfg)], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'inherit'],
   });
+  procs.push(proc);
   onSpawn?.(proc.pid!);
   let stdout = '';
   proc.stdout.on('data', (d) => (stdout += d));

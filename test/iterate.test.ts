@@ -30,11 +30,14 @@ beforeEach(() => {
 
 afterEach(() => {
   // No fds, zombies, temp files, locks or signal listeners left behind.
-  expect(fdCount()).toBe(fdsBefore);
-  expect(zombiesOf()).toEqual([]);
-  expect(fs.readdirSync(dir).filter((n) => n.endsWith('.tmp') || n.endsWith('.lock'))).toEqual([]);
-  expect([process.listenerCount('SIGINT'), process.listenerCount('SIGTERM')]).toEqual(listenersBefore);
-  fs.rmSync(dir, { recursive: true, force: true });
+  try {
+    expect(fdCount()).toBe(fdsBefore);
+    expect(zombiesOf()).toEqual([]);
+    expect(fs.readdirSync(dir).filter((n) => n.endsWith('.tmp') || n.endsWith('.lock'))).toEqual([]);
+    expect([process.listenerCount('SIGINT'), process.listenerCount('SIGTERM')]).toEqual(listenersBefore);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 const cp = () => path.join(dir, 'cp.json');

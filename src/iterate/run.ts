@@ -161,6 +161,8 @@ function failureRecord(err: unknown, stage: string, current: readonly [unknown, 
 }
 
 class Run<I, C> {
+  /** The parent's pid: the parent-side callbacks below never act in an instance. */
+  private readonly owner = process.pid;
   private readonly shm: ShmHandle = native.shmCreate(1);
   private readonly slots: Slot[];
   private readonly disposers: (() => void)[] = [];
@@ -320,6 +322,9 @@ class Run<I, C> {
   }
 
   private onReadable(slot: Slot): void {
+    // An instance inherits the parent's watchers (silenced by fork hygiene);
+    // reading a silenced fd there would block forever.
+    if (process.pid !== this.owner) return;
     this.drain(slot);
     if (this.itemsSinceSave >= this.opts.every.items) this.save();
   }
@@ -341,6 +346,7 @@ class Run<I, C> {
   }
 
   private onExit(slot: Slot, exit: ChildExit): void {
+    if (process.pid !== this.owner) return;
     // The instance is gone: everything it wrote is in the pipe.
     this.drain(slot);
     if (slot.reader !== undefined) {

@@ -88,10 +88,10 @@ export function signalName(signo: number): NodeJS.Signals | null {
  */
 export class IterateError extends CowforkError {
   readonly code = 'ERR_ITERATE';
-  /** The other failures of the same run, when more than one instance failed (this one first). */
-  errors: IterateError[] = [];
-  /** The run's result (cursors, counts), set when iterate rejects with this error. */
-  result: unknown = undefined;
+  /** Every failure of the run, this one first (non-enumerable: the result refers back to them). */
+  declare errors: IterateError[];
+  /** The run's result (cursors, counts), set when iterate rejects with this error (non-enumerable). */
+  declare result: unknown;
   constructor(
     message: string,
     readonly instance: number,
@@ -104,6 +104,8 @@ export class IterateError extends CowforkError {
     options?: { cause?: unknown },
   ) {
     super(message, options);
+    Object.defineProperty(this, 'errors', { value: [this], writable: true, enumerable: false, configurable: true });
+    Object.defineProperty(this, 'result', { value: undefined, writable: true, enumerable: false, configurable: true });
   }
 }
 

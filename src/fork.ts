@@ -61,8 +61,16 @@ export function atFork(h: AtForkHooks): () => void {
 
 let inLibraryMacrotask = false;
 
-/** Thrown in a child to unwind out of the parent's call stack back to the event loop. */
-const CHILD_UNWIND = Symbol('cowfork.childUnwind');
+/**
+ * Thrown in a child to unwind out of the parent's call stack back to the
+ * event loop. Code between `libraryMacrotask` and `forkChild` must not catch
+ * it; `isChildUnwind(err)` tells a catch block to rethrow.
+ */
+const CHILD_UNWIND = Object.freeze(new Error('cowfork internal: a forked child is unwinding the parent\'s stack; rethrow this'));
+
+export function isChildUnwind(err: unknown): boolean {
+  return err === CHILD_UNWIND;
+}
 
 export function libraryMacrotask(fn: () => void): void {
   // A child that returns to its event loop inherits the parent's queue of
@@ -234,7 +242,9 @@ export interface ForkOptions {
 /**
  * Forks the process. Must run inside `libraryMacrotask`. In the child, `body`
  * runs and the child exits with the code it returns (or resolves to); the call
- * never returns into the parent's code. In the parent, returns the child.
+ * never returns into the parent's code: it throws a sentinel that
+ * `libraryMacrotask` swallows, so a try/catch around this call must rethrow
+ * when `isChildUnwind(err)`. In the parent, returns the child.
  */
 export function forkChild(body: () => number | Promise<number>, options: ForkOptions = {}): ForkedChild {
   if (!inLibraryMacrotask) throw new Error('cowfork internal error: fork outside a library-owned macrotask');

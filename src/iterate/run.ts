@@ -16,6 +16,7 @@ import {
   type ForkedChild,
   exitChild,
   forkChild,
+  isChildUnwind,
   libraryInterval,
   libraryMacrotask,
   libraryTimeout,
@@ -276,13 +277,12 @@ class Run<I, C> {
     for (const slot of this.slots) {
       if (slot.done || this.stopping) continue;
       const [readFd, writeFd] = native.pipe(true);
-      const parentPid = process.pid;
       let child: ForkedChild;
       try {
         child = forkChild(() => this.instanceMain(slot, readFd, writeFd), { dieWithParent: true });
       } catch (err) {
         // In the child, forkChild unwinds back to the event loop by throwing: let it pass.
-        if (process.pid !== parentPid) throw err;
+        if (isChildUnwind(err)) throw err;
         native.close(readFd);
         native.close(writeFd);
         this.fail(err as Error);

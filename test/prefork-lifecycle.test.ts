@@ -132,4 +132,20 @@ describe('prefork lifecycle', () => {
     m.send('stop');
     expect(await m.exited).toEqual({ code: 0, signal: null });
   });
+
+  it('hybrid: a thread stuck in while(true) stops its process heartbeat; the process is replaced', async () => {
+    const m = await startMaster({ workers: 1, threads: 2, timeout: 1000 });
+    started.push(m);
+    await m.waitEvent((e: Ev) => e.event === 'allready');
+    const [proc] = m.liveWorkers();
+    const wedge = fetch(`http://127.0.0.1:${m.port}/spin`).catch((err: Error) => err);
+    const timeout = await m.waitEvent((e: Ev) => e.event === 'timeout');
+    expect(timeout.pid).toBe(proc.pid);
+    // The process's own loop still turned; only the thread's stopped.
+    const exit = await m.waitEvent((e: Ev) => e.event === 'exit' && e.pid === proc.pid);
+    expect(exit.reason).toBe('timeout');
+    const again = await m.waitEvent((e: Ev) => e.event === 'ready' && e.num === 0 && e.pid !== proc.pid);
+    expect(JSON.parse((await get(m.port, '/')).body).pid).toBe(again.pid);
+    expect(await wedge).toBeInstanceOf(Error);
+  });
 });

@@ -11,7 +11,15 @@ import fs from 'node:fs';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { WorkerBootError } from '../errors';
-import { type ChildExit, type ForkedChild, forkChild, killAndReapSync, libraryMacrotask, libraryTimeout } from '../fork';
+import {
+  type ChildExit,
+  type ForkedChild,
+  forkChild,
+  isChildUnwind,
+  killAndReapSync,
+  libraryMacrotask,
+  libraryTimeout,
+} from '../fork';
 import { HUP, READ, type ShmHandle, type WatchHandle, native } from '../native';
 import { type Address, type Endpoint, closeSocket, openSocket } from './listen';
 import type { ExitReason, ForkInfo, WorkerContext, WorkerExitEvent, WorkerFn, WorkerState, WorkerStats } from './types';
@@ -94,6 +102,8 @@ export class MasterImpl {
   private stopWaiters: (() => void)[] = [];
   private readyResolve!: () => void;
   private readyReject!: (err: Error) => void;
+  /** Events and promise settlements of this turn, delivered after its forks. */
+  private readonly outbox: (() => void)[] = [];
   private heapAfterGc = -1;
   private gcDue = false;
 
@@ -210,6 +220,21 @@ export class MasterImpl {
     // A replacement forks before the collection (see collectGarbage); the
     // collection runs now, so the next fork finds a clean heap.
     if (this.gcDue) this.collectGarbage();
+    this.deliver();
+  }
+
+  /**
+   * Queues an event or a promise settlement for the end of the turn. A fork
+   * must find the microtask queue empty, or the worker would run the master's
+   * continuations (fork-in-node.md §8); listeners and promise reactions could
+   * queue microtasks, so they run after this turn's forks.
+   */
+  private notify(fn: () => void): void {
+    this.outbox.push(fn);
+  }
+
+  private deliver(): void {
+    for (const fn of this.outbox.splice(0)) fn();
   }
 
   private drainSelfPipe(): void {
@@ -244,13 +269,12 @@ export class MasterImpl {
         signal: exit.signal,
         reason,
       };
-      this.events.emit('exit', event);
+      this.notify(() => this.events.emit('exit', event));
       if (this.phase === 'booting' && worker.readyAt === null && reason !== 'stop') {
         this.phase = 'running';
         const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.exitCode}`;
-        this.readyReject(
-          new WorkerBootError(`prefork worker ${worker.num} (pid ${worker.pid}) ${how} before it was ready`, worker.num, worker.pid, exit.exitCode, exit.signal),
-        );
+        const err = new WorkerBootError(`prefork worker ${worker.num} (pid ${worker.pid}) ${how} before it was ready`, worker.num, worker.pid, exit.exitCode, exit.signal);
+        this.notify(() => this.readyReject(err));
       }
       if (this.ownSockets.has(worker.num) && worker.num >= this.target) this.closeOwnSockets(worker.num);
     }
@@ -287,7 +311,7 @@ export class MasterImpl {
       if (w.state === 'starting' && native.shmLoad(w.shm, STATE) === STATE_READY) {
         w.state = 'ready';
         w.readyAt = t;
-        this.events.emit('ready', { num: w.num, pid: w.pid, generation: w.generation });
+        this.notify(() => this.events.emit('ready', { num: w.num, pid: w.pid, generation: w.generation }));
       }
       if (w.killAt !== null) {
         if (t >= w.killAt) {
@@ -297,7 +321,7 @@ export class MasterImpl {
         continue;
       }
       if (t - native.shmLoad(w.shm, BEAT) > this.cfg.timeout) {
-        this.events.emit('timeout', { num: w.num, pid: w.pid, generation: w.generation });
+        this.notify(() => this.events.emit('timeout', { num: w.num, pid: w.pid, generation: w.generation }));
         this.retire(w, 'timeout', Math.min(this.cfg.timeout, 5000));
       }
     }
@@ -339,12 +363,12 @@ export class MasterImpl {
     };
     if (this.phase === 'booting' && allReady(0)) {
       this.phase = 'running';
-      this.readyResolve();
+      this.notify(() => this.readyResolve());
     }
     if (this.phase !== 'stopping') {
       this.restartWaiters = this.restartWaiters.filter((r) => {
         if (!allReady(r.generation)) return true;
-        r.resolve();
+        this.notify(() => r.resolve());
         return false;
       });
     }
@@ -403,13 +427,13 @@ export class MasterImpl {
       const dieWithParent = process.env.COWFORK_TEST_NO_PDEATHSIG !== '1';
       child = forkChild(() => runWorker(setup), { keepFds: listenFds, dieWithParent });
     } catch (err) {
-      // In the child, forkChild unwinds with a non-Error; let it pass.
-      if (!(err instanceof Error)) throw err;
+      // In the child, forkChild unwinds the master's stack; let it pass.
+      if (isChildUnwind(err)) throw err;
       // EAGAIN or ENOMEM: treat like a crash, so the retry backs off.
       const h = this.historyOf(num);
       h.streak++;
       h.notBefore = now() + Math.max(BACKOFF_BASE_MS, backoff(h.streak));
-      this.events.emit('forkError', err);
+      this.notify(() => this.events.emit('forkError', err));
       return;
     }
     const w: Live = {
@@ -429,7 +453,7 @@ export class MasterImpl {
       this.exits.push({ worker: w, exit });
       this.wake();
     });
-    this.events.emit('spawn', { num, pid: child.pid, generation });
+    this.notify(() => this.events.emit('spawn', { num, pid: child.pid, generation }));
   }
 
   /** Asks a worker to drain (SIGTERM); SIGKILL follows after `grace` ms. */
@@ -510,7 +534,10 @@ export class MasterImpl {
 
   private beginStop(): void {
     if (this.phase === 'stopping' || this.phase === 'stopped') return;
-    if (this.phase === 'booting') this.readyReject(new Error('prefork: stopped before every worker was ready'));
+    if (this.phase === 'booting') {
+      const err = new Error('prefork: stopped before every worker was ready');
+      this.notify(() => this.readyReject(err));
+    }
     this.phase = 'stopping';
     for (const w of this.live.values()) if (w.retiring === null || w.retiring === 'restart' || w.retiring === 'scale') this.retire(w, 'stop');
   }
@@ -525,6 +552,8 @@ export class MasterImpl {
     for (const [sig, fn] of this.signalHandlers) process.removeListener(sig, fn);
     this.signalHandlers.clear();
     for (const r of this.restartWaiters.splice(0)) r.resolve();
+    // Nothing forks after this point: deliver now (fail() calls this outside a turn).
+    this.deliver();
     this.events.emit('stop');
     for (const resolve of this.stopWaiters.splice(0)) resolve();
   }

@@ -77,7 +77,10 @@ export interface PreforkOptions {
   signals?: boolean;
   /** Runs in each worker: a function, or the path of a module that exports one (or a request handler). */
   worker: WorkerFn | string;
-  /** Runs in the master just before each fork (after the pre-fork collection). */
+  /**
+   * Runs in the master just before each fork (after the pre-fork collection).
+   * Keep it synchronous: the fork follows at once, and microtasks it queued would also run in the worker.
+   */
   beforeFork?: (info: ForkInfo) => void;
   /** Runs in each forked worker just after the fork, before `worker(ctx)`. */
   afterFork?: (ctx: WorkerContext) => void;

@@ -16,7 +16,6 @@ import {
   type ForkedChild,
   forkChild,
   isChildUnwind,
-  killAndReapSync,
   libraryMacrotask,
   libraryTimeout,
 } from '../fork';
@@ -556,11 +555,6 @@ export class MasterImpl {
     this.deliver();
     this.events.emit('stop');
     for (const resolve of this.stopWaiters.splice(0)) resolve();
-  }
-
-  /** Called if the process is going away without a graceful stop. */
-  killAllSync(): void {
-    for (const w of this.live.values()) killAndReapSync(w.pid);
   }
 
   private installSignals(): void {

@@ -13,6 +13,8 @@ const path = require('node:path');
 
 const WORKERS = 4;
 const PRELOAD_MB = 200;
+const ROUNDS = 10;
+const ROUND_SECONDS = 2;
 const log = (...a) => process.stderr.write(`prefork bench: ${a.join(' ')}\n`);
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -137,8 +139,10 @@ function startServer(kind, mb) {
   return freePort().then(
     (port) =>
       new Promise((resolve, reject) => {
-        const flags = kind === 'prefork' ? ['--single-threaded'] : [];
-        const child = spawn(process.execPath, [...flags, '--max-old-space-size=4096', __filename, `${kind}-server`, String(port), String(mb)], {
+        // 'cluster-st' is node:cluster under --single-threaded too (its workers inherit execArgv).
+        const flags = kind === 'cluster' ? [] : ['--single-threaded'];
+        const mode = kind === 'cluster-st' ? 'cluster' : kind;
+        const child = spawn(process.execPath, [...flags, '--max-old-space-size=4096', __filename, `${mode}-server`, String(port), String(mb)], {
           stdio: ['pipe', 'pipe', 'inherit'],
         });
         const events = [];
@@ -180,6 +184,20 @@ function startServer(kind, mb) {
         );
       }),
   );
+}
+
+/** utime + stime of these processes, in seconds (clock ticks are 1/100 s on Linux). */
+function cpuSeconds(pids) {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').slice(0).split(') ')[1].split(' ');
+      ticks += Number(f[11]) + Number(f[12]);
+    } catch {
+      // Gone.
+    }
+  }
+  return ticks / 100;
 }
 
 function pss(pid) {
@@ -225,20 +243,40 @@ const ms = (x) => x.toFixed(1);
 async function main() {
   const rows = [];
 
-  // 1. Throughput and fork-to-ready, small app.
-  const rps = { prefork: [], cluster: [] };
+  // 1. Throughput, small app. Both servers stay up and are loaded in turn,
+  // in short alternating rounds, so that bursts of other work on this shared
+  // box hit both alike. CPU time used by each server's processes is read
+  // around every round: requests per CPU-second does not depend on how much
+  // CPU the box had to spare.
+  const KINDS = ['prefork', 'cluster', 'cluster-st'];
+  const rps = { prefork: [], cluster: [], 'cluster-st': [] };
+  const perCpu = { prefork: [], cluster: [], 'cluster-st': [] };
   const small = { prefork: [], cluster: [] };
-  for (let round = 0; round < 3; round++) {
-    for (const kind of ['prefork', 'cluster']) {
-      log(`${kind}: throughput round ${round + 1}`);
-      const s = await startServer(kind, 0);
-      small[kind].push(...s.ready.forkToReady);
-      await loadFor(s.port, 1); // warm-up
-      const r = await loadFor(s.port, 4);
+  const servers = {};
+  for (const kind of KINDS) servers[kind] = await startServer(kind, 0);
+  for (const kind of KINDS) {
+    if (small[kind]) small[kind].push(...servers[kind].ready.forkToReady);
+    await loadFor(servers[kind].port, 1); // warm-up
+  }
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = round % 2 ? [...KINDS].reverse() : KINDS;
+    for (const kind of order) {
+      const s = servers[kind];
+      const pids = [s.ready.master, ...workerPids(s.ready.master)];
+      const before = cpuSeconds(pids);
+      const r = await loadFor(s.port, ROUND_SECONDS);
+      const used = cpuSeconds(pids) - before;
       if (r.errors) log(`${kind}: ${r.errors}`);
       rps[kind].push(r.rps);
-      await s.stop();
+      perCpu[kind].push((r.rps * ROUND_SECONDS) / used);
     }
+  }
+  for (const kind of KINDS) await servers[kind].stop();
+  // More fork-to-ready samples from a second start of each.
+  for (const kind of ['prefork', 'cluster']) {
+    const s = await startServer(kind, 0);
+    small[kind].push(...s.ready.forkToReady);
+    await s.stop();
   }
 
   // 2. PSS with 200 MB preloaded, after load; fork-to-ready; replacement after kill -9.
@@ -264,11 +302,14 @@ async function main() {
   }
 
   const tp = { prefork: median(rps.prefork), cluster: median(rps.cluster) };
+  const eff = { prefork: median(perCpu.prefork), cluster: median(perCpu.cluster) };
+  const st = { rps: median(rps['cluster-st']), eff: median(perCpu['cluster-st']) };
   const f2r = { prefork: median(small.prefork), cluster: median(small.cluster) };
   const f2rBig = { prefork: median(big.prefork.forkToReady), cluster: median(big.cluster.forkToReady) };
   const rep = (kind, key) => median(replace[kind].map((r) => r[key]));
 
-  rows.push(`| throughput, ${WORKERS} workers, small JSON app (req/s, median of 3 × 4 s, wrk -t2 -c64) | ${tp.prefork.toFixed(0)} | ${tp.cluster.toFixed(0)} | **${(tp.prefork / tp.cluster).toFixed(2)}×** | ≥ 1.0× |`);
+  rows.push(`| throughput, ${WORKERS} workers, small JSON app (req/s, median of ${ROUNDS} alternating ${ROUND_SECONDS} s rounds, wrk -t2 -c64) | ${tp.prefork.toFixed(0)} | ${tp.cluster.toFixed(0)} | **${(tp.prefork / tp.cluster).toFixed(2)}×** | ≥ 1.0× |`);
+  rows.push(`| requests per CPU-second of the server's processes (median of the same rounds) | ${eff.prefork.toFixed(0)} | ${eff.cluster.toFixed(0)} | **${(eff.prefork / eff.cluster).toFixed(2)}×** | |`);
   rows.push(`| total PSS, master + ${WORKERS} workers, ${PRELOAD_MB} MB preloaded, after 4 s of load | ${mb(mem.prefork.total)} MB | ${mb(mem.cluster.total)} MB | **${(mem.prefork.total / mem.cluster.total).toFixed(2)}×** | ≤ 0.5× |`);
   rows.push(`| fork → worker ready, small app (median per worker) | ${ms(f2r.prefork)} ms | ${ms(f2r.cluster)} ms | **${(f2r.cluster / f2r.prefork).toFixed(0)}× faster** | ≥ 10× |`);
   rows.push(`| fork → worker ready, ${PRELOAD_MB} MB preloaded (median per worker) | ${ms(f2rBig.prefork)} ms | ${ms(f2rBig.cluster)} ms | **${(f2rBig.cluster / f2rBig.prefork).toFixed(0)}× faster** | |`);
@@ -291,7 +332,10 @@ async function main() {
     '',
     `- PSS is the sum of \`Pss\` in \`/proc/<pid>/smaps_rollup\` over the master and its workers (prefork master: ${mb(mem.prefork.master)} MB of it; cluster primary: ${mb(mem.cluster.master)} MB).`,
     '  prefork\'s master runs two full collections before forking (fork-in-node.md §10), so the workers keep sharing its heap pages.',
-    `- Throughput samples (req/s): prefork ${rps.prefork.map((x) => x.toFixed(0)).join(', ')}; cluster ${rps.cluster.map((x) => x.toFixed(0)).join(', ')}. Load: ${HAVE_WRK ? 'wrk' : 'autocannon'}.`,
+    `- Throughput samples (req/s, in round order): prefork ${rps.prefork.map((x) => x.toFixed(0)).join(', ')}; cluster ${rps.cluster.map((x) => x.toFixed(0)).join(', ')}. Load: ${HAVE_WRK ? 'wrk' : 'autocannon'}.`,
+    '  prefork workers run under V8\'s `--single-threaded` (fork() needs it): no concurrent GC or compiler threads. node:cluster',
+    `  started with the same flag, in the same rounds: ${st.rps.toFixed(0)} req/s, ${st.eff.toFixed(0)} req per CPU-second; prefork against it:`,
+    `  **${(tp.prefork / st.rps).toFixed(2)}×** throughput, **${(eff.prefork / st.eff).toFixed(2)}×** per CPU-second. Samples: ${rps['cluster-st'].map((x) => x.toFixed(0)).join(', ')}.`,
     '- "fork → ready" is measured in the master: from just before the fork (prefork\'s `beforeFork`, `cluster.fork()`) to the worker\'s',
     '  ready report (prefork) or `listening` event (cluster). prefork\'s pre-fork collection runs before that point; "start → all ready"',
     '  includes it.',

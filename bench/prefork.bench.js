@@ -15,6 +15,7 @@ const WORKERS = 4;
 const PRELOAD_MB = 200;
 const ROUNDS = 10;
 const ROUND_SECONDS = 2;
+const CLOSE_ROUNDS = 4;
 const log = (...a) => process.stderr.write(`prefork bench: ${a.join(' ')}\n`);
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -225,15 +226,16 @@ function workerPids(masterPid) {
 
 const HAVE_WRK = spawnSync('wrk', ['--version']).error === undefined;
 
-async function loadFor(port, seconds) {
+async function loadFor(port, seconds, close = false) {
   if (HAVE_WRK) {
-    const r = spawnSync('wrk', ['-t2', '-c64', `-d${seconds}s`, `http://127.0.0.1:${port}/`], { encoding: 'utf8' });
+    const extra = close ? ['-H', 'Connection: close'] : [];
+    const r = spawnSync('wrk', ['-t2', '-c64', `-d${seconds}s`, ...extra, `http://127.0.0.1:${port}/`], { encoding: 'utf8' });
     const m = /Requests\/sec:\s+([\d.]+)/.exec(r.stdout);
     const errors = /Non-2xx|Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(r.stdout);
     return { rps: m ? Number(m[1]) : NaN, errors: errors ? errors[0] : '' };
   }
   const autocannon = require('autocannon');
-  const r = await autocannon({ url: `http://127.0.0.1:${port}/`, connections: 64, duration: seconds });
+  const r = await autocannon({ url: `http://127.0.0.1:${port}/`, connections: 64, duration: seconds, headers: close ? { connection: 'close' } : {} });
   return { rps: r.requests.average, errors: r.errors ? `errors ${r.errors}` : '' };
 }
 
@@ -270,6 +272,11 @@ async function main() {
       rps[kind].push(r.rps);
       perCpu[kind].push((r.rps * ROUND_SECONDS) / used);
     }
+  }
+  // A new connection per request: every accept counts.
+  const closeRps = { prefork: [], cluster: [], 'cluster-st': [] };
+  for (let round = 0; round < CLOSE_ROUNDS; round++) {
+    for (const kind of round % 2 ? [...KINDS].reverse() : KINDS) closeRps[kind].push((await loadFor(servers[kind].port, ROUND_SECONDS, true)).rps);
   }
   for (const kind of KINDS) await servers[kind].stop();
   // More fork-to-ready samples from a second start of each.
@@ -310,6 +317,8 @@ async function main() {
 
   rows.push(`| throughput, ${WORKERS} workers, small JSON app (req/s, median of ${ROUNDS} alternating ${ROUND_SECONDS} s rounds, wrk -t2 -c64) | ${tp.prefork.toFixed(0)} | ${tp.cluster.toFixed(0)} | **${(tp.prefork / tp.cluster).toFixed(2)}×** | ≥ 1.0× |`);
   rows.push(`| requests per CPU-second of the server's processes (median of the same rounds) | ${eff.prefork.toFixed(0)} | ${eff.cluster.toFixed(0)} | **${(eff.prefork / eff.cluster).toFixed(2)}×** | |`);
+  const cl = { prefork: median(closeRps.prefork), cluster: median(closeRps.cluster) };
+  rows.push(`| throughput with a new connection per request (\`Connection: close\`, req/s, median of ${CLOSE_ROUNDS} alternating rounds) | ${cl.prefork.toFixed(0)} | ${cl.cluster.toFixed(0)} | **${(cl.prefork / cl.cluster).toFixed(2)}×** | |`);
   rows.push(`| total PSS, master + ${WORKERS} workers, ${PRELOAD_MB} MB preloaded, after 4 s of load | ${mb(mem.prefork.total)} MB | ${mb(mem.cluster.total)} MB | **${(mem.prefork.total / mem.cluster.total).toFixed(2)}×** | ≤ 0.5× |`);
   rows.push(`| fork → worker ready, small app (median per worker) | ${ms(f2r.prefork)} ms | ${ms(f2r.cluster)} ms | **${(f2r.cluster / f2r.prefork).toFixed(0)}× faster** | ≥ 10× |`);
   rows.push(`| fork → worker ready, ${PRELOAD_MB} MB preloaded (median per worker) | ${ms(f2rBig.prefork)} ms | ${ms(f2rBig.cluster)} ms | **${(f2rBig.cluster / f2rBig.prefork).toFixed(0)}× faster** | |`);
@@ -332,6 +341,9 @@ async function main() {
     '',
     `- PSS is the sum of \`Pss\` in \`/proc/<pid>/smaps_rollup\` over the master and its workers (prefork master: ${mb(mem.prefork.master)} MB of it; cluster primary: ${mb(mem.cluster.master)} MB).`,
     '  prefork\'s master runs two full collections before forking (fork-in-node.md §10), so the workers keep sharing its heap pages.',
+    `- \`Connection: close\` samples (req/s): prefork ${closeRps.prefork.map((x) => x.toFixed(0)).join(', ')}; cluster ${closeRps.cluster.map((x) => x.toFixed(0)).join(', ')}; cluster under --single-threaded ${closeRps['cluster-st'].map((x) => x.toFixed(0)).join(', ')}.`,
+    '  Here every request is an accept: prefork\'s workers accept on the shared socket themselves, while the cluster primary accepts',
+    '  each connection and hands it to a worker over IPC.',
     `- Throughput samples (req/s, in round order): prefork ${rps.prefork.map((x) => x.toFixed(0)).join(', ')}; cluster ${rps.cluster.map((x) => x.toFixed(0)).join(', ')}. Load: ${HAVE_WRK ? 'wrk' : 'autocannon'}.`,
     '  prefork workers run under V8\'s `--single-threaded` (fork() needs it): no concurrent GC or compiler threads. node:cluster',
     `  started with the same flag, in the same rounds: ${st.rps.toFixed(0)} req/s, ${st.eff.toFixed(0)} req per CPU-second; prefork against it:`,

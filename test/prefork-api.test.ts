@@ -113,6 +113,8 @@ describe('prefork in this process', () => {
     expect((await answer(v6.port!, '::1')).pid).toBeGreaterThan(0);
 
     // Scale down: the highest nums drain; scale up: the lowest free nums come back.
+    expect(() => master.scale(-1)).toThrow(RangeError);
+    expect(() => (master.scale as (n?: number) => void)()).toThrow(/scale\(workers\): workers must be a non-negative integer/);
     master.scale(1);
     await waitFor(() => master.stats().length === 1);
     expect(master.stats()[0].num).toBe(0);

@@ -101,6 +101,7 @@ export class PreforkMaster extends EventEmitter<PreforkMasterEvents> {
 
   /** Changes the number of workers; extra ones drain (highest nums first go), missing ones are forked. */
   scale(workers: number): void {
+    if (workers === undefined) throw new TypeError('scale(workers): workers must be a non-negative integer');
     this.#impl.scale(nonNegativeInteger(workers, 'scale(workers): workers', 0));
   }
 

@@ -2,7 +2,8 @@
  * had. Left alone, the child accepts the parent's connections and reads the
  * parent's responses. Each inherited stream, UDP or poll handle gets the read
  * end of a socketpair dup2()ed over its fd: that fd never becomes readable, and
- * replacing it in the child never touches the parent's connection. */
+ * replacing it in the child never touches the parent's connection. That
+ * includes stdin when the parent has a handle reading it. */
 #include "cowfork.h"
 
 #include <errno.h>
@@ -39,7 +40,9 @@ static void cf__silence_one(uv_handle_t* handle, void* arg) {
       return;
   }
   if (uv_fileno(handle, &fd) != 0) return;
-  if (fd <= 2 || fd == ctx->quiet_fd || cf__is_kept(ctx, fd)) return;
+  /* stdout and stderr stay: children write to them. stdin is silenced when
+   * the parent was reading it, or the child would steal the parent's input. */
+  if (fd == 1 || fd == 2 || fd == ctx->quiet_fd || cf__is_kept(ctx, fd)) return;
 
   do
     r = dup2(ctx->quiet_fd, fd);

@@ -245,6 +245,10 @@ export interface ForkOptions {
  * never returns into the parent's code: it throws a sentinel that
  * `libraryMacrotask` swallows, so a try/catch around this call must rethrow
  * when `isChildUnwind(err)`. In the parent, returns the child.
+ *
+ * Microtasks queued earlier in the same macrotask (a resolved promise, an
+ * event whose listeners await) would also run in the child: fork first, then
+ * settle promises.
  */
 export function forkChild(body: () => number | Promise<number>, options: ForkOptions = {}): ForkedChild {
   if (!inLibraryMacrotask) throw new Error('cowfork internal error: fork outside a library-owned macrotask');

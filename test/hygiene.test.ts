@@ -77,6 +77,33 @@ describe('§4 inherited I/O is silenced', () => {
   });
 });
 
+describe('§4 stdin', () => {
+  it("async children never read the parent's stdin", async () => {
+    const { spawn } = await import('node:child_process');
+    const child = spawn(process.execPath, ['--single-threaded', path.join(__dirname, 'fixtures', 'parallel-stdin.js')], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    let stdout = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    await new Promise<void>((r) => {
+      const t = setInterval(() => stdout.includes('ready') && (clearInterval(t), r()), 5);
+    });
+    // Feed lines while the children run their event loops.
+    for (let i = 0; i < 50; i++) {
+      child.stdin.write(`line ${i}\n`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await new Promise<void>((r) => {
+      const t = setInterval(() => stdout.includes('mapped') && (clearInterval(t), r()), 5);
+    });
+    child.stdin.end();
+    await new Promise((r) => child.on('exit', r));
+    const out = stdout.trim().split('\n').slice(1).map((l) => JSON.parse(l) as { lines?: number; mapped?: number });
+    expect(out.find((o) => o.mapped !== undefined)?.mapped).toBe(40);
+    expect(out.find((o) => o.lines !== undefined)?.lines).toBe(50);
+  });
+});
+
 describe('§5 identity and §7 random state', () => {
   it('process.pid and ppid are the real ones; Math.random and randomUUID never repeat across 100 children', async () => {
     // Use both generators in the parent first, so their cached state is copied into every child.

@@ -207,6 +207,16 @@ static napi_value Waitpid(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* pidfdOpen(pid): a close-on-exec fd that polls readable when pid terminates. */
+static napi_value PidfdOpen(napi_env env, napi_callback_info info) {
+  CF__ARGS(1);
+  int64_t pid;
+  if (!cf__get_i64(env, argv[0], &pid)) return cf__napi_fail(env);
+  int r = cf_pidfd_open((int)pid);
+  CF__ERR(r);
+  return cf__int(env, r);
+}
+
 static int cf__get_i32_array(napi_env env, napi_value v, int32_t** data, size_t* len) {
   napi_typedarray_type type;
   void* raw;
@@ -588,6 +598,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       CF__FN("pipe", Pipe),
       CF__FN("close", Close),
       CF__FN("waitpid", Waitpid),
+      CF__FN("pidfdOpen", PidfdOpen),
       CF__FN("poll", Poll),
       CF__FN("watch", Watch),
       CF__FN("watchUpdate", WatchUpdate),

@@ -35,6 +35,7 @@ typedef struct {
   int term_signal;
 } cf_wait_result_t;
 int cf_waitpid(int pid, int nohang, cf_wait_result_t* out);
+int cf_pidfd_open(int pid);
 
 /* poll.c */
 int cf_poll(const int* fds, const int* events, int* revents, int n, int64_t timeout_ms);

@@ -252,27 +252,26 @@ export interface ForkOptions {
  */
 export function forkChild(body: () => number | Promise<number>, options: ForkOptions = {}): ForkedChild {
   if (!inLibraryMacrotask) throw new Error('cowfork internal error: fork outside a library-owned macrotask');
-  const [deathRead, deathWrite] = native.pipe(false);
+  // Where there is no pidfd, the child holds the write end of a pipe: its EOF
+  // is the parent's notice, without SIGCHLD and without waitpid(-1).
+  const death = havePidfd() ? null : native.pipe(false);
   for (let i = hooks.length - 1; i >= 0; i--) hooks[i].prepare?.();
   let pid: number;
   try {
     const flags = (options.unsafeFlags ?? 0) | (options.dieWithParent ? native.FORK_FLAGS.SET_PDEATHSIG : 0);
     pid = native.fork(options.keepFds ?? [], flags);
   } catch (err) {
-    native.close(deathRead);
-    native.close(deathWrite);
+    if (death) death.forEach((fd) => native.close(fd));
     throw err;
   }
 
   if (pid === 0) {
-    // The write end stays open until the child is gone: its EOF is the
-    // parent's notice, without SIGCHLD and without waitpid(-1).
-    native.close(deathRead);
+    if (death) native.close(death[0]);
     runChild(body);
     throw CHILD_UNWIND;
   }
 
-  native.close(deathWrite);
+  if (death) native.close(death[1]);
   for (const h of hooks) {
     try {
       h.parent?.();
@@ -280,7 +279,22 @@ export function forkChild(body: () => number | Promise<number>, options: ForkOpt
       process.emitWarning(`cowfork atFork parent hook threw: ${String(err)}`);
     }
   }
-  return watchChild(pid, deathRead);
+  return watchChild(pid, death ? death[0] : native.pidfdOpen(pid));
+}
+
+let pidfdWorks: boolean | undefined;
+
+/** Whether this kernel has pidfd_open (Linux >= 5.3). */
+function havePidfd(): boolean {
+  if (pidfdWorks === undefined) {
+    try {
+      native.close(native.pidfdOpen(process.pid));
+      pidfdWorks = true;
+    } catch {
+      pidfdWorks = false;
+    }
+  }
+  return pidfdWorks;
 }
 
 function runChild(body: () => number | Promise<number>): void {
@@ -298,21 +312,22 @@ function runChild(body: () => number | Promise<number>): void {
   }
 }
 
-function watchChild(pid: number, deathRead: number): ForkedChild {
+/** Watches a child's pidfd (or death pipe) and reaps it once it has exited. */
+function watchChild(pid: number, exitFd: number): ForkedChild {
   let resolveExit!: (e: ChildExit) => void;
   const exited = new Promise<ChildExit>((resolve) => (resolveExit = resolve));
   let reaped = false;
-  const watch = native.watch(deathRead, READ | HUP, () => {
+  const watch = native.watch(exitFd, READ | HUP, () => {
     native.unwatch(watch);
-    native.close(deathRead);
+    native.close(exitFd);
     reap(0);
   });
-  // The child closes its end of the pipe a moment before the kernel makes it
-  // waitable; poll briefly with growing sleeps rather than block.
+  // A pidfd is readable exactly when the child can be reaped. A death pipe's
+  // EOF comes a little earlier, so poll briefly with growing sleeps.
   const reap = (attempt: number): void => {
     const r = native.waitpid(pid, true);
     if (r === null) {
-      libraryTimeout(() => reap(attempt + 1), Math.min(1 << attempt, 50));
+      libraryTimeout(() => reap(attempt + 1), Math.min(1 << Math.min(attempt, 6), 50));
       return;
     }
     reaped = true;

@@ -19,6 +19,8 @@ export interface Native {
   close(fd: number): void;
   /** null while the child runs; else [pid, exitCode (-1 if signalled), signal]. */
   waitpid(pid: number, nohang: boolean): [number, number, number] | null;
+  /** A close-on-exec fd that polls readable when pid terminates (Linux >= 5.3); ENOSYS elsewhere. */
+  pidfdOpen(pid: number): number;
   poll(fds: Int32Array, events: Int32Array, revents: Int32Array, timeoutMs: number): number;
   watch(fd: number, mode: number, cb: (bits: number, status: number) => void): WatchHandle;
   watchUpdate(handle: WatchHandle, mode: number): void;

@@ -52,6 +52,23 @@ describe('waitpid and pipes', () => {
     expect(() => native.waitpid(pid, true)).toThrow(expect.objectContaining({ code: 'ECHILD' }));
   });
 
+  it('a pidfd polls readable exactly when its child can be reaped', () => {
+    const pid = native.fork([], 0);
+    if (pid === 0) {
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+      native.exit(4);
+    }
+    const fd = native.pidfdOpen(pid);
+    try {
+      const rev = new Int32Array(1);
+      expect(native.poll(Int32Array.of(fd), Int32Array.of(1), rev, 0)).toBe(0);
+      expect(native.poll(Int32Array.of(fd), Int32Array.of(1), rev, 10_000)).toBe(1);
+      expect(native.waitpid(pid, true)).toEqual([pid, 4, 0]);
+    } finally {
+      native.close(fd);
+    }
+  });
+
   it('makes close-on-exec pipes; errors carry the errno name as code', () => {
     const [r, w] = native.pipe(false);
     const flags = (fd: number): number => parseInt(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8').match(/flags:\s+(\d+)/)![1], 8);

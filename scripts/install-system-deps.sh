@@ -2,8 +2,8 @@
 # System packages the tests and benchmarks use. Idempotent; a no-op when present.
 set -euo pipefail
 need=()
-command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
-command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)                # HTTP load: prefork tests and bench
+command -v script >/dev/null 2>&1 || need+=(bsdutils)        # a pty for the progress-bar test
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq >/dev/null

@@ -76,6 +76,15 @@ static napi_value cf__int(napi_env env, int64_t v) {
   return out;
 }
 
+/* A two-element array [a, b]: how the binding returns pairs of integers. */
+static napi_value cf__pair(napi_env env, int64_t a, int64_t b) {
+  napi_value out;
+  napi_create_array_with_length(env, 2, &out);
+  napi_set_element(env, out, 0, cf__int(env, a));
+  napi_set_element(env, out, 1, cf__int(env, b));
+  return out;
+}
+
 static napi_value cf__undefined(napi_env env) {
   napi_value out;
   napi_get_undefined(env, &out);
@@ -162,7 +171,6 @@ static napi_value Pipe(napi_env env, napi_callback_info info) {
   CF__ARGS(1);
   int fds[2];
   bool nonblock = false;
-  napi_value out;
   napi_get_value_bool(env, argv[0], &nonblock);
   int r = cf_pipe(fds);
   CF__ERR(r);
@@ -170,10 +178,7 @@ static napi_value Pipe(napi_env env, napi_callback_info info) {
     fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK);
     fcntl(fds[1], F_SETFL, fcntl(fds[1], F_GETFL) | O_NONBLOCK);
   }
-  napi_create_array_with_length(env, 2, &out);
-  napi_set_element(env, out, 0, cf__int(env, fds[0]));
-  napi_set_element(env, out, 1, cf__int(env, fds[1]));
-  return out;
+  return cf__pair(env, fds[0], fds[1]);
 }
 
 static napi_value Close(napi_env env, napi_callback_info info) {
@@ -508,10 +513,7 @@ static napi_value ShmClaim(napi_env env, napi_callback_info info) {
     napi_get_null(env, &out);
     return out;
   }
-  napi_create_array_with_length(env, 2, &out);
-  napi_set_element(env, out, 0, cf__int(env, start));
-  napi_set_element(env, out, 1, cf__int(env, count));
-  return out;
+  return cf__pair(env, start, count);
 }
 
 /* execve(path, argv[], envp[]): only returns by throwing. */
@@ -552,17 +554,13 @@ static napi_value ListenTcp(napi_env env, napi_callback_info info) {
   int64_t port = 0, backlog = 511;
   bool reuse = false;
   int bound = 0;
-  napi_value out;
   if (!cf__get_string(env, argv[0], host, sizeof(host)) || !cf__get_i64(env, argv[1], &port))
     return cf__napi_fail(env);
   cf__get_i64(env, argv[2], &backlog);
   napi_get_value_bool(env, argv[3], &reuse);
   int fd = cf_listen_tcp(host, (int)port, (int)backlog, reuse ? CF_LISTEN_REUSEPORT : 0, &bound);
   CF__ERR(fd);
-  napi_create_array_with_length(env, 2, &out);
-  napi_set_element(env, out, 0, cf__int(env, fd));
-  napi_set_element(env, out, 1, cf__int(env, bound));
-  return out;
+  return cf__pair(env, fd, bound);
 }
 
 /* listenUnix(path, backlog): fd */

@@ -74,25 +74,38 @@ export interface RunResult {
   stderr: string;
 }
 
-/** Runs `node [args]` to completion and collects its output. */
-export function runNode(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+/**
+ * Runs `file [args]` to completion and collects its output. `env` replaces
+ * the environment (default: this process's); the child is SIGKILLed after
+ * `timeoutMs`.
+ */
+export function runCommand(
+  file: string,
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {},
+): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, {
-      cwd: opts.cwd ?? ROOT,
-      env: { ...process.env, ...opts.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(file, args, { cwd: opts.cwd ?? ROOT, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`node ${args.join(' ')} timed out; stderr: ${stderr}`));
+      reject(new Error(`${file} ${args.join(' ')} timed out; stderr: ${stderr.slice(-2000)}`));
     }, opts.timeoutMs ?? 60_000);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       resolve({ pid: child.pid!, code, signal, stdout, stderr });
     });
   });
+}
+
+/** Runs `node [args]`; `env` is added to this process's environment. */
+export function runNode(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+  return runCommand(process.execPath, args, { ...opts, env: { ...process.env, ...opts.env } });
 }

@@ -1,40 +1,15 @@
 // The published package: `npm pack`, then install the tarball where no
 // compiler exists, and check that a fresh clone still builds from source.
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nativeCandidates, nativePath } from '../src/native';
-import { FIXTURES, ROOT, tempDir } from './helpers';
+import { FIXTURES, ROOT, type RunResult, runCommand as run, tempDir } from './helpers';
 
 const TUPLE = `${os.platform()}-${os.arch()}`;
 const PREBUILD = `prebuilds/${TUPLE}/cowfork.glibc.node`;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(file: string, args: string[], opts: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${file} ${args.join(' ')} timed out; stderr: ${stderr.slice(-2000)}`));
-    }, opts.timeoutMs ?? 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 /** npm's own entry script, so npm runs under this node with any PATH. */
 function npmCli(): string {
@@ -60,7 +35,7 @@ function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
-function expectOk(r: Run, what: string): void {
+function expectOk(r: RunResult, what: string): void {
   if (r.code !== 0) throw new Error(`${what} exited ${r.code}\nstdout: ${r.stdout.slice(-3000)}\nstderr: ${r.stderr.slice(-3000)}`);
 }
 

@@ -1,7 +1,7 @@
 // Authenticated records for results that travel from a child to its parent
 // through scratch files. Each record is
 //
-//   magic u32 | kind u32 | index u64 (two u32) | payload length u32 | payload | HMAC-SHA256
+//   magic u32 | kind u32 | count u64 (two u32) | payload length u32 | payload | HMAC-SHA256
 //
 // and the MAC covers the header and payload under a key chosen per call.
 // Children inherit the key copy-on-write, so nothing else can forge a record.
@@ -19,7 +19,8 @@ export const enum Kind {
 
 export interface RecordOut {
   kind: Kind;
-  index: number;
+  /** For a batch, how many outcomes it holds. */
+  count: number;
   payload: Buffer;
 }
 
@@ -27,12 +28,12 @@ export function newKey(): Buffer {
   return crypto.randomBytes(32);
 }
 
-export function encode(key: Buffer, kind: Kind, index: number, payload: Uint8Array): Buffer {
+export function encode(key: Buffer, kind: Kind, count: number, payload: Uint8Array): Buffer {
   const buf = Buffer.allocUnsafe(HEADER + payload.length + MAC);
   buf.writeUInt32LE(MAGIC, 0);
   buf.writeUInt32LE(kind, 4);
-  buf.writeUInt32LE(index % 0x100000000, 8);
-  buf.writeUInt32LE(Math.floor(index / 0x100000000), 12);
+  buf.writeUInt32LE(count % 0x100000000, 8);
+  buf.writeUInt32LE(Math.floor(count / 0x100000000), 12);
   buf.writeUInt32LE(payload.length, 16);
   buf.set(payload, HEADER);
   native.hmac(key, buf, 0, HEADER + payload.length).copy(buf, HEADER + payload.length);
@@ -67,7 +68,7 @@ export function decodeAll(key: Buffer, buf: Buffer, allowTornTail: boolean): Rec
     }
     out.push({
       kind: buf.readUInt32LE(off + 4) as Kind,
-      index: buf.readUInt32LE(off + 8) + buf.readUInt32LE(off + 12) * 0x100000000,
+      count: buf.readUInt32LE(off + 8) + buf.readUInt32LE(off + 12) * 0x100000000,
       payload: buf.subarray(off + HEADER, end),
     });
     off = end + MAC;

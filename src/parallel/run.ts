@@ -214,7 +214,7 @@ class Call<T, R> {
 
   maybeFinish(): void {
     if (this.finished || this.live.size > 0) return;
-    if (!this.stopped && this.hasMoreWork()) return;
+    if (!this.stopped && this.continueWork()) return;
     this.finished = true;
     for (const d of this.disposers) d();
     let cleanupError: Error | undefined;
@@ -241,7 +241,8 @@ class Call<T, R> {
     this.resolve(settled);
   }
 
-  hasMoreWork(): boolean {
+  /** Called once no child is live: true if the call goes on (a pool may start a new round). */
+  continueWork(): boolean {
     return false;
   }
 
@@ -326,7 +327,7 @@ class PoolCall<T, R> extends Call<T, R> {
     native.shmStore(this.shm, STOP, 1);
   }
 
-  override hasMoreWork(): boolean {
+  override continueWork(): boolean {
     return this.spawning > 0 || this.startNextRound();
   }
 
@@ -477,7 +478,7 @@ class IsolatedCall<T, R> extends Call<T, R> {
     this.schedulePump();
   }
 
-  override hasMoreWork(): boolean {
+  override continueWork(): boolean {
     return this.scheduled || this.next < this.n;
   }
 

@@ -5,6 +5,7 @@
       "sources": [
         "native/binding.c",
         "native/fork.c",
+        "native/waiters.c",
         "native/silence.c",
         "native/wait.c",
         "native/poll.c",

@@ -144,6 +144,12 @@ static napi_value Fork(napi_env env, napi_callback_info info) {
   return cf__int(env, pid);
 }
 
+/* forkWaitersReleased(): in a child, how many condition variables its fork
+ * re-initialized (waiters.c); -1 in a process that was not forked by cf_fork. */
+static napi_value ForkWaitersReleased(napi_env env, napi_callback_info info) {
+  return cf__int(env, cf_fork_waiters_released());
+}
+
 static napi_value DoforkAll(napi_env env, napi_callback_info info) {
   int r = cf_dofork_all();
   CF__ERR(r);
@@ -616,6 +622,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       CF__FN("listenTcp", ListenTcp),
       CF__FN("listenUnix", ListenUnix),
       CF__FN("dup", Dup),
+      CF__FN("forkWaitersReleased", ForkWaitersReleased),
 #undef CF__FN
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
@@ -625,6 +632,7 @@ static napi_value Init(napi_env env, napi_value exports) {
   napi_set_named_property(env, flags, "SKIP_SILENCE", cf__int(env, CF_FORK_SKIP_SILENCE));
   napi_set_named_property(env, flags, "SKIP_LOOP_FORK", cf__int(env, CF_FORK_SKIP_LOOP_FORK));
   napi_set_named_property(env, flags, "SET_PDEATHSIG", cf__int(env, CF_FORK_SET_PDEATHSIG));
+  napi_set_named_property(env, flags, "SKIP_WAITERS", cf__int(env, CF_FORK_SKIP_WAITERS));
   napi_set_named_property(env, exports, "FORK_FLAGS", flags);
   return exports;
 }

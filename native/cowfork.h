@@ -15,7 +15,8 @@ enum {
   CF_FORK_SKIP_DOFORK = 1 << 0,    /* keep V8's MADV_DONTFORK pages out */
   CF_FORK_SKIP_SILENCE = 1 << 1,   /* let the child poll inherited sockets */
   CF_FORK_SKIP_LOOP_FORK = 1 << 2, /* share the parent's epoll instance */
-  CF_FORK_SET_PDEATHSIG = 1 << 3   /* child gets SIGKILL when the parent dies */
+  CF_FORK_SET_PDEATHSIG = 1 << 3,  /* child gets SIGKILL when the parent dies */
+  CF_FORK_SKIP_WAITERS = 1 << 4    /* keep the vanished threads' condvar waiters */
 };
 
 /* fork.c */
@@ -24,6 +25,16 @@ int cf_dofork_all(void);
 void cf_exit(int status);
 int cf_pipe(int fds[2]);
 int cf_execve(const char* path, char* const argv[], char* const envp[]);
+
+/* waiters.c: condition variables whose waiting threads fork() left behind. */
+#define CF_WAITERS_MAX 64
+typedef struct {
+  int n;
+  uintptr_t addr[CF_WAITERS_MAX]; /* futex words other threads are blocked on */
+} cf_waiters_t;
+int cf_waiters_census(cf_waiters_t* w);      /* parent, just before fork */
+int cf_waiters_release(const cf_waiters_t* w); /* child: condvars re-initialized */
+int cf_fork_waiters_released(void);          /* child: that count for its fork, or -1 */
 
 /* silence.c */
 int cf_silence_inherited(uv_loop_t* loop, const int* keep_fds, int nkeep);

@@ -69,14 +69,19 @@ int cf_dofork_all(void) {
 #endif
 }
 
+static int cf__waiters_released = -1;
+
 /* Fork the process. Signals are blocked across the fork, as libuv's uv_spawn
  * does, so that no handler runs in the child before its state is repaired. The
  * loop's work-queue mutex is held across the fork so that a threadpool thread
  * cannot own it at the instant of the fork: a copy of a held mutex would stay
- * held in the child forever. In the child, inherited I/O is silenced and the
- * loop is re-armed before any JavaScript runs again. */
+ * held in the child forever. For the same reason the condition variables the
+ * other threads wait on are reset in the child (waiters.c). In the child,
+ * inherited I/O is silenced and the loop is re-armed before any JavaScript
+ * runs again. */
 int cf_fork(uv_loop_t* loop, const int* keep_fds, int nkeep, int flags) {
   sigset_t all, saved;
+  cf_waiters_t waiters = {0};
   int err = 0;
   pid_t pid;
 
@@ -87,6 +92,7 @@ int cf_fork(uv_loop_t* loop, const int* keep_fds, int nkeep, int flags) {
 
   sigfillset(&all);
   if ((err = pthread_sigmask(SIG_SETMASK, &all, &saved)) != 0) return -err;
+  if (!(flags & CF_FORK_SKIP_WAITERS)) cf_waiters_census(&waiters);
   uv_mutex_lock(&loop->wq_mutex);
 
   pid = fork();
@@ -95,6 +101,7 @@ int cf_fork(uv_loop_t* loop, const int* keep_fds, int nkeep, int flags) {
   uv_mutex_unlock(&loop->wq_mutex);
 
   if (pid == 0) {
+    cf__waiters_released = cf_waiters_release(&waiters);
 #if defined(__linux__)
     if (flags & CF_FORK_SET_PDEATHSIG) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -114,6 +121,10 @@ int cf_fork(uv_loop_t* loop, const int* keep_fds, int nkeep, int flags) {
 
   pthread_sigmask(SIG_SETMASK, &saved, NULL);
   return pid < 0 ? err : (int)pid;
+}
+
+int cf_fork_waiters_released(void) {
+  return cf__waiters_released;
 }
 
 /* A forked child must not run the parent's exit handlers or libuv's teardown,

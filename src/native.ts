@@ -44,11 +44,14 @@ export interface Native {
   listenUnix(path: string, backlog: number): number;
   /** A close-on-exec duplicate of fd. */
   dup(fd: number): number;
+  /** In a forked child: how many of the parent's condition variables its fork re-initialized; -1 if not forked. */
+  forkWaitersReleased(): number;
   readonly FORK_FLAGS: {
     readonly SKIP_DOFORK: number;
     readonly SKIP_SILENCE: number;
     readonly SKIP_LOOP_FORK: number;
     readonly SET_PDEATHSIG: number;
+    readonly SKIP_WAITERS: number;
   };
 }
 

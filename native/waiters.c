@@ -1,0 +1,154 @@
+/* Condition variables that lost their waiters to fork(2).
+ *
+ * fork() copies memory but only the calling thread. Node's V8 platform keeps
+ * a pool of worker threads parked in pthread_cond_wait() on one condition
+ * variable (its task queue's "tasks available"). In the child those threads
+ * are gone, but the condition variable still counts them as waiters. Even
+ * under --single-threaded, V8 11's mark-compact posts a ParallelClearingJob to
+ * that pool, so a child's full collections signal it. glibc's
+ * pthread_cond_signal() then waits for the phantom waiters of the older group
+ * to wake up (__condvar_quiesce_and_switch_g1), which never happens: the
+ * child hangs in its first few full GCs once the parent's pool has run any
+ * task. Measured: prefork workers under `Connection: close` load stopped
+ * after ~10 s; map() children doing 20 full GCs hung 2 runs out of 2.
+ *
+ * The repair: just before fork, note the futex each other thread is blocked
+ * on (/proc/self/task/<tid>/syscall); in the child, re-initialize each one
+ * that is recognisably a libuv condition variable. Its waiters are all
+ * phantoms, so "no waiters" is the true state, and signals become no-ops.
+ *
+ * This reads glibc's private layout (2.25-2.40); anything that does not match
+ * it exactly is left alone. Later glibc versions no longer block in signal. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "cowfork.h"
+
+#include <string.h>
+
+#if defined(__linux__) && defined(__GLIBC__)
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* glibc 2.25-2.40's struct __pthread_cond_s. */
+struct cf__glibc_cond {
+  uint64_t wseq;      /* waiter sequence << 1 | index of group 2 */
+  uint64_t g1_start;  /* start of group 1 << 1 */
+  uint32_t g_refs[2]; /* per group: blocked waiters << 1 | wake-request */
+  uint32_t g_size[2];
+  uint32_t g1_orig_size;
+  uint32_t wrefs;        /* waiters << 3 | destroy wake-request | monotonic clock | pshared */
+  uint32_t g_signals[2]; /* the futex words waiters block on */
+};
+_Static_assert(sizeof(struct cf__glibc_cond) == sizeof(pthread_cond_t), "glibc condvar layout");
+
+/* Reads one /proc/self/task/<tid>/syscall line. Returns 1 and the futex
+ * address when the thread is blocked in a futex wait, 0 when it is blocked
+ * elsewhere, -1 when it is running (it may be holding a lock right now). */
+static int cf__blocked_on(const char* tid, uintptr_t* addr) {
+  char path[64], buf[256];
+  snprintf(path, sizeof(path), "/proc/self/task/%s/syscall", tid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0; /* gone, or no tracehook on this kernel */
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  if (strncmp(buf, "running", 7) == 0) return -1;
+  char* p;
+  long nr = strtol(buf, &p, 10);
+  if (nr != SYS_futex) return 0;
+  unsigned long uaddr = strtoul(p, &p, 16);
+  unsigned long op = strtoul(p, &p, 16);
+  int cmd = (int)(op & FUTEX_CMD_MASK);
+  if (cmd != FUTEX_WAIT && cmd != FUTEX_WAIT_BITSET) return 0;
+  *addr = (uintptr_t)uaddr;
+  return 1;
+}
+
+int cf_waiters_census(cf_waiters_t* w) {
+  pid_t self = (pid_t)syscall(SYS_gettid);
+  /* A thread that is running may be between taking and releasing the queue's
+   * mutex. Give running threads a few chances to park first; a thread that is
+   * busy for good (a user's worker_thread) does not hold the fork up long. */
+  for (int attempt = 0; attempt < 16; attempt++) {
+    DIR* dir = opendir("/proc/self/task");
+    if (dir == NULL) return -errno;
+    int running = 0;
+    struct dirent* e;
+    w->n = 0;
+    while ((e = readdir(dir)) != NULL) {
+      if (e->d_name[0] == '.' || atoi(e->d_name) == self) continue;
+      uintptr_t addr;
+      int r = cf__blocked_on(e->d_name, &addr);
+      if (r < 0) running++;
+      if (r > 0 && w->n < CF_WAITERS_MAX) w->addr[w->n++] = addr;
+    }
+    closedir(dir);
+    if (running == 0) break;
+    sched_yield();
+  }
+  return w->n;
+}
+
+static int cf__count(const cf_waiters_t* w, uintptr_t addr) {
+  int n = 0;
+  for (int i = 0; i < w->n; i++) n += w->addr[i] == addr;
+  return n;
+}
+
+/* Whether `c` is, beyond reasonable doubt, a libuv condition variable with
+ * n[0] + n[1] of the vanished threads blocked on its two futex words. */
+static int cf__is_uv_cond(const struct cf__glibc_cond* c, const int n[2]) {
+  uint32_t waiters = c->wrefs >> 3;
+  if ((c->wrefs & 7) != 2) return 0; /* libuv's: monotonic clock, private, no destroy pending */
+  if (waiters < (uint32_t)(n[0] + n[1]) || waiters > 4096) return 0;
+  for (int g = 0; g < 2; g++)
+    if ((c->g_refs[g] >> 1) < (uint32_t)n[g] || (c->g_refs[g] >> 1) > waiters) return 0;
+  if ((c->wseq >> 1) < waiters || (c->g1_start >> 1) > (c->wseq >> 1)) return 0;
+  return 1;
+}
+
+int cf_waiters_release(const cf_waiters_t* w) {
+  int reset = 0;
+  for (int i = 0; i < w->n; i++) {
+    uintptr_t u = w->addr[i];
+    /* A condvar is 8-byte aligned, so the futex word's alignment says which
+     * of the two g_signals it is. */
+    if (u % 4 != 0) continue;
+    int g = (u % 8) == 4;
+    uintptr_t base = u - offsetof(struct cf__glibc_cond, g_signals) - 4 * (uintptr_t)g;
+    int seen = 0;
+    for (int j = 0; j < i; j++) seen |= (w->addr[j] - base) < sizeof(struct cf__glibc_cond);
+    if (seen) continue; /* handled with an earlier waiter */
+    struct cf__glibc_cond* c = (struct cf__glibc_cond*)base;
+    int n[2] = {cf__count(w, (uintptr_t)&c->g_signals[0]), cf__count(w, (uintptr_t)&c->g_signals[1])};
+    if (!cf__is_uv_cond(c, n)) continue;
+    memset(c, 0, sizeof(*c));
+    c->wrefs = 2; /* as uv_cond_init left it: CLOCK_MONOTONIC */
+    reset++;
+  }
+  return reset;
+}
+
+#else
+
+int cf_waiters_census(cf_waiters_t* w) {
+  w->n = 0;
+  return 0;
+}
+
+int cf_waiters_release(const cf_waiters_t* w) {
+  (void)w;
+  return 0;
+}
+
+#endif

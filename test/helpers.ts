@@ -3,6 +3,8 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 
 export const ROOT = path.resolve(__dirname, '..');
 export const FIXTURES = path.join(__dirname, 'fixtures');
@@ -108,4 +110,12 @@ export function runCommand(
 /** Runs `node [args]`; `env` is added to this process's environment. */
 export function runNode(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<RunResult> {
   return runCommand(process.execPath, args, { ...opts, env: { ...process.env, ...opts.env } });
+}
+
+/** A full, synchronous V8 collection, as global.gc() would run it under --expose-gc. */
+export function fullGc(): () => void {
+  const g = (globalThis as { gc?: () => void }).gc;
+  if (typeof g === 'function') return g;
+  v8.setFlagsFromString('--expose-gc');
+  return vm.runInNewContext('gc') as () => void;
 }

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WorkerCrashedError, atFork, isChild, map } from '../src/index';
-import { tempDir } from './helpers';
+import { fullGc, tempDir } from './helpers';
 
 const dirs: string[] = [];
 function scratch(): string {
@@ -253,5 +253,32 @@ describe('§3 the libuv threadpool across fork', () => {
     await Promise.all(workers);
     expect(out).toEqual(Array.from({ length: 200 }, () => expected + 16));
     expect(parentOps).toBeGreaterThan(0);
+  });
+});
+
+describe("§2 the V8 platform's worker pool across fork", () => {
+  it("children run full collections after the parent's pool has run tasks (its parked threads' condvar is reset)", async () => {
+    const gc = fullGc();
+    const churn = (): number => Array.from({ length: 2000 }, (_, j) => ({ j, w: new WeakRef({ j }) })).length;
+    // The parent's own full collections hand V8 jobs to its worker pool, so
+    // the pool's threads wake and park again, in both of glibc's groups.
+    for (let i = 0; i < 5; i++) {
+      churn();
+      gc();
+    }
+    const out = await map(
+      Array.from({ length: 8 }, (_, i) => i),
+      (i) => {
+        let n = 0;
+        for (let k = 0; k < 25; k++) {
+          n += churn();
+          gc();
+        }
+        return i + n;
+      },
+      // Without the repair, every child blocks in pthread_cond_signal and this times out.
+      { concurrency: 4, isolation: true, timeout: 15_000 },
+    );
+    expect(out).toEqual(Array.from({ length: 8 }, (_, i) => i + 25 * 2000));
   });
 });

@@ -13,13 +13,18 @@ const path = require('node:path');
 
 const WORKERS = 4;
 const PRELOAD_MB = 200;
-const ROUNDS = 10;
+const ROUNDS = Number(process.env.BENCH_ROUNDS || 12);
 const ROUND_SECONDS = 2;
-const CLOSE_ROUNDS = 4;
+const CLOSE_ROUNDS = 6;
 const log = (...a) => process.stderr.write(`prefork bench: ${a.join(' ')}\n`);
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? s[Math.floor((s.length - 1) / 2)] : NaN;
+};
+/** The middle half of xs: [first quartile, third quartile]. */
+const quartiles = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return [s[Math.floor((s.length - 1) / 4)], s[Math.ceil(((s.length - 1) * 3) / 4)]];
 };
 const emit = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 
@@ -63,7 +68,10 @@ function preforkServer(port, mb) {
     worker: (ctx) => ctx.serve(makeHandler(data)),
   });
   let replacing = null;
-  master.on('exit', (e) => (replacing = { num: e.num }));
+  master.on('exit', (e) => {
+    log(`prefork worker ${e.num} (pid ${e.pid}) exited: ${e.reason}`);
+    replacing = { num: e.num };
+  });
   master.on('spawn', (e) => {
     if (replacing && replacing.num === e.num) replacing.forkWall = Date.now();
   });
@@ -314,6 +322,14 @@ async function main() {
   const f2r = { prefork: median(small.prefork), cluster: median(small.cluster) };
   const f2rBig = { prefork: median(big.prefork.forkToReady), cluster: median(big.cluster.forkToReady) };
   const rep = (kind, key) => median(replace[kind].map((r) => r[key]));
+  // Each round loads the servers back to back, so a round's ratio compares them
+  // under the same background load; its spread shows how far the median can be trusted.
+  const paired = (a, b) => rps[a].map((x, i) => x / rps[b][i]);
+  const pairedText = (a, b) => {
+    const r = paired(a, b);
+    const [q1, q3] = quartiles(r);
+    return `median ${median(r).toFixed(2)}×, middle half ${q1.toFixed(2)}–${q3.toFixed(2)}×, ${r.filter((x) => x >= 1).length} of ${r.length} rounds ≥ 1`;
+  };
 
   rows.push(`| throughput, ${WORKERS} workers, small JSON app (req/s, median of ${ROUNDS} alternating ${ROUND_SECONDS} s rounds, wrk -t2 -c64) | ${tp.prefork.toFixed(0)} | ${tp.cluster.toFixed(0)} | **${(tp.prefork / tp.cluster).toFixed(2)}×** | ≥ 1.0× |`);
   rows.push(`| requests per CPU-second of the server's processes (median of the same rounds) | ${eff.prefork.toFixed(0)} | ${eff.cluster.toFixed(0)} | **${(eff.prefork / eff.cluster).toFixed(2)}×** | |`);
@@ -344,6 +360,7 @@ async function main() {
     `- \`Connection: close\` samples (req/s): prefork ${closeRps.prefork.map((x) => x.toFixed(0)).join(', ')}; cluster ${closeRps.cluster.map((x) => x.toFixed(0)).join(', ')}; cluster under --single-threaded ${closeRps['cluster-st'].map((x) => x.toFixed(0)).join(', ')}.`,
     '  Here every request is an accept: prefork\'s workers accept on the shared socket themselves, while the cluster primary accepts',
     '  each connection and hands it to a worker over IPC.',
+    `- Keep-alive throughput, prefork ÷ cluster within each round: ${pairedText('prefork', 'cluster')}; prefork ÷ cluster under --single-threaded: ${pairedText('prefork', 'cluster-st')}.`,
     `- Throughput samples (req/s, in round order): prefork ${rps.prefork.map((x) => x.toFixed(0)).join(', ')}; cluster ${rps.cluster.map((x) => x.toFixed(0)).join(', ')}. Load: ${HAVE_WRK ? 'wrk' : 'autocannon'}.`,
     '  prefork workers run under V8\'s `--single-threaded` (fork() needs it): no concurrent GC or compiler threads. node:cluster',
     `  started with the same flag, in the same rounds: ${st.rps.toFixed(0)} req/s, ${st.eff.toFixed(0)} req per CPU-second; prefork against it:`,

@@ -7,7 +7,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { type PreforkMaster, type WorkerExitEvent, WorkerBootError, prefork } from '../src/index';
-import { ROOT, childrenOf, fdCount, runNode, tempDir, waitFor, zombiesOf } from './helpers';
+import { ROOT, childrenOf, fdCount, fullGc, runNode, tempDir, waitFor, zombiesOf } from './helpers';
 
 type Answer = { num: number; pid: number; fd: number; after: string | null };
 
@@ -180,6 +180,41 @@ describe('prefork in this process', () => {
     expect(JSON.parse(r.body)).toMatchObject({ i: 5, word: 'word-5' });
     await master.stop();
   });
+
+  it('workers keep serving through full collections (V8 posts to a worker pool that fork() left behind)', async () => {
+    // The master's pre-fork collections run V8 jobs on its worker pool; each
+    // worker then runs 25 full collections per request. Without the condvar
+    // repair in cf_fork, the worker blocks in its first few and never answers.
+    const gc = fullGc();
+    const master = prefork({
+      workers: 2,
+      listen: '127.0.0.1:0',
+      signals: false,
+      timeout: 5000, // a hung worker is killed, so its request fails instead of hanging the test
+      worker: (ctx) =>
+        ctx.serve((req, res) => {
+          let kept = 0;
+          for (let i = 0; i < 25; i++) {
+            kept += Array.from({ length: 2000 }, (_, j) => ({ j, w: new WeakRef({ j }) })).length;
+            gc();
+          }
+          res.end(JSON.stringify({ num: ctx.num, kept }));
+        }),
+    });
+    const exits: WorkerExitEvent[] = [];
+    master.on('exit', (e) => exits.push(e));
+    await master.ready;
+    const port = master.addresses[0].port!;
+    const bodies: { num: number; kept: number }[] = [];
+    for (let i = 0; i < 8; i++) {
+      const r = await get({ port, host: '127.0.0.1' });
+      expect(r.status).toBe(200);
+      bodies.push(JSON.parse(r.body));
+    }
+    expect(bodies.every((b) => b.kept === 25 * 2000)).toBe(true);
+    expect(exits).toEqual([]);
+    await master.stop();
+  }, 30_000);
 
   it('master.ready rejects with WorkerBootError when a worker dies before it is ready', async () => {
     const master = prefork({

@@ -150,6 +150,14 @@ static napi_value ForkWaitersReleased(napi_env env, napi_callback_info info) {
   return cf__int(env, cf_fork_waiters_released());
 }
 
+/* forkPoolEmptied(): in a child, whether its fork made Node's V8 worker pool
+ * report zero threads, so that V8 posts it no tasks (waiters.c). */
+static napi_value ForkPoolEmptied(napi_env env, napi_callback_info info) {
+  napi_value out;
+  napi_get_boolean(env, cf_fork_pool_emptied() != 0, &out);
+  return out;
+}
+
 static napi_value DoforkAll(napi_env env, napi_callback_info info) {
   int r = cf_dofork_all();
   CF__ERR(r);
@@ -623,6 +631,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       CF__FN("listenUnix", ListenUnix),
       CF__FN("dup", Dup),
       CF__FN("forkWaitersReleased", ForkWaitersReleased),
+      CF__FN("forkPoolEmptied", ForkPoolEmptied),
 #undef CF__FN
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);

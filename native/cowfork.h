@@ -31,9 +31,11 @@ int cf_execve(const char* path, char* const argv[], char* const envp[]);
 typedef struct {
   int n;
   uintptr_t addr[CF_WAITERS_MAX]; /* futex words other threads are blocked on */
+  uintptr_t sp[CF_WAITERS_MAX];   /* and each one's stack pointer */
 } cf_waiters_t;
 int cf_waiters_census(cf_waiters_t* w);      /* parent, just before fork */
 int cf_waiters_release(const cf_waiters_t* w); /* child: condvars re-initialized */
+int cf_fork_pool_emptied(void);              /* child: 1 if Node's worker pool now reports 0 threads */
 int cf_fork_waiters_released(void);          /* child: that count for its fork, or -1 */
 
 /* silence.c */

@@ -35,6 +35,7 @@
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -53,7 +54,7 @@ _Static_assert(sizeof(struct cf__glibc_cond) == sizeof(pthread_cond_t), "glibc c
 /* Reads one /proc/self/task/<tid>/syscall line. Returns 1 and the futex
  * address when the thread is blocked in a futex wait, 0 when it is blocked
  * elsewhere, -1 when it is running (it may be holding a lock right now). */
-static int cf__blocked_on(const char* tid, uintptr_t* addr) {
+static int cf__blocked_on(const char* tid, uintptr_t* addr, uintptr_t* sp) {
   char path[64], buf[256];
   snprintf(path, sizeof(path), "/proc/self/task/%s/syscall", tid);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -70,7 +71,10 @@ static int cf__blocked_on(const char* tid, uintptr_t* addr) {
   unsigned long op = strtoul(p, &p, 16);
   int cmd = (int)(op & FUTEX_CMD_MASK);
   if (cmd != FUTEX_WAIT && cmd != FUTEX_WAIT_BITSET) return 0;
+  /* Four more arguments, then the stack pointer and the program counter. */
+  for (int i = 0; i < 4; i++) strtoul(p, &p, 16);
   *addr = (uintptr_t)uaddr;
+  *sp = (uintptr_t)strtoul(p, &p, 16);
   return 1;
 }
 
@@ -87,10 +91,13 @@ int cf_waiters_census(cf_waiters_t* w) {
     w->n = 0;
     while ((e = readdir(dir)) != NULL) {
       if (e->d_name[0] == '.' || atoi(e->d_name) == self) continue;
-      uintptr_t addr;
-      int r = cf__blocked_on(e->d_name, &addr);
+      uintptr_t addr, sp;
+      int r = cf__blocked_on(e->d_name, &addr, &sp);
       if (r < 0) running++;
-      if (r > 0 && w->n < CF_WAITERS_MAX) w->addr[w->n++] = addr;
+      if (r > 0 && w->n < CF_WAITERS_MAX) {
+        w->addr[w->n] = addr;
+        w->sp[w->n++] = sp;
+      }
     }
     closedir(dir);
     if (running == 0) break;
@@ -117,6 +124,75 @@ static int cf__is_uv_cond(const struct cf__glibc_cond* c, const int n[2]) {
   return 1;
 }
 
+/* Whether the pages holding [p, p + len) are mapped (mincore fails with
+ * ENOMEM otherwise), so that a wrong guess below reads nothing it should not. */
+static int cf__mapped(uintptr_t p, size_t len) {
+  static long page = 0;
+  if (page == 0) page = sysconf(_SC_PAGESIZE);
+  uintptr_t first = p & ~((uintptr_t)page - 1);
+  unsigned char vec[4];
+  size_t span = (p + len - first + (size_t)page - 1) / (size_t)page;
+  if (span > sizeof(vec)) return 0;
+  return mincore((void*)first, span * (size_t)page, vec) == 0;
+}
+
+static int cf__pool_emptied = 0;
+
+/* The second half of the hazard. Posting no longer blocks, but every task V8
+ * posts to the vanished pool stays counted as outstanding, and Node's
+ * NodePlatform::DrainTasks, which runs when any event loop in the process
+ * runs dry (a worker_thread's exit, for one), waits for that count to reach
+ * zero: forever. V8 posts min(its job's concurrency, the platform's
+ * NumberOfWorkerThreads()) tasks per job, and joins the job on the calling
+ * thread, so a pool that reports zero threads gets no tasks at all.
+ *
+ * Node's WorkerThreadsTaskRunner holds the task queue whose condvar `cond` is
+ * (a mutex, two condvars, a count, a flag and a deque), then the delayed-task
+ * scheduler, then `std::vector<std::unique_ptr<uv_thread_t>> threads_`, whose
+ * size() NumberOfWorkerThreads() returns. Look for that vector just past the
+ * queue, and accept it only if its uv_thread_t values (glibc: the thread's
+ * descriptor, at the top of its stack) lie just above the stack pointers of
+ * the very threads that were parked on `cond`. Then make it empty. */
+static int cf__empty_pool(uintptr_t cond, const cf_waiters_t* w) {
+  const uintptr_t STACK_MAX = 16u << 20; /* Node's pool threads have 4 MiB stacks */
+  int parked = 0;
+  for (int i = 0; i < w->n; i++) parked += (w->addr[i] - cond) < sizeof(struct cf__glibc_cond);
+  uintptr_t from = cond + 2 * sizeof(struct cf__glibc_cond), to = from + 320;
+  if (parked == 0 || !cf__mapped(from, to - from + 24)) return 0;
+  for (uintptr_t v = from; v < to; v += sizeof(uintptr_t)) {
+    uintptr_t* vec = (uintptr_t*)v; /* begin, end, end of storage */
+    if (vec[0] == 0 || vec[0] % sizeof(uintptr_t) != 0 || vec[1] < vec[0] || vec[2] < vec[1]) continue;
+    size_t count = (vec[1] - vec[0]) / sizeof(uintptr_t);
+    if ((vec[1] - vec[0]) % sizeof(uintptr_t) != 0 || count < (size_t)parked || count > (size_t)parked + 2) continue;
+    if (!cf__mapped(vec[0], count * sizeof(uintptr_t))) continue;
+    /* Each parked thread's descriptor: the nearest one above its stack
+     * pointer. They must all exist and be distinct. */
+    int matched = 0;
+    uint32_t used = 0;
+    for (int i = 0; i < w->n && count <= 32; i++) {
+      if ((w->addr[i] - cond) >= sizeof(struct cf__glibc_cond)) continue;
+      size_t best = count;
+      uintptr_t best_gap = STACK_MAX;
+      for (size_t k = 0; k < count; k++) {
+        uintptr_t owner = ((uintptr_t*)vec[0])[k];
+        if (owner == 0 || owner % sizeof(uintptr_t) != 0 || !cf__mapped(owner, sizeof(uintptr_t))) continue;
+        uintptr_t thread = *(uintptr_t*)owner;
+        if (thread > w->sp[i] && thread - w->sp[i] < best_gap) {
+          best_gap = thread - w->sp[i];
+          best = k;
+        }
+      }
+      if (best == count || (used & (1u << best))) break;
+      used |= 1u << best;
+      matched++;
+    }
+    if (matched != parked) continue;
+    vec[1] = vec[0];
+    return 1;
+  }
+  return 0;
+}
+
 int cf_waiters_release(const cf_waiters_t* w) {
   int reset = 0;
   for (int i = 0; i < w->n; i++) {
@@ -135,8 +211,13 @@ int cf_waiters_release(const cf_waiters_t* w) {
     memset(c, 0, sizeof(*c));
     c->wrefs = 2; /* as uv_cond_init left it: CLOCK_MONOTONIC */
     reset++;
+    if (!cf__pool_emptied) cf__pool_emptied = cf__empty_pool(base, w);
   }
   return reset;
+}
+
+int cf_fork_pool_emptied(void) {
+  return cf__pool_emptied;
 }
 
 #else
@@ -148,6 +229,10 @@ int cf_waiters_census(cf_waiters_t* w) {
 
 int cf_waiters_release(const cf_waiters_t* w) {
   (void)w;
+  return 0;
+}
+
+int cf_fork_pool_emptied(void) {
   return 0;
 }
 

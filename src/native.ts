@@ -46,6 +46,8 @@ export interface Native {
   dup(fd: number): number;
   /** In a forked child: how many of the parent's condition variables its fork re-initialized; -1 if not forked. */
   forkWaitersReleased(): number;
+  /** In a forked child: whether its fork made Node's V8 worker pool report zero threads (so V8 posts it nothing). */
+  forkPoolEmptied(): boolean;
   readonly FORK_FLAGS: {
     readonly SKIP_DOFORK: number;
     readonly SKIP_SILENCE: number;

@@ -2,9 +2,11 @@
 // the code that handles its hazard is removed.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WorkerCrashedError, atFork, isChild, map } from '../src/index';
 import { fullGc, tempDir } from './helpers';
@@ -280,5 +282,34 @@ describe("§2 the V8 platform's worker pool across fork", () => {
       { concurrency: 4, isolation: true, timeout: 15_000 },
     );
     expect(out).toEqual(Array.from({ length: 8 }, (_, i) => i + 25 * 2000));
+  });
+
+  it('a worker_thread started in a child after full collections runs and exits (nothing is left for the pool to drain)', async () => {
+    const gc = fullGc();
+    const churn = (): number => Array.from({ length: 2000 }, (_, j) => ({ j, w: new WeakRef({ j }) })).length;
+    for (let i = 0; i < 5; i++) {
+      churn();
+      gc();
+    }
+    const out = await map(
+      [6, 7],
+      async (x) => {
+        for (let k = 0; k < 10; k++) {
+          churn();
+          gc();
+        }
+        // Node drains the V8 pool's outstanding tasks when the thread's loop
+        // runs dry; tasks posted to the vanished pool would make that wait forever.
+        const w = new Worker('require("node:worker_threads").parentPort.postMessage(Number(process.argv.at(-1)) * 6)', { eval: true, argv: [x] });
+        const [value] = (await once(w, 'message')) as [number];
+        const [code] = (await once(w, 'exit')) as [number];
+        return [value, code];
+      },
+      { isolation: true, timeout: 10_000 },
+    );
+    expect(out).toEqual([
+      [36, 0],
+      [42, 0],
+    ]);
   });
 });

@@ -66,16 +66,17 @@ describe("fork(2) and the V8 platform's parked worker threads", () => {
   }
 
   /** Forks a child that runs 40 full collections; returns its status, or null if it had not exited after 4 s (then it is killed). */
-  function forkGcChild(flags: number): { status: [number, number, number] | null; released: number; wchan: string } {
+  function forkGcChild(flags: number): { status: [number, number, number] | null; released: number; emptied: number; wchan: string } {
     for (let k = 0; k < 50 && !splitAcrossGroups(); k++) {
       churn();
       gc();
     }
     expect(splitAcrossGroups()).toBe(true);
-    const shm = native.shmCreate(1);
+    const shm = native.shmCreate(2);
     const pid = native.fork([], flags);
     if (pid === 0) {
       native.shmStore(shm, 0, native.forkWaitersReleased());
+      native.shmStore(shm, 1, native.forkPoolEmptied() ? 1 : 0);
       for (let i = 0; i < 40; i++) {
         churn();
         gc();
@@ -94,7 +95,7 @@ describe("fork(2) and the V8 platform's parked worker threads", () => {
       process.kill(pid, 'SIGKILL');
       native.waitpid(pid, false);
     }
-    return { status, released: native.shmLoad(shm, 0), wchan };
+    return { status, released: native.shmLoad(shm, 0), emptied: native.shmLoad(shm, 1), wchan };
   }
 
   it('without the repair, a child blocks forever in pthread_cond_signal during a full GC', () => {
@@ -102,12 +103,14 @@ describe("fork(2) and the V8 platform's parked worker threads", () => {
     expect(r.status).toBeNull();
     expect(r.wchan).toMatch(/futex/);
     expect(r.released).toBe(0);
+    expect(r.emptied).toBe(0);
   });
 
-  it('with the repair (the default), the child re-initializes that condvar and runs its collections', () => {
+  it('with the repair (the default), the child re-initializes that condvar, empties the pool, and runs its collections', () => {
     const r = forkGcChild(0);
     expect(r.status).toEqual([expect.any(Number), 7, 0]);
     expect(r.released).toBeGreaterThanOrEqual(1);
+    expect(r.emptied).toBe(1);
   });
 });
 

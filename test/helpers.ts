@@ -119,3 +119,9 @@ export function fullGc(): () => void {
   v8.setFlagsFromString('--expose-gc');
   return vm.runInNewContext('gc') as () => void;
 }
+
+/** Makes 2,000 short-lived objects, each with a WeakRef, so that a full
+ * collection has weak references to clear (V8 hands that to its worker pool). */
+export function weakGarbage(): number {
+  return Array.from({ length: 2000 }, (_, j) => ({ j, w: new WeakRef({ j }) })).length;
+}

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WorkerCrashedError, atFork, isChild, map } from '../src/index';
-import { fullGc, tempDir } from './helpers';
+import { fullGc, tempDir, weakGarbage } from './helpers';
 
 const dirs: string[] = [];
 function scratch(): string {
@@ -261,7 +261,7 @@ describe('§3 the libuv threadpool across fork', () => {
 describe("§2 the V8 platform's worker pool across fork", () => {
   it("children run full collections after the parent's pool has run tasks (its parked threads' condvar is reset)", async () => {
     const gc = fullGc();
-    const churn = (): number => Array.from({ length: 2000 }, (_, j) => ({ j, w: new WeakRef({ j }) })).length;
+    const churn = weakGarbage;
     // The parent's own full collections hand V8 jobs to its worker pool, so
     // the pool's threads wake and park again, in both of glibc's groups.
     for (let i = 0; i < 5; i++) {
@@ -286,7 +286,7 @@ describe("§2 the V8 platform's worker pool across fork", () => {
 
   it('a worker_thread started in a child after full collections runs and exits (nothing is left for the pool to drain)', async () => {
     const gc = fullGc();
-    const churn = (): number => Array.from({ length: 2000 }, (_, j) => ({ j, w: new WeakRef({ j }) })).length;
+    const churn = weakGarbage;
     for (let i = 0; i < 5; i++) {
       churn();
       gc();

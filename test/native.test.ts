@@ -5,7 +5,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { native } from '../src/native';
 import { scratchBase } from '../src/scratch';
-import { fullGc } from './helpers';
+import { fullGc, weakGarbage } from './helpers';
 
 function waitExit(pid: number): [number, number, number] {
   const r = native.waitpid(pid, false);
@@ -47,7 +47,7 @@ describe("fork(2) and the V8 platform's parked worker threads", () => {
   // the child still signals: V8 11's full GC posts a ParallelClearingJob to
   // the platform's pool even under --single-threaded (docs/hazards.md).
   const gc = fullGc();
-  const churn = (): number => Array.from({ length: 2000 }, (_, j) => ({ j, w: new WeakRef({ j }) })).length;
+  const churn = weakGarbage;
   const SYS_FUTEX = process.arch === 'arm64' ? '98' : '202';
 
   /** Futex words the other threads of this process are blocked on, with how many wait on each. */

@@ -7,7 +7,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { type PreforkMaster, type WorkerExitEvent, WorkerBootError, prefork } from '../src/index';
-import { ROOT, childrenOf, fdCount, fullGc, runNode, tempDir, waitFor, zombiesOf } from './helpers';
+import { ROOT, childrenOf, fdCount, fullGc, runNode, tempDir, waitFor, weakGarbage, zombiesOf } from './helpers';
 
 type Answer = { num: number; pid: number; fd: number; after: string | null };
 
@@ -195,7 +195,7 @@ describe('prefork in this process', () => {
         ctx.serve((req, res) => {
           let kept = 0;
           for (let i = 0; i < 25; i++) {
-            kept += Array.from({ length: 2000 }, (_, j) => ({ j, w: new WeakRef({ j }) })).length;
+            kept += weakGarbage();
             gc();
           }
           res.end(JSON.stringify({ num: ctx.num, kept }));

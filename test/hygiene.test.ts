@@ -259,25 +259,24 @@ describe('§3 the libuv threadpool across fork', () => {
 });
 
 describe("§2 the V8 platform's worker pool across fork", () => {
-  it("children run full collections after the parent's pool has run tasks (its parked threads' condvar is reset)", async () => {
-    const gc = fullGc();
-    const churn = weakGarbage;
-    // The parent's own full collections hand V8 jobs to its worker pool, so
-    // the pool's threads wake and park again, in both of glibc's groups.
-    for (let i = 0; i < 5; i++) {
-      churn();
+  const gc = fullGc();
+  /** Runs `times` full collections, each with weak references to clear; returns the objects made. */
+  const collect = (times: number): number => {
+    let n = 0;
+    for (let k = 0; k < times; k++) {
+      n += weakGarbage();
       gc();
     }
+    return n;
+  };
+
+  it("children run full collections after the parent's pool has run tasks (its parked threads' condvar is reset)", async () => {
+    // The parent's own full collections hand V8 jobs to its worker pool, so
+    // the pool's threads wake and park again, in both of glibc's groups.
+    collect(5);
     const out = await map(
       Array.from({ length: 8 }, (_, i) => i),
-      (i) => {
-        let n = 0;
-        for (let k = 0; k < 25; k++) {
-          n += churn();
-          gc();
-        }
-        return i + n;
-      },
+      (i) => i + collect(25),
       // Without the repair, every child blocks in pthread_cond_signal and this times out.
       { concurrency: 4, isolation: true, timeout: 15_000 },
     );
@@ -285,19 +284,11 @@ describe("§2 the V8 platform's worker pool across fork", () => {
   });
 
   it('a worker_thread started in a child after full collections runs and exits (nothing is left for the pool to drain)', async () => {
-    const gc = fullGc();
-    const churn = weakGarbage;
-    for (let i = 0; i < 5; i++) {
-      churn();
-      gc();
-    }
+    collect(5);
     const out = await map(
       [6, 7],
       async (x) => {
-        for (let k = 0; k < 10; k++) {
-          churn();
-          gc();
-        }
+        collect(10);
         // Node drains the V8 pool's outstanding tasks when the thread's loop
         // runs dry; tasks posted to the vanished pool would make that wait forever.
         const w = new Worker('require("node:worker_threads").parentPort.postMessage(Number(process.argv.at(-1)) * 6)', { eval: true, argv: [x] });

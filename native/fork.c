@@ -69,8 +69,6 @@ int cf_dofork_all(void) {
 #endif
 }
 
-static int cf__waiters_released = -1;
-
 /* Fork the process. Signals are blocked across the fork, as libuv's uv_spawn
  * does, so that no handler runs in the child before its state is repaired. The
  * loop's work-queue mutex is held across the fork so that a threadpool thread
@@ -101,7 +99,7 @@ int cf_fork(uv_loop_t* loop, const int* keep_fds, int nkeep, int flags) {
   uv_mutex_unlock(&loop->wq_mutex);
 
   if (pid == 0) {
-    cf__waiters_released = cf_waiters_release(&waiters);
+    cf_waiters_release(&waiters);
 #if defined(__linux__)
     if (flags & CF_FORK_SET_PDEATHSIG) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -121,10 +119,6 @@ int cf_fork(uv_loop_t* loop, const int* keep_fds, int nkeep, int flags) {
 
   pthread_sigmask(SIG_SETMASK, &saved, NULL);
   return pid < 0 ? err : (int)pid;
-}
-
-int cf_fork_waiters_released(void) {
-  return cf__waiters_released;
 }
 
 /* A forked child must not run the parent's exit handlers or libuv's teardown,

@@ -26,6 +26,18 @@
 
 #include <string.h>
 
+/* What the repair did in this process, if it was forked by cf_fork. */
+static int cf__waiters_released = -1;
+static int cf__pool_emptied = 0;
+
+int cf_fork_waiters_released(void) {
+  return cf__waiters_released;
+}
+
+int cf_fork_pool_emptied(void) {
+  return cf__pool_emptied;
+}
+
 #if defined(__linux__) && defined(__GLIBC__)
 #include <dirent.h>
 #include <errno.h>
@@ -106,6 +118,11 @@ int cf_waiters_census(cf_waiters_t* w) {
   return w->n;
 }
 
+/* Whether futex word `addr` lies in the condvar at `cond`. */
+static int cf__within(uintptr_t addr, uintptr_t cond) {
+  return addr - cond < sizeof(struct cf__glibc_cond);
+}
+
 static int cf__count(const cf_waiters_t* w, uintptr_t addr) {
   int n = 0;
   for (int i = 0; i < w->n; i++) n += w->addr[i] == addr;
@@ -136,8 +153,6 @@ static int cf__mapped(uintptr_t p, size_t len) {
   return mincore((void*)first, span * (size_t)page, vec) == 0;
 }
 
-static int cf__pool_emptied = 0;
-
 /* The second half of the hazard. Posting no longer blocks, but every task V8
  * posts to the vanished pool stays counted as outstanding, and Node's
  * NodePlatform::DrainTasks, which runs when any event loop in the process
@@ -153,10 +168,8 @@ static int cf__pool_emptied = 0;
  * queue, and accept it only if its uv_thread_t values (glibc: the thread's
  * descriptor, at the top of its stack) lie just above the stack pointers of
  * the very threads that were parked on `cond`. Then make it empty. */
-static int cf__empty_pool(uintptr_t cond, const cf_waiters_t* w) {
+static int cf__empty_pool(uintptr_t cond, int parked, const cf_waiters_t* w) {
   const uintptr_t STACK_MAX = 16u << 20; /* Node's pool threads have 4 MiB stacks */
-  int parked = 0;
-  for (int i = 0; i < w->n; i++) parked += (w->addr[i] - cond) < sizeof(struct cf__glibc_cond);
   uintptr_t from = cond + 2 * sizeof(struct cf__glibc_cond), to = from + 320;
   if (parked == 0 || !cf__mapped(from, to - from + 24)) return 0;
   for (uintptr_t v = from; v < to; v += sizeof(uintptr_t)) {
@@ -170,7 +183,7 @@ static int cf__empty_pool(uintptr_t cond, const cf_waiters_t* w) {
     int matched = 0;
     uint32_t used = 0;
     for (int i = 0; i < w->n && count <= 32; i++) {
-      if ((w->addr[i] - cond) >= sizeof(struct cf__glibc_cond)) continue;
+      if (!cf__within(w->addr[i], cond)) continue;
       size_t best = count;
       uintptr_t best_gap = STACK_MAX;
       for (size_t k = 0; k < count; k++) {
@@ -203,7 +216,7 @@ int cf_waiters_release(const cf_waiters_t* w) {
     int g = (u % 8) == 4;
     uintptr_t base = u - offsetof(struct cf__glibc_cond, g_signals) - 4 * (uintptr_t)g;
     int seen = 0;
-    for (int j = 0; j < i; j++) seen |= (w->addr[j] - base) < sizeof(struct cf__glibc_cond);
+    for (int j = 0; j < i; j++) seen |= cf__within(w->addr[j], base);
     if (seen) continue; /* handled with an earlier waiter */
     struct cf__glibc_cond* c = (struct cf__glibc_cond*)base;
     int n[2] = {cf__count(w, (uintptr_t)&c->g_signals[0]), cf__count(w, (uintptr_t)&c->g_signals[1])};
@@ -211,13 +224,9 @@ int cf_waiters_release(const cf_waiters_t* w) {
     memset(c, 0, sizeof(*c));
     c->wrefs = 2; /* as uv_cond_init left it: CLOCK_MONOTONIC */
     reset++;
-    if (!cf__pool_emptied) cf__pool_emptied = cf__empty_pool(base, w);
+    if (!cf__pool_emptied) cf__pool_emptied = cf__empty_pool(base, n[0] + n[1], w);
   }
-  return reset;
-}
-
-int cf_fork_pool_emptied(void) {
-  return cf__pool_emptied;
+  return cf__waiters_released = reset;
 }
 
 #else
@@ -229,11 +238,7 @@ int cf_waiters_census(cf_waiters_t* w) {
 
 int cf_waiters_release(const cf_waiters_t* w) {
   (void)w;
-  return 0;
-}
-
-int cf_fork_pool_emptied(void) {
-  return 0;
+  return cf__waiters_released = 0;
 }
 
 #endif

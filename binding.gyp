@@ -7,6 +7,7 @@
         "native/fork.c",
         "native/waiters.c",
         "native/silence.c",
+        "native/inspect.c",
         "native/wait.c",
         "native/poll.c",
         "native/scratch.c",

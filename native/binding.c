@@ -599,6 +599,89 @@ static napi_value Dup(napi_env env, napi_callback_info info) {
   return cf__int(env, r);
 }
 
+/* ---- inspect.c and silence.c: what a fork hands the child. ---- */
+
+static napi_value cf__str(napi_env env, const char* s) {
+  napi_value out;
+  napi_create_string_utf8(env, s, NAPI_AUTO_LENGTH, &out);
+  return out;
+}
+
+/* inheritedPeer(fd): in a child, the peer address of the parent's connection
+ * that fd was, or null when fd is not an inherited connection. */
+static napi_value InheritedPeer(napi_env env, napi_callback_info info) {
+  CF__ARGS(1);
+  int64_t fd = -1;
+  char peer[CF_ADDR_MAX];
+  napi_value out;
+  if (!cf__get_i64(env, argv[0], &fd) || fd < 0 || fd > INT32_MAX)
+    return napi_throw_range_error(env, NULL, "fd must be a non-negative integer"), NULL;
+  if (cf_inherited_peer((int)fd, peer, sizeof(peer)) == 0) return cf__str(env, peer);
+  napi_get_null(env, &out);
+  return out;
+}
+
+static napi_value InheritedCount(napi_env env, napi_callback_info info) {
+  return cf__int(env, cf_inherited_count());
+}
+
+/* inspectHandles(): [type, fd, sock, active, ref, closing, addr][] for the
+ * loop's handles (type is libuv's name for it, sock a CF_SOCK_* value). */
+static napi_value InspectHandles(napi_env env, napi_callback_info info) {
+  uv_loop_t* loop;
+  napi_value arr;
+  int max = 256, n;
+  cf_handle_info_t* h = NULL;
+  CF__CHECK(napi_get_uv_event_loop(env, &loop));
+  for (;;) {
+    free(h);
+    h = malloc(sizeof(*h) * (size_t)max);
+    if (h == NULL) return cf__throw_errno(env, -ENOMEM, __func__);
+    n = cf_inspect_handles(loop, h, max);
+    if (n <= max) break;
+    max = n + 16;
+  }
+  CF__CHECK(napi_create_array_with_length(env, (size_t)n, &arr));
+  for (int i = 0; i < n; i++) {
+    napi_value row;
+    napi_create_array_with_length(env, 7, &row);
+    napi_set_element(env, row, 0, cf__str(env, uv_handle_type_name((uv_handle_type)h[i].type)));
+    napi_set_element(env, row, 1, cf__int(env, h[i].fd));
+    napi_set_element(env, row, 2, cf__int(env, h[i].sock));
+    napi_set_element(env, row, 3, cf__int(env, h[i].active));
+    napi_set_element(env, row, 4, cf__int(env, h[i].ref));
+    napi_set_element(env, row, 5, cf__int(env, h[i].closing));
+    napi_set_element(env, row, 6, cf__str(env, h[i].addr));
+    napi_set_element(env, arr, (uint32_t)i, row);
+  }
+  free(h);
+  return arr;
+}
+
+/* threads(): [tid, name][] (Linux; ENOSYS elsewhere). */
+static napi_value Threads(napi_env env, napi_callback_info info) {
+  cf_thread_info_t t[512];
+  napi_value arr;
+  int n = cf_threads(t, 512);
+  CF__ERR(n);
+  if (n > 512) n = 512;
+  CF__CHECK(napi_create_array_with_length(env, (size_t)n, &arr));
+  for (int i = 0; i < n; i++) {
+    napi_value row;
+    napi_create_array_with_length(env, 2, &row);
+    napi_set_element(env, row, 0, cf__int(env, t[i].tid));
+    napi_set_element(env, row, 1, cf__str(env, t[i].name));
+    napi_set_element(env, arr, (uint32_t)i, row);
+  }
+  return arr;
+}
+
+static napi_value ThreadCount(napi_env env, napi_callback_info info) {
+  int n = cf_thread_count();
+  CF__ERR(n);
+  return cf__int(env, n);
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
 #define CF__FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_enumerable, NULL}
@@ -632,6 +715,11 @@ static napi_value Init(napi_env env, napi_value exports) {
       CF__FN("dup", Dup),
       CF__FN("forkWaitersReleased", ForkWaitersReleased),
       CF__FN("forkPoolEmptied", ForkPoolEmptied),
+      CF__FN("inheritedPeer", InheritedPeer),
+      CF__FN("inheritedCount", InheritedCount),
+      CF__FN("inspectHandles", InspectHandles),
+      CF__FN("threads", Threads),
+      CF__FN("threadCount", ThreadCount),
 #undef CF__FN
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);

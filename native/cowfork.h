@@ -38,8 +38,32 @@ int cf_waiters_release(const cf_waiters_t* w); /* child: condvars re-initialized
 int cf_fork_pool_emptied(void);              /* child: 1 if Node's worker pool now reports 0 threads */
 int cf_fork_waiters_released(void);          /* child: that count for its fork, or -1 */
 
-/* silence.c */
+/* silence.c: inherited connections are dead in the child (writes fail with
+ * EPIPE, reads never complete); other inherited I/O is quiet. */
 int cf_silence_inherited(uv_loop_t* loop, const int* keep_fds, int nkeep);
+int cf_inherited_peer(int fd, char* out, size_t outlen); /* child: -ENOENT unless fd is an inherited connection */
+int cf_inherited_count(void);
+
+/* inspect.c: what a fork would hand the child. */
+#define CF_ADDR_MAX 128
+enum { CF_SOCK_OTHER = 0, CF_SOCK_LISTENING = 1, CF_SOCK_CONNECTED = 2 };
+typedef struct {
+  int type;    /* uv_handle_type */
+  int fd;      /* -1 when the handle has none */
+  int sock;    /* CF_SOCK_* for TCP and pipe handles */
+  int active;
+  int ref;
+  int closing;
+  char addr[CF_ADDR_MAX]; /* the peer of a connection, the local address of a listener */
+} cf_handle_info_t;
+typedef struct {
+  int tid;
+  char name[32];
+} cf_thread_info_t;
+int cf_socket_peer(int fd, char* out, size_t outlen); /* CF_SOCK_* or -errno (not a socket) */
+int cf_inspect_handles(uv_loop_t* loop, cf_handle_info_t* out, int max); /* the total, even past max */
+int cf_threads(cf_thread_info_t* out, int max); /* Linux; -ENOSYS elsewhere */
+int cf_thread_count(void);
 
 /* wait.c: status is the exit code, or -1 when term_signal is set. */
 typedef struct {

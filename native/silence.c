@@ -1,22 +1,56 @@
 /* After fork the child's copy of the loop still polls every socket the parent
  * had. Left alone, the child accepts the parent's connections and reads the
- * parent's responses. Each inherited stream, UDP or poll handle gets the read
- * end of a socketpair dup2()ed over its fd: that fd never becomes readable, and
- * replacing it in the child never touches the parent's connection. That
- * includes stdin when the parent has a handle reading it. */
+ * parent's responses. Each inherited stream, UDP or poll handle gets one end
+ * of a socketpair dup2()ed over its fd, so replacing it in the child never
+ * touches the parent's connection:
+ *
+ * - A connection to a named peer (a TCP connection, or a unix socket
+ *   connected to a path: an HTTP keep-alive socket, a database or Redis
+ *   connection) gets an end that is shut for writing while its peer
+ *   stays open. A write fails at once with EPIPE, so a connection pool drops
+ *   the connection and opens a new one instead of waiting forever for an
+ *   answer; a read never completes, so the parent's in-flight requests never
+ *   complete in the child.
+ * - Everything else (listening sockets, pipes, TTYs, stdin when the parent
+ *   reads it, and socketpairs such as Node's IPC channel to its own parent,
+ *   where a failed write would make the child look disconnected) gets an end
+ *   that is never readable and absorbs writes.
+ *
+ * The peer address of each connection replaced this way is kept, so that the
+ * child can say which connection a write went to (cf_inherited_peer). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include "cowfork.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 typedef struct {
-  int quiet_fd;
+  int quiet_fd; /* never readable, absorbs writes */
+  int dead_fd;  /* never readable, writes fail with EPIPE */
   const int* keep;
   int nkeep;
   int err;
 } cf__silence_ctx_t;
+
+/* The connections this child inherited: fd, the inode of the end now at that
+ * fd (so a later socket that reuses the number is not mistaken for it), and
+ * the peer the parent was talking to. */
+typedef struct {
+  int fd;
+  ino_t ino;
+  char peer[CF_ADDR_MAX];
+} cf__inherited_t;
+
+#define CF__INHERITED_MAX 256
+static cf__inherited_t cf__inherited[CF__INHERITED_MAX];
+static int cf__ninherited = 0;
 
 static int cf__is_kept(const cf__silence_ctx_t* ctx, int fd) {
   for (int i = 0; i < ctx->nkeep; i++)
@@ -24,10 +58,27 @@ static int cf__is_kept(const cf__silence_ctx_t* ctx, int fd) {
   return 0;
 }
 
+static int cf__pair(int fds[2]) {
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) return -errno;
+  fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+  fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+  return 0;
+}
+
+static void cf__remember(int fd, const char* peer) {
+  struct stat st;
+  if (cf__ninherited >= CF__INHERITED_MAX || fstat(fd, &st) != 0) return;
+  cf__inherited_t* e = &cf__inherited[cf__ninherited++];
+  e->fd = fd;
+  e->ino = st.st_ino;
+  snprintf(e->peer, sizeof(e->peer), "%s", peer);
+}
+
 static void cf__silence_one(uv_handle_t* handle, void* arg) {
   cf__silence_ctx_t* ctx = arg;
   uv_os_fd_t fd;
-  int r;
+  char peer[CF_ADDR_MAX];
+  int r, connected = 0;
 
   switch (handle->type) {
     case UV_TCP:
@@ -42,31 +93,52 @@ static void cf__silence_one(uv_handle_t* handle, void* arg) {
   if (uv_fileno(handle, &fd) != 0) return;
   /* stdout and stderr stay: children write to them. stdin is silenced when
    * the parent was reading it, or the child would steal the parent's input. */
-  if (fd == 1 || fd == 2 || fd == ctx->quiet_fd || cf__is_kept(ctx, fd)) return;
+  if (fd == 1 || fd == 2 || fd == ctx->quiet_fd || fd == ctx->dead_fd || cf__is_kept(ctx, fd)) return;
+
+  if (handle->type == UV_TCP || handle->type == UV_NAMED_PIPE)
+    connected = cf_socket_peer(fd, peer, sizeof(peer)) == CF_SOCK_CONNECTED && peer[0] != '\0';
 
   do
-    r = dup2(ctx->quiet_fd, fd);
+    r = dup2(connected ? ctx->dead_fd : ctx->quiet_fd, fd);
   while (r < 0 && errno == EINTR);
   if (r < 0) {
     ctx->err = -errno;
     return;
   }
   fcntl(fd, F_SETFD, FD_CLOEXEC);
+  if (connected) cf__remember(fd, peer);
 }
 
 int cf_silence_inherited(uv_loop_t* loop, const int* keep_fds, int nkeep) {
-  int pair[2];
+  int quiet[2], dead[2], err;
   cf__silence_ctx_t ctx;
 
-  if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) != 0) return -errno;
-  fcntl(pair[0], F_SETFD, FD_CLOEXEC);
-  fcntl(pair[1], F_SETFD, FD_CLOEXEC);
-  /* Both ends stay open for the child's lifetime: a closed peer would make
+  /* Every end stays open for the child's lifetime: a closed peer would make
    * every silenced fd report EOF, and the parent's 'end' handlers would run. */
-  ctx.quiet_fd = pair[0];
+  if ((err = cf__pair(quiet)) < 0) return err;
+  if ((err = cf__pair(dead)) < 0) return err;
+  if (shutdown(dead[0], SHUT_WR) != 0) return -errno;
+  cf__ninherited = 0;
+  ctx.quiet_fd = quiet[0];
+  ctx.dead_fd = dead[0];
   ctx.keep = keep_fds;
   ctx.nkeep = nkeep;
   ctx.err = 0;
   uv_walk(loop, cf__silence_one, &ctx);
   return ctx.err;
+}
+
+int cf_inherited_peer(int fd, char* out, size_t outlen) {
+  struct stat st;
+  if (outlen == 0 || fstat(fd, &st) != 0) return -ENOENT;
+  for (int i = 0; i < cf__ninherited; i++) {
+    if (cf__inherited[i].fd != fd || cf__inherited[i].ino != st.st_ino) continue;
+    snprintf(out, outlen, "%s", cf__inherited[i].peer);
+    return 0;
+  }
+  return -ENOENT;
+}
+
+int cf_inherited_count(void) {
+  return cf__ninherited;
 }

@@ -4,6 +4,8 @@
 import crypto from 'node:crypto';
 import os from 'node:os';
 import { ForkUnsafeError, signalName } from './errors';
+import { resetNodePools, watchInheritedWrites } from './inherited';
+import { noteThreadsBeforeFork } from './inspect';
 import { HUP, READ, native } from './native';
 
 const SINGLE_THREADED = new Set(['--single-threaded', '--single_threaded']);
@@ -200,6 +202,11 @@ function routeFatalErrors(): void {
     const c = Number(code ?? process.exitCode ?? 0);
     return native.exit(Number.isInteger(c) ? c : 1);
   }) as typeof process.exit;
+  // Code that kept a reference to the original process.exit (a test runner's
+  // worker, a process manager's agent) reaches process.reallyExit, which Node
+  // looks up on each call: route that through _exit too.
+  (process as unknown as { reallyExit: (code: number) => never }).reallyExit = (code: number) =>
+    native.exit(Number.isInteger(code) ? code : 1);
 }
 
 function childHygiene(): void {
@@ -210,6 +217,8 @@ function childHygiene(): void {
   resetSignals();
   routeFatalErrors();
   reseedRandom();
+  resetNodePools();
+  watchInheritedWrites();
   for (const h of hooks) h.child?.();
 }
 
@@ -256,6 +265,7 @@ export function forkChild(body: () => number | Promise<number>, options: ForkOpt
   // is the parent's notice, without SIGCHLD and without waitpid(-1).
   const death = havePidfd() ? null : native.pipe(false);
   for (let i = hooks.length - 1; i >= 0; i--) hooks[i].prepare?.();
+  noteThreadsBeforeFork();
   let pid: number;
   try {
     const flags = (options.unsafeFlags ?? 0) | (options.dieWithParent ? native.FORK_FLAGS.SET_PDEATHSIG : 0);

@@ -3,6 +3,8 @@ export { map, each, Parallel, ParallelWorker } from './parallel';
 export type { ParallelOptions, Settled } from './parallel';
 export { isForkSafe, atFork, isChild } from './fork';
 export type { AtForkHooks } from './fork';
+export { inspectFork } from './inspect';
+export type { ForkInspection, ThreadInfo, SocketInfo } from './inspect';
 export { Scheduler } from './scheduler';
 export type { Fiber, FiberFunction, FiberState, SchedulerOptions } from './scheduler';
 export { CancelledError, SchedulerError, FiberFailedError } from './errors';

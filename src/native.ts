@@ -48,6 +48,16 @@ export interface Native {
   forkWaitersReleased(): number;
   /** In a forked child: whether its fork made Node's V8 worker pool report zero threads (so V8 posts it nothing). */
   forkPoolEmptied(): boolean;
+  /** In a forked child: the peer address of the parent's connection that fd was, or null. */
+  inheritedPeer(fd: number): string | null;
+  /** In a forked child: how many of the parent's connections it inherited (dead: writes fail with EPIPE). */
+  inheritedCount(): number;
+  /** The loop's handles: [libuv type name ('tcp', 'pipe', 'timer', ...), fd, sock (0 other, 1 listening, 2 connected), active, ref, closing, address]. */
+  inspectHandles(): Array<[string, number, number, number, number, number, string]>;
+  /** The process's threads as [tid, name] (Linux; ENOSYS elsewhere). */
+  threads(): Array<[number, string]>;
+  /** How many threads the process has (Linux; ENOSYS elsewhere). */
+  threadCount(): number;
   readonly FORK_FLAGS: {
     readonly SKIP_DOFORK: number;
     readonly SKIP_SILENCE: number;

@@ -1,0 +1,136 @@
+// What a fork would hand the child, and the warnings the parent gives before
+// forking when some of it cannot work there: threads that will not exist in
+// the child, and connections that will be dead there (docs/hazards.md).
+import path from 'node:path';
+import { native } from './native';
+
+export interface ThreadInfo {
+  tid: number;
+  /** The kernel's name for the thread (15 characters at most). */
+  name: string;
+  /** True when neither Node, V8 nor libuv started it: a native library's own thread. */
+  foreign: boolean;
+}
+
+export interface SocketInfo {
+  fd: number;
+  /** libuv's handle type: 'tcp' or 'pipe'. */
+  type: string;
+  /** The peer of a connection ("127.0.0.1:5432", "[::1]:6379", a unix path), or the address a listener is bound to. */
+  address: string;
+}
+
+export interface ForkInspection {
+  /** Every thread of the process. A child has only the thread that forked. Empty where /proc is missing. */
+  threads: ThreadInfo[];
+  /** Threads of native libraries (sharp's libvips, for one). Their work never completes in a child. */
+  foreignThreads: ThreadInfo[];
+  /** Client connections. In a child they are dead: writes fail with EPIPE, reads never complete. */
+  connections: SocketInfo[];
+  /** Listening sockets. A child never accepts on them unless it is handed them (prefork does). */
+  listening: SocketInfo[];
+  /** Active handles on the event loop, counted by libuv type ('tcp', 'timer', 'async', ...). */
+  handles: Record<string, number>;
+}
+
+// The names Node, V8 and libuv give their threads, across Node 20-26. Node 20
+// names none, so its threads carry the process's name (the executable's).
+const NODE_THREAD_NAMES = new Set([
+  'node',
+  'MainThread',
+  'node-MainThread',
+  'DelayedTaskSche',
+  'V8Worker',
+  'node-V8Worker',
+  'SignalInspector',
+  'libuv-worker',
+  'WorkerThread',
+  'InspectorIo',
+]);
+
+let mainThreadName: string | undefined;
+
+function isNodeThread(tid: number, name: string): boolean {
+  if (tid === process.pid || NODE_THREAD_NAMES.has(name)) return true;
+  if (name === path.basename(process.execPath).slice(0, 15)) return true;
+  mainThreadName ??= threadsOrEmpty().find(([t]) => t === process.pid)?.[1] ?? '';
+  return name === mainThreadName;
+}
+
+function threadsOrEmpty(): Array<[number, string]> {
+  try {
+    return native.threads();
+  } catch {
+    return []; // no /proc (macOS)
+  }
+}
+
+/** Lists what a fork of this process would inherit. */
+export function inspectFork(): ForkInspection {
+  const threads = threadsOrEmpty().map(([tid, name]) => ({ tid, name, foreign: !isNodeThread(tid, name) }));
+  const connections: SocketInfo[] = [];
+  const listening: SocketInfo[] = [];
+  const handles: Record<string, number> = {};
+  for (const [type, fd, sock, active, , closing, address] of native.inspectHandles()) {
+    if (closing) continue;
+    if (active) handles[type] = (handles[type] ?? 0) + 1;
+    if (sock === SOCK_CONNECTED) connections.push({ fd, type, address });
+    else if (sock === SOCK_LISTENING) listening.push({ fd, type, address });
+  }
+  return { threads, foreignThreads: threads.filter((t) => t.foreign), connections, listening, handles };
+}
+
+const SOCK_LISTENING = 1;
+const SOCK_CONNECTED = 2;
+
+// ---------------------------------------------------------------------------
+// Foreign threads. Checked before every fork, but only re-listed when the
+// thread count changed, which costs one read of /proc/self/stat.
+
+let lastThreadCount = -1;
+let foreignAtFork: string[] = [];
+let warnedForeign = false;
+
+/** Summarises thread names: "libvips worker x3, grpc_global_tim". */
+export function describeThreads(names: string[]): string {
+  const counts = new Map<string, number>();
+  for (const n of names) counts.set(n, (counts.get(n) ?? 0) + 1);
+  return [...counts].map(([n, c]) => (c > 1 ? `${n} x${c}` : n)).join(', ');
+}
+
+export const FOREIGN_THREAD_RULE =
+  'A native library that runs its own threads must be used for the first time after the fork, in the child, ' +
+  'or be re-initialized there in atFork({ child }); its threads do not exist in a child, so work handed to them ' +
+  'never completes. See docs/hazards.md, "Foreign threads".';
+
+/** Called just before each fork: notes foreign threads and warns once. */
+export function noteThreadsBeforeFork(): void {
+  let count: number;
+  try {
+    count = native.threadCount();
+  } catch {
+    return;
+  }
+  if (count === lastThreadCount) return;
+  lastThreadCount = count;
+  foreignAtFork = inspectThreadsOnly();
+  if (foreignAtFork.length > 0 && !warnedForeign) {
+    warnedForeign = true;
+    process.emitWarning(
+      `cowfork: this process has threads that neither Node nor libuv started (${describeThreads(foreignAtFork)}). ` +
+        `A forked child does not have them. ${FOREIGN_THREAD_RULE}`,
+      { code: 'COWFORK_FOREIGN_THREADS' },
+    );
+  }
+}
+
+function inspectThreadsOnly(): string[] {
+  return threadsOrEmpty()
+    .filter(([tid, name]) => !isNodeThread(tid, name))
+    .map(([, name]) => name);
+}
+
+/** The foreign threads the process had at its last fork (in a child: at the fork that made it). */
+export function foreignThreadsAtFork(): readonly string[] {
+  return foreignAtFork;
+}

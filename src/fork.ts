@@ -5,7 +5,7 @@ import crypto from 'node:crypto';
 import os from 'node:os';
 import { ForkUnsafeError, signalName } from './errors';
 import { resetNodePools, watchInheritedWrites } from './inherited';
-import { noteThreadsBeforeFork } from './inspect';
+import { noteThreadsBeforeFork, warnAfterFork } from './inspect';
 import { HUP, READ, native } from './native';
 
 const SINGLE_THREADED = new Set(['--single-threaded', '--single_threaded']);
@@ -282,6 +282,7 @@ export function forkChild(body: () => number | Promise<number>, options: ForkOpt
   }
 
   if (death) native.close(death[1]);
+  warnAfterFork();
   for (const h of hooks) {
     try {
       h.parent?.();

@@ -116,12 +116,24 @@ export function noteThreadsBeforeFork(): void {
   foreignAtFork = inspectThreadsOnly();
   if (foreignAtFork.length > 0 && !warnedForeign) {
     warnedForeign = true;
-    process.emitWarning(
+    warningOwner = process.pid;
+    pendingWarning =
       `cowfork: this process has threads that neither Node nor libuv started (${describeThreads(foreignAtFork)}). ` +
-        `A forked child does not have them. ${FOREIGN_THREAD_RULE}`,
-      { code: 'COWFORK_FOREIGN_THREADS' },
-    );
+      `A forked child does not have them. ${FOREIGN_THREAD_RULE}`;
   }
+}
+
+// process.emitWarning defers to a tick, which a child would run too: the
+// parent emits only after the fork.
+let pendingWarning: string | null = null;
+let warningOwner = 0;
+
+/** In the parent, just after a fork: emits the warning noteThreadsBeforeFork prepared. */
+export function warnAfterFork(): void {
+  const msg = pendingWarning;
+  pendingWarning = null;
+  if (msg === null || warningOwner !== process.pid) return; // a child's copy
+  process.emitWarning(msg, { code: 'COWFORK_FOREIGN_THREADS' });
 }
 
 function inspectThreadsOnly(): string[] {
@@ -133,4 +145,13 @@ function inspectThreadsOnly(): string[] {
 /** The foreign threads the process had at its last fork (in a child: at the fork that made it). */
 export function foreignThreadsAtFork(): readonly string[] {
   return foreignAtFork;
+}
+
+/** For errors about a child that never finished: the likely cause when the parent had foreign threads. */
+export function foreignThreadsNote(): string {
+  if (foreignAtFork.length === 0) return '';
+  return (
+    `. The process had threads of a native library when it forked (${describeThreads(foreignAtFork)}), ` +
+    `and work handed to them never completes in a child. ${FOREIGN_THREAD_RULE}`
+  );
 }

@@ -28,6 +28,7 @@ import {
   onInterrupt,
 } from '../fork';
 import { BatchWriter, type FrameError, Outcome, type SerializedError, decodeAll, decodeBatch, fromSerializedError, newKey } from '../frame';
+import { foreignThreadsNote } from '../inspect';
 import { type ShmHandle, native } from '../native';
 import { Progress } from '../progress';
 import { createScratch, readScratch, removeScratch, writeAll } from '../scratch';
@@ -179,7 +180,8 @@ class Call<T, R> {
   crashError(index: number | undefined, exit: ChildExit, timedOut: boolean): Error {
     const what = index === undefined ? 'between items' : `on item ${index}`;
     if (timedOut) {
-      return new TimeoutError(`item ${index} exceeded the ${this.opts.timeout} ms timeout; child ${exit.pid} was killed`, index, this.opts.timeout!);
+      const msg = `item ${index} exceeded the ${this.opts.timeout} ms timeout; child ${exit.pid} was killed${foreignThreadsNote()}`;
+      return new TimeoutError(msg, index, this.opts.timeout!);
     }
     const how = exit.signal !== null ? `was killed by ${exit.signal}` : `exited with code ${exit.exitCode}`;
     return new WorkerCrashedError(`child ${exit.pid} ${how} ${what}`, index, exit.pid, exit.exitCode, exit.signal);

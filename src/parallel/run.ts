@@ -360,8 +360,11 @@ class PoolCall<T, R> extends Call<T, R> {
     }
     if (!this.isStopped && native.shmLoad(this.shm, STOP) !== 0) {
       // A child stops the pool only after writing the failure that made it
-      // stop. A STOP with no failure on record must end the call, never
+      // stop, but the other children see STOP and exit too, and their exits
+      // may be handled first. So wait for every child before concluding; a
+      // STOP with still no failure on record then ends the call. Never
       // respawn: every new child would see STOP and exit at once.
+      if (this.live.size > 0) return this.maybeFinish();
       this.stop(new WorkerCrashedError(`child ${exit.pid} stopped the pool without reporting a failure`, undefined, exit.pid, exit.exitCode, exit.signal));
     }
     // Keep the pool full while the round still has unclaimed work.
@@ -458,8 +461,11 @@ class PoolCall<T, R> extends Call<T, R> {
         }
         current = list === null ? p : list[p];
         p++;
-        native.shmStore(shm, base, current + 1);
+        // The start time first: the parent reads the index, then the time, so
+        // it never pairs this item with the previous item's (or a new slot's
+        // zero) start time and kills a child that has only just begun.
         if (timed) native.shmStore(shm, base + 1, Math.floor(now()));
+        native.shmStore(shm, base, current + 1);
         const r = this.runItem(out, current, after);
         if (r !== undefined) return r.then(step);
       }

@@ -8,9 +8,8 @@
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
+import { RECIPES } from './inspect';
 import { native } from './native';
-
-export const RECIPES = 'docs/recipes.md';
 
 /**
  * Forgets every socket of an http.Agent: idle keep-alive sockets are closed

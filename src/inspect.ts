@@ -25,7 +25,7 @@ export interface ForkInspection {
   threads: ThreadInfo[];
   /** Threads of native libraries (sharp's libvips, for one). Their work never completes in a child. */
   foreignThreads: ThreadInfo[];
-  /** Client connections. In a child they are dead: writes fail with EPIPE, reads never complete. */
+  /** Client connections (TCP, or unix sockets with a path). In a child they are dead: writes fail with EPIPE, reads never complete. */
   connections: SocketInfo[];
   /** Listening sockets. A child never accepts on them unless it is handed them (prefork does). */
   listening: SocketInfo[];
@@ -74,11 +74,15 @@ export function inspectFork(): ForkInspection {
   for (const [type, fd, sock, active, , closing, address] of native.inspectHandles()) {
     if (closing) continue;
     if (active) handles[type] = (handles[type] ?? 0) + 1;
-    if (sock === SOCK_CONNECTED) connections.push({ fd, type, address });
+    // Unnamed socketpairs (Node's IPC channel) stay quiet in a child, not dead: not listed.
+    if (sock === SOCK_CONNECTED && address !== '') connections.push({ fd, type, address });
     else if (sock === SOCK_LISTENING) listening.push({ fd, type, address });
   }
   return { threads, foreignThreads: threads.filter((t) => t.foreign), connections, listening, handles };
 }
+
+/** Where the atFork recipes for common client libraries live. */
+export const RECIPES = 'docs/recipes.md';
 
 const SOCK_LISTENING = 1;
 const SOCK_CONNECTED = 2;
@@ -91,8 +95,8 @@ let lastThreadCount = -1;
 let foreignAtFork: string[] = [];
 let warnedForeign = false;
 
-/** Summarises thread names: "libvips worker x3, grpc_global_tim". */
-export function describeThreads(names: string[]): string {
+/** Summarises names with repeats: "libvips worker x3, grpc_global_tim". */
+export function describeCounts(names: string[]): string {
   const counts = new Map<string, number>();
   for (const n of names) counts.set(n, (counts.get(n) ?? 0) + 1);
   return [...counts].map(([n, c]) => (c > 1 ? `${n} x${c}` : n)).join(', ');
@@ -118,7 +122,7 @@ export function noteThreadsBeforeFork(): void {
     warnedForeign = true;
     warningOwner = process.pid;
     pendingWarning =
-      `cowfork: this process has threads that neither Node nor libuv started (${describeThreads(foreignAtFork)}). ` +
+      `cowfork: this process has threads that neither Node nor libuv started (${describeCounts(foreignAtFork)}). ` +
       `A forked child does not have them. ${FOREIGN_THREAD_RULE}`;
   }
 }
@@ -151,7 +155,27 @@ export function foreignThreadsAtFork(): readonly string[] {
 export function foreignThreadsNote(): string {
   if (foreignAtFork.length === 0) return '';
   return (
-    `. The process had threads of a native library when it forked (${describeThreads(foreignAtFork)}), ` +
+    `. The process had threads of a native library when it forked (${describeCounts(foreignAtFork)}), ` +
     `and work handed to them never completes in a child. ${FOREIGN_THREAD_RULE}`
+  );
+}
+
+let warnedConnections = false;
+
+/**
+ * For a supervisor about to fork long-lived workers (prefork's master): warns
+ * once, listing the client connections the workers would inherit dead.
+ */
+export function warnInheritedConnections(who: string): void {
+  if (warnedConnections) return;
+  const peers = inspectFork().connections.map((c) => c.address);
+  if (peers.length === 0) return;
+  warnedConnections = true;
+  process.emitWarning(
+    `cowfork: ${who} has ${peers.length} open client connection(s) (${describeCounts(peers)}) that every worker ` +
+      'inherits dead: in a worker their writes fail at once (EPIPE) and they never receive data. Open connections ' +
+      'in the worker instead (re-create the client or pool in atFork({ child }), or create it lazily per process): ' +
+      `see ${RECIPES}.`,
+    { code: 'COWFORK_INHERITED_CONNECTIONS' },
   );
 }

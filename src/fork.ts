@@ -5,7 +5,7 @@ import crypto from 'node:crypto';
 import os from 'node:os';
 import { ForkUnsafeError, signalName } from './errors';
 import { resetNodePools, watchInheritedWrites } from './inherited';
-import { noteThreadsBeforeFork, warnAfterFork } from './inspect';
+import { forgetForkWarnings, noteConnectionsBeforeFork, noteThreadsBeforeFork, warnAfterFork } from './inspect';
 import { HUP, READ, native } from './native';
 
 const SINGLE_THREADED = new Set(['--single-threaded', '--single_threaded']);
@@ -217,6 +217,7 @@ function childHygiene(): void {
   resetSignals();
   routeFatalErrors();
   reseedRandom();
+  forgetForkWarnings();
   resetNodePools();
   watchInheritedWrites();
   for (const h of hooks) h.child?.();
@@ -244,6 +245,8 @@ export interface ForkOptions {
   keepFds?: number[];
   /** The child gets SIGKILL when the parent dies (Linux). */
   dieWithParent?: boolean;
+  /** For long-lived workers: warn once, naming `who`, about client connections the child would inherit dead. */
+  warnInheritedConnections?: string;
   /** Test-only flags that skip hygiene steps, to show each hazard is real. */
   unsafeFlags?: number;
 }
@@ -266,6 +269,7 @@ export function forkChild(body: () => number | Promise<number>, options: ForkOpt
   const death = havePidfd() ? null : native.pipe(false);
   for (let i = hooks.length - 1; i >= 0; i--) hooks[i].prepare?.();
   noteThreadsBeforeFork();
+  if (options.warnInheritedConnections) noteConnectionsBeforeFork(options.warnInheritedConnections);
   let pid: number;
   try {
     const flags = (options.unsafeFlags ?? 0) | (options.dieWithParent ? native.FORK_FLAGS.SET_PDEATHSIG : 0);

@@ -120,24 +120,27 @@ export function noteThreadsBeforeFork(): void {
   foreignAtFork = inspectThreadsOnly();
   if (foreignAtFork.length > 0 && !warnedForeign) {
     warnedForeign = true;
-    warningOwner = process.pid;
-    pendingWarning =
-      `cowfork: this process has threads that neither Node nor libuv started (${describeCounts(foreignAtFork)}). ` +
-      `A forked child does not have them. ${FOREIGN_THREAD_RULE}`;
+    pending.push({
+      code: 'COWFORK_FOREIGN_THREADS',
+      message:
+        `cowfork: this process has threads that neither Node nor libuv started (${describeCounts(foreignAtFork)}). ` +
+        `A forked child does not have them. ${FOREIGN_THREAD_RULE}`,
+    });
   }
 }
 
-// process.emitWarning defers to a tick, which a child would run too: the
-// parent emits only after the fork.
-let pendingWarning: string | null = null;
-let warningOwner = 0;
+// process.emitWarning defers to a tick, which a child would run too: warnings
+// are prepared before a fork and emitted by the parent after it.
+const pending: Array<{ code: string; message: string }> = [];
 
-/** In the parent, just after a fork: emits the warning noteThreadsBeforeFork prepared. */
+/** In the parent, just after a fork: emits the warnings prepared before it. */
 export function warnAfterFork(): void {
-  const msg = pendingWarning;
-  pendingWarning = null;
-  if (msg === null || warningOwner !== process.pid) return; // a child's copy
-  process.emitWarning(msg, { code: 'COWFORK_FOREIGN_THREADS' });
+  for (const w of pending.splice(0)) process.emitWarning(w.message, { code: w.code });
+}
+
+/** In a child: its copy of the parent's prepared warnings is not its own. */
+export function forgetForkWarnings(): void {
+  pending.length = 0;
 }
 
 function inspectThreadsOnly(): string[] {
@@ -163,19 +166,21 @@ export function foreignThreadsNote(): string {
 let warnedConnections = false;
 
 /**
- * For a supervisor about to fork long-lived workers (prefork's master): warns
- * once, listing the client connections the workers would inherit dead.
+ * For a supervisor about to fork long-lived workers (prefork's master): notes
+ * once, before the fork, the client connections the workers would inherit
+ * dead; warnAfterFork emits it in the parent.
  */
-export function warnInheritedConnections(who: string): void {
+export function noteConnectionsBeforeFork(who: string): void {
   if (warnedConnections) return;
   const peers = inspectFork().connections.map((c) => c.address);
   if (peers.length === 0) return;
   warnedConnections = true;
-  process.emitWarning(
-    `cowfork: ${who} has ${peers.length} open client connection(s) (${describeCounts(peers)}) that every worker ` +
+  pending.push({
+    code: 'COWFORK_INHERITED_CONNECTIONS',
+    message:
+      `cowfork: ${who} has ${peers.length} open client connection(s) (${describeCounts(peers)}) that every worker ` +
       'inherits dead: in a worker their writes fail at once (EPIPE) and they never receive data. Open connections ' +
       'in the worker instead (re-create the client or pool in atFork({ child }), or create it lazily per process): ' +
       `see ${RECIPES}.`,
-    { code: 'COWFORK_INHERITED_CONNECTIONS' },
-  );
+  });
 }

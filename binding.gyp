@@ -5,6 +5,7 @@
       "sources": [
         "native/binding.c",
         "native/fork.c",
+        "native/fd.c",
         "native/waiters.c",
         "native/silence.c",
         "native/inspect.c",

@@ -1,5 +1,13 @@
 /* The N-API binding: parse arguments, call into the C core, return. Errors
- * become JavaScript Errors whose `code` is the errno name (EAGAIN, ECHILD). */
+ * from the core become JavaScript Errors whose `code` is the errno name
+ * (EAGAIN, ECHILD). A bad argument becomes a TypeError (ERR_INVALID_ARG_TYPE,
+ * ERR_INVALID_ARG_VALUE) or RangeError (ERR_OUT_OF_RANGE) naming the function
+ * and the argument, thrown before the core is called.
+ *
+ * Every napi_status is checked. An N-API call that fails leaves its output
+ * unset, and a JavaScript getter can throw in the middle of reading an
+ * argument (an array element, say): each entry point then returns at once
+ * with that exception pending, and the core is never called. */
 #ifndef NAPI_VERSION
 #define NAPI_VERSION 8
 #endif
@@ -7,19 +15,43 @@
 #include <node_api.h>
 
 #include <errno.h>
-#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cowfork.h"
 
+#ifndef PATH_MAX
+#define PATH_MAX 4096
+#endif
+#ifndef NAME_MAX
+#define NAME_MAX 255
+#endif
+
 #define CF__MAX_ARGS 6
+/* Number.MAX_SAFE_INTEGER: every integer argument is exact in a double. */
+#define CF__SAFE_INT 9007199254740991LL
+/* The longest fd or string list an entry point takes: far above any real
+ * use (Linux's default nr_open), and low enough that the copy is bounded. */
+#define CF__MAX_LIST (1 << 20)
+
+/* Returns from the entry point when an N-API call fails, making sure an
+ * exception is pending. */
 #define CF__CHECK(call)                                   \
   do {                                                    \
     if ((call) != napi_ok) return cf__napi_fail(env);     \
   } while (0)
-#define CF__ARGS(n)                                       \
+/* Returns from the entry point when an argument helper has thrown. */
+#define CF__TRY(ok)             \
+  do {                          \
+    if (!(ok)) return NULL;     \
+  } while (0)
+/* Reads up to n arguments (missing ones are undefined) and names the entry
+ * point, as JavaScript sees it, for the argument helpers' messages. */
+#define CF__ARGS(name, n)                                 \
+  static const char cf__fn[] = name;                      \
   size_t argc = (n);                                      \
   napi_value argv[CF__MAX_ARGS];                          \
   CF__CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL))
@@ -28,15 +60,15 @@
     if ((r) < 0) return cf__throw_errno(env, (r), __func__); \
   } while (0)
 
+/* An N-API call failed. Usually a JavaScript exception is already pending
+ * (a getter threw); otherwise throw one that says which call failed. */
 static napi_value cf__napi_fail(napi_env env) {
-  const napi_extended_error_info* info;
+  const napi_extended_error_info* info = NULL;
   bool pending = false;
-  napi_is_exception_pending(env, &pending);
-  if (!pending) {
-    napi_get_last_error_info(env, &info);
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE",
-                          info && info->error_message ? info->error_message : "invalid argument");
-  }
+  if (napi_is_exception_pending(env, &pending) == napi_ok && pending) return NULL;
+  if (napi_get_last_error_info(env, &info) != napi_ok) info = NULL;
+  napi_throw_error(env, "ERR_COWFORK_NAPI",
+                   info && info->error_message ? info->error_message : "N-API call failed");
   return NULL;
 }
 
@@ -57,87 +89,352 @@ static const char* cf__errno_name(int err) {
 }
 
 static napi_value cf__throw_errno(napi_env env, int err, const char* where) {
-  napi_value msg, code, error;
+  napi_value msg, code, error, errnum;
   char text[256];
   snprintf(text, sizeof(text), "%s: %s (%s)", where, strerror(-err), cf__errno_name(err));
-  napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
-  napi_create_string_utf8(env, cf__errno_name(err), NAPI_AUTO_LENGTH, &code);
-  napi_create_error(env, code, msg, &error);
-  napi_value errnum;
-  napi_create_int32(env, -err, &errnum);
-  napi_set_named_property(env, error, "errno", errnum);
-  napi_throw(env, error);
+  if (napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg) != napi_ok ||
+      napi_create_string_utf8(env, cf__errno_name(err), NAPI_AUTO_LENGTH, &code) != napi_ok ||
+      napi_create_error(env, code, msg, &error) != napi_ok ||
+      napi_create_int32(env, -err, &errnum) != napi_ok ||
+      napi_set_named_property(env, error, "errno", errnum) != napi_ok ||
+      napi_throw(env, error) != napi_ok)
+    return cf__napi_fail(env);
   return NULL;
+}
+
+/* Throws a TypeError (or, with range set, a RangeError) with a Node-style
+ * code and a message formatted like printf. Returns false, so that argument
+ * helpers can `return cf__throw_arg(...)`. */
+static bool cf__throw_arg(napi_env env, bool range, const char* code, const char* fmt, ...) {
+  char text[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof(text), fmt, ap);
+  va_end(ap);
+  if (range)
+    napi_throw_range_error(env, code, text);
+  else
+    napi_throw_type_error(env, code, text);
+  return false;
+}
+
+static const char* cf__type_name(napi_env env, napi_value v) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok) return "an unknown value";
+  switch (t) {
+    case napi_undefined: return "undefined";
+    case napi_null: return "null";
+    case napi_boolean: return "a boolean";
+    case napi_number: return "a number";
+    case napi_string: return "a string";
+    case napi_symbol: return "a symbol";
+    case napi_object: return "an object";
+    case napi_function: return "a function";
+    case napi_external: return "a native handle";
+    case napi_bigint: return "a bigint";
+    default: return "an unknown value";
+  }
 }
 
 static napi_value cf__int(napi_env env, int64_t v) {
   napi_value out;
-  napi_create_int64(env, v, &out);
+  CF__CHECK(napi_create_int64(env, v, &out));
   return out;
 }
 
 /* A two-element array [a, b]: how the binding returns pairs of integers. */
 static napi_value cf__pair(napi_env env, int64_t a, int64_t b) {
-  napi_value out;
-  napi_create_array_with_length(env, 2, &out);
-  napi_set_element(env, out, 0, cf__int(env, a));
-  napi_set_element(env, out, 1, cf__int(env, b));
+  napi_value out, x, y;
+  if ((x = cf__int(env, a)) == NULL || (y = cf__int(env, b)) == NULL) return NULL;
+  CF__CHECK(napi_create_array_with_length(env, 2, &out));
+  CF__CHECK(napi_set_element(env, out, 0, x));
+  CF__CHECK(napi_set_element(env, out, 1, y));
   return out;
 }
 
 static napi_value cf__undefined(napi_env env) {
   napi_value out;
-  napi_get_undefined(env, &out);
+  CF__CHECK(napi_get_undefined(env, &out));
   return out;
 }
 
-static int cf__get_i64(napi_env env, napi_value v, int64_t* out) {
-  return napi_get_value_int64(env, v, out) == napi_ok;
+static napi_value cf__null(napi_env env) {
+  napi_value out;
+  CF__CHECK(napi_get_null(env, &out));
+  return out;
 }
 
-/* Reads a JS array of integers into a malloc'd int array. */
-static int cf__get_int_array(napi_env env, napi_value v, int** out, int* n) {
-  uint32_t len = 0;
+static napi_value cf__bool(napi_env env, bool v) {
+  napi_value out;
+  CF__CHECK(napi_get_boolean(env, v, &out));
+  return out;
+}
+
+static napi_value cf__str(napi_env env, const char* s) {
+  napi_value out;
+  CF__CHECK(napi_create_string_utf8(env, s, NAPI_AUTO_LENGTH, &out));
+  return out;
+}
+
+/* arr[i] = v, for building a result; false (with an exception pending) when
+ * making v failed or the store did. */
+static bool cf__set(napi_env env, napi_value arr, uint32_t i, napi_value v) {
+  if (v != NULL && napi_set_element(env, arr, i, v) == napi_ok) return true;
+  cf__napi_fail(env);
+  return false;
+}
+
+/* ---------------------------------------------------------------------------
+ * Argument helpers. Each takes the entry point's name (fn) and the argument's
+ * (name), returns true with *out set, or throws an error naming both and
+ * returns false. None of them calls into JavaScript except through N-API
+ * calls whose status it checks, so a throwing getter stops the conversion. */
+
+static bool cf__is_undefined(napi_env env, napi_value v) {
+  napi_valuetype t;
+  return napi_typeof(env, v, &t) == napi_ok && t == napi_undefined;
+}
+
+/* An integer Number in [min, max]; both bounds within the safe integers. */
+static bool cf__arg_int(napi_env env, const char* fn, const char* name, napi_value v, int64_t min,
+                        int64_t max, int64_t* out) {
+  napi_valuetype t;
+  double d;
+  if (napi_typeof(env, v, &t) != napi_ok) return cf__napi_fail(env), false;
+  if (t != napi_number)
+    return cf__throw_arg(env, false, "ERR_INVALID_ARG_TYPE", "%s: %s must be an integer, got %s", fn,
+                         name, cf__type_name(env, v));
+  if (napi_get_value_double(env, v, &d) != napi_ok) return cf__napi_fail(env), false;
+  if (!isfinite(d) || floor(d) != d || d < (double)min || d > (double)max)
+    return cf__throw_arg(env, true, "ERR_OUT_OF_RANGE",
+                         "%s: %s must be an integer from %lld to %lld, got %.17g", fn, name,
+                         (long long)min, (long long)max, d);
+  *out = (int64_t)d;
+  return true;
+}
+
+/* As cf__arg_int, but undefined gives dflt. */
+static bool cf__arg_opt_int(napi_env env, const char* fn, const char* name, napi_value v,
+                            int64_t min, int64_t max, int64_t dflt, int64_t* out) {
+  if (cf__is_undefined(env, v)) {
+    *out = dflt;
+    return true;
+  }
+  return cf__arg_int(env, fn, name, v, min, max, out);
+}
+
+/* A file descriptor: an integer in [0, INT_MAX]. */
+static bool cf__arg_fd(napi_env env, const char* fn, const char* name, napi_value v, int* out) {
+  int64_t x;
+  if (!cf__arg_int(env, fn, name, v, 0, INT_MAX, &x)) return false;
+  *out = (int)x;
+  return true;
+}
+
+/* A process id of one process: an integer in [1, INT_MAX]. 0 and negative
+ * values name process groups or "any child" in waitpid() and kill(). */
+static bool cf__arg_pid(napi_env env, const char* fn, const char* name, napi_value v, int* out) {
+  int64_t x;
+  if (!cf__arg_int(env, fn, name, v, 1, INT_MAX, &x)) return false;
+  *out = (int)x;
+  return true;
+}
+
+static bool cf__arg_bool(napi_env env, const char* fn, const char* name, napi_value v, bool* out) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok) return cf__napi_fail(env), false;
+  if (t != napi_boolean)
+    return cf__throw_arg(env, false, "ERR_INVALID_ARG_TYPE", "%s: %s must be a boolean, got %s", fn,
+                         name, cf__type_name(env, v));
+  if (napi_get_value_bool(env, v, out) != napi_ok) return cf__napi_fail(env), false;
+  return true;
+}
+
+/* A string for a C path or name: copied whole into *out (malloc'd, the
+ * caller frees it), at most max bytes of UTF-8, with no NUL inside, since C
+ * would silently end the string there. */
+static bool cf__arg_string(napi_env env, const char* fn, const char* name, napi_value v, size_t max,
+                           char** out) {
+  napi_valuetype t;
+  size_t len = 0, copied = 0;
+  *out = NULL;
+  if (napi_typeof(env, v, &t) != napi_ok) return cf__napi_fail(env), false;
+  if (t != napi_string)
+    return cf__throw_arg(env, false, "ERR_INVALID_ARG_TYPE", "%s: %s must be a string, got %s", fn,
+                         name, cf__type_name(env, v));
+  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok)
+    return cf__napi_fail(env), false;
+  if (len > max)
+    return cf__throw_arg(env, true, "ERR_OUT_OF_RANGE",
+                         "%s: %s must be at most %zu bytes of UTF-8, got %zu", fn, name, max, len);
+  *out = malloc(len + 1);
+  if (*out == NULL) return cf__throw_errno(env, -ENOMEM, fn), false;
+  if (napi_get_value_string_utf8(env, v, *out, len + 1, &copied) != napi_ok || copied != len) {
+    free(*out);
+    *out = NULL;
+    return cf__napi_fail(env), false;
+  }
+  if (memchr(*out, '\0', len) != NULL) {
+    free(*out);
+    *out = NULL;
+    return cf__throw_arg(env, false, "ERR_INVALID_ARG_VALUE",
+                         "%s: %s must be a string without null bytes", fn, name);
+  }
+  return true;
+}
+
+/* The length of a JavaScript array, at most CF__MAX_LIST. */
+static bool cf__arg_array(napi_env env, const char* fn, const char* name, napi_value v,
+                          uint32_t* len) {
   bool is_array = false;
+  if (napi_is_array(env, v, &is_array) != napi_ok) return cf__napi_fail(env), false;
+  if (!is_array)
+    return cf__throw_arg(env, false, "ERR_INVALID_ARG_TYPE", "%s: %s must be an array, got %s", fn,
+                         name, cf__type_name(env, v));
+  if (napi_get_array_length(env, v, len) != napi_ok) return cf__napi_fail(env), false;
+  if (*len > CF__MAX_LIST)
+    return cf__throw_arg(env, true, "ERR_OUT_OF_RANGE", "%s: %s must have at most %d elements, got %u",
+                         fn, name, CF__MAX_LIST, *len);
+  return true;
+}
+
+/* An array of fds, copied into *out (malloc'd, NULL when empty). */
+static bool cf__arg_fd_array(napi_env env, const char* fn, const char* name, napi_value v,
+                             int** out, int* n) {
+  uint32_t len;
+  char elem[64];
   *out = NULL;
   *n = 0;
-  if (napi_is_array(env, v, &is_array) != napi_ok || !is_array) return 0;
-  napi_get_array_length(env, v, &len);
-  if (len == 0) return 1;
-  *out = malloc(sizeof(int) * len);
-  if (*out == NULL) return 0;
+  if (!cf__arg_array(env, fn, name, v, &len)) return false;
+  if (len == 0) return true;
+  int* fds = malloc(sizeof(int) * len);
+  if (fds == NULL) return cf__throw_errno(env, -ENOMEM, fn), false;
   for (uint32_t i = 0; i < len; i++) {
     napi_value e;
-    int32_t x;
-    napi_get_element(env, v, i, &e);
-    if (napi_get_value_int32(env, e, &x) != napi_ok) {
-      free(*out);
-      *out = NULL;
-      return 0;
+    snprintf(elem, sizeof(elem), "%s[%u]", name, i);
+    if (napi_get_element(env, v, i, &e) != napi_ok) {
+      free(fds);
+      return cf__napi_fail(env), false;
     }
-    (*out)[i] = x;
+    if (!cf__arg_fd(env, fn, elem, e, &fds[i])) {
+      free(fds);
+      return false;
+    }
   }
+  *out = fds;
   *n = (int)len;
-  return 1;
+  return true;
 }
 
-static int cf__get_string(napi_env env, napi_value v, char* buf, size_t len) {
-  size_t copied;
-  if (napi_get_value_string_utf8(env, v, buf, len, &copied) != napi_ok) return 0;
-  return copied < len - 1;
+static void cf__free_strings(char** list) {
+  if (list == NULL) return;
+  for (char** p = list; *p != NULL; p++) free(*p);
+  free(list);
 }
+
+/* An array of strings, copied into a NULL-terminated list for execve(). */
+static bool cf__arg_string_array(napi_env env, const char* fn, const char* name, napi_value v,
+                                 char*** out) {
+  uint32_t len;
+  char elem[64];
+  *out = NULL;
+  if (!cf__arg_array(env, fn, name, v, &len)) return false;
+  char** list = calloc((size_t)len + 1, sizeof(char*));
+  if (list == NULL) return cf__throw_errno(env, -ENOMEM, fn), false;
+  for (uint32_t i = 0; i < len; i++) {
+    napi_value e;
+    snprintf(elem, sizeof(elem), "%s[%u]", name, i);
+    if (napi_get_element(env, v, i, &e) != napi_ok) {
+      cf__free_strings(list);
+      return cf__napi_fail(env), false;
+    }
+    /* The kernel enforces ARG_MAX on the total with E2BIG. */
+    if (!cf__arg_string(env, fn, elem, e, SIZE_MAX - 1, &list[i])) {
+      cf__free_strings(list);
+      return false;
+    }
+  }
+  *out = list;
+  return true;
+}
+
+/* A Uint8Array (a Buffer is one): its bytes, not copied. */
+static bool cf__arg_bytes(napi_env env, const char* fn, const char* name, napi_value v,
+                          void** data, size_t* len) {
+  bool is = false;
+  napi_typedarray_type type;
+  napi_value ab;
+  size_t off;
+  if (napi_is_typedarray(env, v, &is) != napi_ok) return cf__napi_fail(env), false;
+  if (is && napi_get_typedarray_info(env, v, &type, len, data, &ab, &off) != napi_ok)
+    return cf__napi_fail(env), false;
+  if (!is || type != napi_uint8_array)
+    return cf__throw_arg(env, false, "ERR_INVALID_ARG_TYPE",
+                         "%s: %s must be a Buffer or Uint8Array, got %s", fn, name,
+                         cf__type_name(env, v));
+  return true;
+}
+
+/* An Int32Array: its elements, not copied. */
+static bool cf__arg_i32s(napi_env env, const char* fn, const char* name, napi_value v,
+                         int32_t** data, size_t* len) {
+  bool is = false;
+  napi_typedarray_type type;
+  napi_value ab;
+  size_t off;
+  void* raw = NULL;
+  if (napi_is_typedarray(env, v, &is) != napi_ok) return cf__napi_fail(env), false;
+  if (is && napi_get_typedarray_info(env, v, &type, len, &raw, &ab, &off) != napi_ok)
+    return cf__napi_fail(env), false;
+  if (!is || type != napi_int32_array)
+    return cf__throw_arg(env, false, "ERR_INVALID_ARG_TYPE", "%s: %s must be an Int32Array, got %s",
+                         fn, name, cf__type_name(env, v));
+  *data = raw;
+  return true;
+}
+
+static bool cf__arg_function(napi_env env, const char* fn, const char* name, napi_value v) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok) return cf__napi_fail(env), false;
+  if (t != napi_function)
+    return cf__throw_arg(env, false, "ERR_INVALID_ARG_TYPE", "%s: %s must be a function, got %s", fn,
+                         name, cf__type_name(env, v));
+  return true;
+}
+
+/* Handles are externals tagged with their kind, so that a watch handle can
+ * never be taken for a shm handle (or any other addon's external). */
+static const napi_type_tag cf__watch_tag = {0x636f77666f726b00ULL, 0x7761746368000001ULL};
+static const napi_type_tag cf__shm_tag = {0x636f77666f726b00ULL, 0x73686d0000000001ULL};
+
+static bool cf__arg_handle(napi_env env, const char* fn, const char* name, napi_value v,
+                           const napi_type_tag* tag, const char* kind, void** out) {
+  napi_valuetype t;
+  bool tagged = false;
+  if (napi_typeof(env, v, &t) != napi_ok) return cf__napi_fail(env), false;
+  if (t == napi_external && napi_check_object_type_tag(env, v, tag, &tagged) != napi_ok)
+    return cf__napi_fail(env), false;
+  if (!tagged)
+    return cf__throw_arg(env, false, "ERR_INVALID_ARG_TYPE", "%s: %s must be a %s handle, got %s",
+                         fn, name, kind, cf__type_name(env, v));
+  if (napi_get_value_external(env, v, out) != napi_ok) return cf__napi_fail(env), false;
+  return true;
+}
+
+/* ------------------------------------------------------------------------- */
 
 /* fork(keepFds: number[], flags: number): number. Returns 0 in the child. */
 static napi_value Fork(napi_env env, napi_callback_info info) {
-  CF__ARGS(2);
+  CF__ARGS("fork", 2);
   int* keep;
   int nkeep;
-  int64_t flags = 0;
+  int64_t flags;
   uv_loop_t* loop;
-  if (!cf__get_int_array(env, argv[0], &keep, &nkeep))
-    return napi_throw_type_error(env, NULL, "keepFds must be an array of fds"), NULL;
-  cf__get_i64(env, argv[1], &flags);
+  CF__TRY(cf__arg_int(env, cf__fn, "flags", argv[1], 0, INT_MAX, &flags));
   CF__CHECK(napi_get_uv_event_loop(env, &loop));
+  /* Last: from here on nothing can fail before the fork, so a getter that
+   * throws in keepFds leaves no child behind. */
+  CF__TRY(cf__arg_fd_array(env, cf__fn, "keepFds", argv[0], &keep, &nkeep));
   int pid = cf_fork(loop, keep, nkeep, (int)flags);
   free(keep);
   CF__ERR(pid);
@@ -153,9 +450,7 @@ static napi_value ForkWaitersReleased(napi_env env, napi_callback_info info) {
 /* forkPoolEmptied(): in a child, whether its fork made Node's V8 worker pool
  * report zero threads, so that V8 posts it no tasks (waiters.c). */
 static napi_value ForkPoolEmptied(napi_env env, napi_callback_info info) {
-  napi_value out;
-  napi_get_boolean(env, cf_fork_pool_emptied() != 0, &out);
-  return out;
+  return cf__bool(env, cf_fork_pool_emptied() != 0);
 }
 
 static napi_value DoforkAll(napi_env env, napi_callback_info info) {
@@ -164,113 +459,125 @@ static napi_value DoforkAll(napi_env env, napi_callback_info info) {
   return cf__int(env, r);
 }
 
+/* exit(code): _exit(2). The kernel keeps the low 8 bits, as for process.exit. */
 static napi_value Exit(napi_env env, napi_callback_info info) {
-  CF__ARGS(1);
-  int64_t code = 0;
-  cf__get_i64(env, argv[0], &code);
+  CF__ARGS("exit", 1);
+  int64_t code;
+  CF__TRY(cf__arg_int(env, cf__fn, "code", argv[0], INT_MIN, INT_MAX, &code));
   cf_exit((int)code);
   return NULL;
 }
 
 static napi_value Getpid(napi_env env, napi_callback_info info) {
-  return cf__int(env, getpid());
+  return cf__int(env, cf_getpid());
 }
 
 static napi_value Getppid(napi_env env, napi_callback_info info) {
-  return cf__int(env, getppid());
+  return cf__int(env, cf_getppid());
 }
 
 /* pipe(nonblock: boolean): [readFd, writeFd], both close-on-exec. */
 static napi_value Pipe(napi_env env, napi_callback_info info) {
-  CF__ARGS(1);
+  CF__ARGS("pipe", 1);
   int fds[2];
-  bool nonblock = false;
-  napi_get_value_bool(env, argv[0], &nonblock);
-  int r = cf_pipe(fds);
+  bool nonblock;
+  CF__TRY(cf__arg_bool(env, cf__fn, "nonblock", argv[0], &nonblock));
+  int r = cf_pipe(fds, nonblock ? CF_PIPE_NONBLOCK : 0);
   CF__ERR(r);
-  if (nonblock) {
-    fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK);
-    fcntl(fds[1], F_SETFL, fcntl(fds[1], F_GETFL) | O_NONBLOCK);
-  }
   return cf__pair(env, fds[0], fds[1]);
 }
 
 static napi_value Close(napi_env env, napi_callback_info info) {
-  CF__ARGS(1);
-  int64_t fd;
-  if (!cf__get_i64(env, argv[0], &fd)) return cf__napi_fail(env);
-  /* Never retry close() on EINTR: on Linux the fd is already gone. */
-  if (close((int)fd) != 0 && errno != EINTR) CF__ERR(-errno);
+  CF__ARGS("close", 1);
+  int fd;
+  CF__TRY(cf__arg_fd(env, cf__fn, "fd", argv[0], &fd));
+  int r = cf_close(fd);
+  CF__ERR(r);
   return cf__undefined(env);
 }
 
-/* waitpid(pid, nohang): null while the child runs, else [pid, code, signal]. */
+/* waitpid(pid, nohang): null while the child runs, else [pid, code, signal].
+ * Only one pid: waitpid(-1) or a process group would reap children that
+ * libuv's child_process is waiting for. */
 static napi_value Waitpid(napi_env env, napi_callback_info info) {
-  CF__ARGS(2);
-  int64_t pid;
-  bool nohang = true;
+  CF__ARGS("waitpid", 2);
+  int pid;
+  bool nohang;
   cf_wait_result_t res;
-  napi_value out;
-  if (!cf__get_i64(env, argv[0], &pid)) return cf__napi_fail(env);
-  napi_get_value_bool(env, argv[1], &nohang);
-  int r = cf_waitpid((int)pid, nohang, &res);
+  napi_value out, a, b, c;
+  CF__TRY(cf__arg_pid(env, cf__fn, "pid", argv[0], &pid));
+  CF__TRY(cf__arg_bool(env, cf__fn, "nohang", argv[1], &nohang));
+  int r = cf_waitpid(pid, nohang, &res);
   CF__ERR(r);
-  if (r == 0) {
-    napi_get_null(env, &out);
-    return out;
-  }
-  napi_create_array_with_length(env, 3, &out);
-  napi_set_element(env, out, 0, cf__int(env, res.pid));
-  napi_set_element(env, out, 1, cf__int(env, res.exit_status));
-  napi_set_element(env, out, 2, cf__int(env, res.term_signal));
+  if (r == 0) return cf__null(env);
+  if ((a = cf__int(env, res.pid)) == NULL || (b = cf__int(env, res.exit_status)) == NULL ||
+      (c = cf__int(env, res.term_signal)) == NULL)
+    return NULL;
+  CF__CHECK(napi_create_array_with_length(env, 3, &out));
+  CF__CHECK(napi_set_element(env, out, 0, a));
+  CF__CHECK(napi_set_element(env, out, 1, b));
+  CF__CHECK(napi_set_element(env, out, 2, c));
   return out;
 }
 
 /* pidfdOpen(pid): a close-on-exec fd that polls readable when pid terminates. */
 static napi_value PidfdOpen(napi_env env, napi_callback_info info) {
-  CF__ARGS(1);
-  int64_t pid;
-  if (!cf__get_i64(env, argv[0], &pid)) return cf__napi_fail(env);
-  int r = cf_pidfd_open((int)pid);
+  CF__ARGS("pidfdOpen", 1);
+  int pid;
+  CF__TRY(cf__arg_pid(env, cf__fn, "pid", argv[0], &pid));
+  int r = cf_pidfd_open(pid);
   CF__ERR(r);
   return cf__int(env, r);
 }
 
-static int cf__get_i32_array(napi_env env, napi_value v, int32_t** data, size_t* len) {
-  napi_typedarray_type type;
-  void* raw;
-  napi_value ab;
-  size_t off;
-  if (napi_get_typedarray_info(env, v, &type, len, &raw, &ab, &off) != napi_ok) return 0;
-  if (type != napi_int32_array) return 0;
-  *data = raw;
-  return 1;
-}
-
-/* poll(fds: Int32Array, events: Int32Array, revents: Int32Array, timeoutMs): number */
+/* poll(fds: Int32Array, events: Int32Array, revents: Int32Array, timeoutMs): number.
+ * A negative or infinite timeout waits forever; a fractional one is rounded
+ * up, so that a wait never ends before its deadline. */
 static napi_value Poll(napi_env env, napi_callback_info info) {
-  CF__ARGS(4);
+  CF__ARGS("poll", 4);
   int32_t *fds, *events, *revents;
   size_t n1, n2, n3;
-  int64_t timeout = -1;
-  if (!cf__get_i32_array(env, argv[0], &fds, &n1) ||
-      !cf__get_i32_array(env, argv[1], &events, &n2) ||
-      !cf__get_i32_array(env, argv[2], &revents, &n3) || n1 != n2 || n1 != n3)
-    return napi_throw_type_error(env, NULL, "poll needs three Int32Arrays of one length"), NULL;
-  cf__get_i64(env, argv[3], &timeout);
+  double t;
+  int64_t timeout;
+  CF__TRY(cf__arg_i32s(env, cf__fn, "fds", argv[0], &fds, &n1));
+  CF__TRY(cf__arg_i32s(env, cf__fn, "events", argv[1], &events, &n2));
+  CF__TRY(cf__arg_i32s(env, cf__fn, "revents", argv[2], &revents, &n3));
+  if (n1 != n2 || n1 != n3)
+    return cf__throw_arg(env, true, "ERR_OUT_OF_RANGE",
+                         "poll needs three Int32Arrays of one length, got %zu, %zu and %zu", n1,
+                         n2, n3), NULL;
+  if (n1 > INT_MAX)
+    return cf__throw_arg(env, true, "ERR_OUT_OF_RANGE", "poll: fds has more than %d entries",
+                         INT_MAX), NULL;
+  napi_valuetype type;
+  CF__CHECK(napi_typeof(env, argv[3], &type));
+  if (type != napi_number)
+    return cf__throw_arg(env, false, "ERR_INVALID_ARG_TYPE", "poll: timeoutMs must be a number, got %s",
+                         cf__type_name(env, argv[3])), NULL;
+  CF__CHECK(napi_get_value_double(env, argv[3], &t));
+  if (isnan(t))
+    return cf__throw_arg(env, true, "ERR_OUT_OF_RANGE", "poll: timeoutMs must not be NaN"), NULL;
+  timeout = t < 0 || t > (double)CF__SAFE_INT ? -1 : (int64_t)ceil(t);
   int r = cf_poll(fds, events, revents, (int)n1, timeout);
   CF__ERR(r);
   return cf__int(env, r);
 }
 
 /* A uv_poll_t watcher that calls back into JavaScript: how a forked child's
- * exit pipe or the Scheduler's fds are watched from Node's own event loop. */
+ * exit pipe or the Scheduler's fds are watched from Node's own event loop.
+ *
+ * Its JavaScript handle (an external) and its uv handle end separately:
+ * unwatch() closes the uv handle, and the external lives on until it is
+ * collected. The struct is freed once both have ended, so unwatch() on a
+ * handle that is already closed finds valid memory and does nothing. */
 typedef struct {
   uv_poll_t handle;
   napi_env env;
   napi_ref callback;
   napi_async_context async;
-  int closed;
+  bool closed;      /* unwatch() ran: no more callbacks, uv_close() called */
+  bool uv_done;     /* libuv's close callback ran */
+  bool js_done;     /* the external was collected */
 } cf__watch_t;
 
 static void cf__watch_cb(uv_poll_t* handle, int status, int events) {
@@ -280,164 +587,180 @@ static void cf__watch_cb(uv_poll_t* handle, int status, int events) {
   int bits = ((events & UV_READABLE) ? CF_READ : 0) | ((events & UV_WRITABLE) ? CF_WRITE : 0) |
              ((events & UV_DISCONNECT) ? CF_HUP : 0) | (status < 0 ? CF_ERR : 0);
   if (w->closed) return;
-  napi_open_handle_scope(w->env, &scope);
-  napi_get_reference_value(w->env, w->callback, &cb);
-  napi_get_global(w->env, &recv);
-  args[0] = cf__int(w->env, bits);
-  args[1] = cf__int(w->env, status);
-  napi_make_callback(w->env, w->async, recv, cb, 2, args, &result);
+  if (napi_open_handle_scope(w->env, &scope) != napi_ok) return;
+  if (napi_get_reference_value(w->env, w->callback, &cb) == napi_ok && cb != NULL &&
+      napi_get_global(w->env, &recv) == napi_ok &&
+      napi_create_int32(w->env, bits, &args[0]) == napi_ok &&
+      napi_create_int32(w->env, status, &args[1]) == napi_ok &&
+      napi_make_callback(w->env, w->async, recv, cb, 2, args, &result) != napi_ok) {
+    /* The callback threw. Nothing in C can handle it: report it the way
+     * Node reports an exception thrown from any event-loop callback. */
+    napi_value err;
+    bool pending = false;
+    if (napi_is_exception_pending(w->env, &pending) == napi_ok && pending &&
+        napi_get_and_clear_last_exception(w->env, &err) == napi_ok)
+      napi_fatal_exception(w->env, err);
+  }
   napi_close_handle_scope(w->env, scope);
 }
 
-static void cf__watch_free(uv_handle_t* handle) {
-  free(handle->data);
+static void cf__watch_uv_closed(uv_handle_t* handle) {
+  cf__watch_t* w = handle->data;
+  w->uv_done = true;
+  if (w->js_done) free(w);
+}
+
+static void cf__watch_finalize(napi_env env, void* data, void* hint) {
+  cf__watch_t* w = data;
+  w->js_done = true;
+  if (w->uv_done) free(w);
 }
 
 static void cf__watch_close(cf__watch_t* w) {
   if (w->closed) return;
-  w->closed = 1;
+  w->closed = true;
   napi_delete_reference(w->env, w->callback);
   napi_async_destroy(w->env, w->async);
-  uv_close((uv_handle_t*)&w->handle, cf__watch_free);
+  uv_close((uv_handle_t*)&w->handle, cf__watch_uv_closed);
 }
+
+/* The CF_* readiness bits a watcher can ask for. */
+#define CF__WATCH_MODES (CF_READ | CF_WRITE | CF_HUP)
 
 static int cf__uv_events(int64_t mode) {
   return ((mode & CF_READ) ? UV_READABLE : 0) | ((mode & CF_WRITE) ? UV_WRITABLE : 0) |
          ((mode & CF_HUP) ? UV_DISCONNECT : 0);
 }
 
-/* watch(fd, mode, callback(bits, status)): external */
+/* watch(fd, mode, callback(bits, status)): a watch handle */
 static napi_value Watch(napi_env env, napi_callback_info info) {
-  CF__ARGS(3);
-  int64_t fd, mode;
+  CF__ARGS("watch", 3);
+  int fd;
+  int64_t mode;
   uv_loop_t* loop;
   napi_value name, out;
-  if (!cf__get_i64(env, argv[0], &fd) || !cf__get_i64(env, argv[1], &mode))
-    return cf__napi_fail(env);
+  CF__TRY(cf__arg_fd(env, cf__fn, "fd", argv[0], &fd));
+  CF__TRY(cf__arg_int(env, cf__fn, "mode", argv[1], 0, CF__WATCH_MODES, &mode));
+  CF__TRY(cf__arg_function(env, cf__fn, "callback", argv[2]));
   CF__CHECK(napi_get_uv_event_loop(env, &loop));
+  CF__CHECK(napi_create_string_utf8(env, "cowfork.watch", NAPI_AUTO_LENGTH, &name));
   cf__watch_t* w = calloc(1, sizeof(*w));
   if (w == NULL) return cf__throw_errno(env, -ENOMEM, "watch");
-  int r = uv_poll_init(loop, &w->handle, (int)fd);
+  w->env = env;
+  if (napi_create_reference(env, argv[2], 1, &w->callback) != napi_ok) {
+    free(w);
+    return cf__napi_fail(env);
+  }
+  if (napi_async_init(env, NULL, name, &w->async) != napi_ok) {
+    napi_delete_reference(env, w->callback);
+    free(w);
+    return cf__napi_fail(env);
+  }
+  int r = uv_poll_init(loop, &w->handle, fd);
   if (r < 0) {
+    napi_delete_reference(env, w->callback);
+    napi_async_destroy(env, w->async);
     free(w);
     return cf__throw_errno(env, r, "watch");
   }
   w->handle.data = w;
-  w->env = env;
-  napi_create_reference(env, argv[2], 1, &w->callback);
-  napi_create_string_utf8(env, "cowfork.watch", NAPI_AUTO_LENGTH, &name);
-  napi_async_init(env, NULL, name, &w->async);
   r = uv_poll_start(&w->handle, cf__uv_events(mode), cf__watch_cb);
-  if (r < 0) {
+  if (r < 0 || napi_create_external(env, w, cf__watch_finalize, NULL, &out) != napi_ok) {
+    /* No JavaScript handle owns it: free it as soon as libuv lets go. */
+    w->js_done = true;
     cf__watch_close(w);
-    return cf__throw_errno(env, r, "watch");
+    return r < 0 ? cf__throw_errno(env, r, "watch") : cf__napi_fail(env);
   }
-  CF__CHECK(napi_create_external(env, w, NULL, NULL, &out));
+  /* From here the external owns its half of the struct. */
+  if (napi_type_tag_object(env, out, &cf__watch_tag) != napi_ok) {
+    cf__watch_close(w);
+    return cf__napi_fail(env);
+  }
   return out;
 }
 
-static cf__watch_t* cf__get_watch(napi_env env, napi_value v) {
-  void* p = NULL;
-  napi_get_value_external(env, v, &p);
-  return p;
+static bool cf__arg_watch(napi_env env, const char* fn, napi_value v, cf__watch_t** out) {
+  return cf__arg_handle(env, fn, "handle", v, &cf__watch_tag, "watch", (void**)out);
 }
 
-/* watchUpdate(w, mode): change the events of interest; 0 pauses. */
+/* watchUpdate(w, mode): change the events of interest; 0 pauses. A closed
+ * watch has nothing to update. */
 static napi_value WatchUpdate(napi_env env, napi_callback_info info) {
-  CF__ARGS(2);
+  CF__ARGS("watchUpdate", 2);
   int64_t mode;
-  cf__watch_t* w = cf__get_watch(env, argv[0]);
-  if (w == NULL || !cf__get_i64(env, argv[1], &mode)) return cf__napi_fail(env);
-  if (w->closed) return cf__undefined(env);
+  cf__watch_t* w;
+  CF__TRY(cf__arg_watch(env, cf__fn, argv[0], &w));
+  CF__TRY(cf__arg_int(env, cf__fn, "mode", argv[1], 0, CF__WATCH_MODES, &mode));
+  if (w->closed) return cf__throw_errno(env, -EBADF, "watchUpdate");
   int r = mode == 0 ? uv_poll_stop(&w->handle)
                     : uv_poll_start(&w->handle, cf__uv_events(mode), cf__watch_cb);
   CF__ERR(r);
   return cf__undefined(env);
 }
 
-/* watchRef(w, ref): whether the watcher keeps the event loop alive. */
-static napi_value WatchRef(napi_env env, napi_callback_info info) {
-  CF__ARGS(2);
-  bool ref = true;
-  cf__watch_t* w = cf__get_watch(env, argv[0]);
-  if (w == NULL) return cf__napi_fail(env);
-  napi_get_value_bool(env, argv[1], &ref);
-  if (!w->closed) {
-    if (ref)
-      uv_ref((uv_handle_t*)&w->handle);
-    else
-      uv_unref((uv_handle_t*)&w->handle);
-  }
-  return cf__undefined(env);
-}
-
+/* unwatch(w): stop and close the watcher. A second unwatch does nothing. */
 static napi_value Unwatch(napi_env env, napi_callback_info info) {
-  CF__ARGS(1);
-  cf__watch_t* w = cf__get_watch(env, argv[0]);
-  if (w == NULL) return cf__napi_fail(env);
+  CF__ARGS("unwatch", 1);
+  cf__watch_t* w;
+  CF__TRY(cf__arg_watch(env, cf__fn, argv[0], &w));
   cf__watch_close(w);
   return cf__undefined(env);
 }
 
+/* scratchCreate(base): a new private directory inside base. */
 static napi_value ScratchCreate(napi_env env, napi_callback_info info) {
-  CF__ARGS(1);
-  char base[2048], out[4096];
+  CF__ARGS("scratchCreate", 1);
+  char *base, out[PATH_MAX];
   napi_value res;
-  if (!cf__get_string(env, argv[0], base, sizeof(base))) return cf__napi_fail(env);
+  CF__TRY(cf__arg_string(env, cf__fn, "base", argv[0], PATH_MAX - 1, &base));
   int r = cf_scratch_create(base, out, sizeof(out));
+  free(base);
   CF__ERR(r);
-  napi_create_string_utf8(env, out, NAPI_AUTO_LENGTH, &res);
+  CF__CHECK(napi_create_string_utf8(env, out, NAPI_AUTO_LENGTH, &res));
   return res;
 }
 
 static napi_value ScratchOpen(napi_env env, napi_callback_info info) {
-  CF__ARGS(3);
-  char dir[4096], name[256];
-  bool for_write = false;
-  if (!cf__get_string(env, argv[0], dir, sizeof(dir)) ||
-      !cf__get_string(env, argv[1], name, sizeof(name)))
-    return cf__napi_fail(env);
-  napi_get_value_bool(env, argv[2], &for_write);
+  CF__ARGS("scratchOpen", 3);
+  char *dir, *name;
+  bool for_write;
+  CF__TRY(cf__arg_bool(env, cf__fn, "forWrite", argv[2], &for_write));
+  CF__TRY(cf__arg_string(env, cf__fn, "dir", argv[0], PATH_MAX - 1, &dir));
+  if (!cf__arg_string(env, cf__fn, "name", argv[1], NAME_MAX, &name)) {
+    free(dir);
+    return NULL;
+  }
   int r = cf_scratch_open(dir, name, for_write);
+  free(dir);
+  free(name);
   CF__ERR(r);
   return cf__int(env, r);
 }
 
 static napi_value ScratchRemove(napi_env env, napi_callback_info info) {
-  CF__ARGS(1);
-  char dir[4096];
-  if (!cf__get_string(env, argv[0], dir, sizeof(dir))) return cf__napi_fail(env);
+  CF__ARGS("scratchRemove", 1);
+  char* dir;
+  CF__TRY(cf__arg_string(env, cf__fn, "dir", argv[0], PATH_MAX - 1, &dir));
   int r = cf_scratch_remove(dir);
+  free(dir);
   CF__ERR(r);
   return cf__undefined(env);
 }
 
-static int cf__get_bytes(napi_env env, napi_value v, void** data, size_t* len) {
-  bool is;
-  if (napi_is_buffer(env, v, &is) == napi_ok && is)
-    return napi_get_buffer_info(env, v, data, len) == napi_ok;
-  napi_typedarray_type type;
-  napi_value ab;
-  size_t off, n;
-  if (napi_get_typedarray_info(env, v, &type, &n, data, &ab, &off) != napi_ok) return 0;
-  if (type != napi_uint8_array) return 0;
-  *len = n;
-  return 1;
-}
-
-/* hmac(key, data, offset?, length?): Buffer of 32 bytes */
+/* hmac(key, data, offset?, length?): Buffer of 32 bytes over
+ * data[offset, offset + length); length defaults to the rest of data. */
 static napi_value Hmac(napi_env env, napi_callback_info info) {
-  CF__ARGS(4);
+  CF__ARGS("hmac", 4);
   void *key, *data, *out;
   size_t keylen, len;
-  int64_t off = 0, n = -1;
+  int64_t off, n;
   napi_value buf;
-  if (!cf__get_bytes(env, argv[0], &key, &keylen) || !cf__get_bytes(env, argv[1], &data, &len))
-    return napi_throw_type_error(env, NULL, "hmac needs a key and data as Uint8Arrays"), NULL;
-  if (argc > 2) cf__get_i64(env, argv[2], &off);
-  if (argc > 3) cf__get_i64(env, argv[3], &n);
-  if (n < 0) n = (int64_t)len - off;
-  if (off < 0 || off + n > (int64_t)len) return cf__throw_errno(env, -ERANGE, "hmac");
+  CF__TRY(cf__arg_bytes(env, cf__fn, "key", argv[0], &key, &keylen));
+  CF__TRY(cf__arg_bytes(env, cf__fn, "data", argv[1], &data, &len));
+  /* A typed array is shorter than 2^53 bytes, so len fits the bounds. */
+  CF__TRY(cf__arg_opt_int(env, cf__fn, "offset", argv[2], 0, (int64_t)len, 0, &off));
+  CF__TRY(cf__arg_opt_int(env, cf__fn, "length", argv[3], 0, (int64_t)len - off,
+                          (int64_t)len - off, &n));
   CF__CHECK(napi_create_buffer(env, 32, &out, &buf));
   int r = cf_hmac_sha256(key, keylen, (char*)data + off, (size_t)n, out);
   CF__ERR(r);
@@ -445,180 +768,165 @@ static napi_value Hmac(napi_env env, napi_callback_info info) {
 }
 
 static napi_value Memeq(napi_env env, napi_callback_info info) {
-  CF__ARGS(2);
+  CF__ARGS("memeq", 2);
   void *a, *b;
   size_t la, lb;
-  napi_value out;
-  if (!cf__get_bytes(env, argv[0], &a, &la) || !cf__get_bytes(env, argv[1], &b, &lb))
-    return cf__napi_fail(env);
-  napi_get_boolean(env, la == lb && cf_memeq(a, b, la), &out);
-  return out;
+  CF__TRY(cf__arg_bytes(env, cf__fn, "a", argv[0], &a, &la));
+  CF__TRY(cf__arg_bytes(env, cf__fn, "b", argv[1], &b, &lb));
+  return cf__bool(env, la == lb && cf_memeq(a, b, la));
 }
 
 static void cf__shm_finalize(napi_env env, void* data, void* hint) {
   cf_shm_destroy(data);
 }
 
+/* The most slots a shm array can have: its size in bytes must fit size_t. */
+#define CF__SHM_MAX \
+  ((int64_t)(CF_SHM_MAX_COUNT < (uint64_t)CF__SAFE_INT ? CF_SHM_MAX_COUNT : CF__SAFE_INT))
+
 static napi_value ShmCreate(napi_env env, napi_callback_info info) {
-  CF__ARGS(1);
+  CF__ARGS("shmCreate", 1);
   int64_t count;
   cf_shm_t* shm;
   napi_value out;
-  if (!cf__get_i64(env, argv[0], &count) || count <= 0)
-    return cf__throw_errno(env, -EINVAL, "shmCreate");
+  CF__TRY(cf__arg_int(env, cf__fn, "count", argv[0], 1, CF__SHM_MAX, &count));
   int r = cf_shm_create((size_t)count, &shm);
   CF__ERR(r);
-  CF__CHECK(napi_create_external(env, shm, cf__shm_finalize, NULL, &out));
+  if (napi_create_external(env, shm, cf__shm_finalize, NULL, &out) != napi_ok) {
+    cf_shm_destroy(shm);
+    return cf__napi_fail(env);
+  }
+  CF__CHECK(napi_type_tag_object(env, out, &cf__shm_tag));
   return out;
 }
 
-static cf_shm_t* cf__get_shm(napi_env env, napi_value v, napi_value index, size_t* i) {
-  void* p = NULL;
+/* A shm handle and a slot index inside it. */
+static bool cf__arg_slot(napi_env env, const char* fn, napi_value* argv, cf_shm_t** shm,
+                         size_t* i) {
   int64_t x;
-  if (napi_get_value_external(env, v, &p) != napi_ok || p == NULL) return NULL;
-  if (!cf__get_i64(env, index, &x) || x < 0 || (size_t)x >= cf_shm_count(p)) return NULL;
+  if (!cf__arg_handle(env, fn, "shm", argv[0], &cf__shm_tag, "shm", (void**)shm)) return false;
+  if (!cf__arg_int(env, fn, "slot", argv[1], 0, (int64_t)cf_shm_count(*shm) - 1, &x)) return false;
   *i = (size_t)x;
-  return p;
+  return true;
 }
 
 static napi_value ShmAdd(napi_env env, napi_callback_info info) {
-  CF__ARGS(3);
+  CF__ARGS("shmAdd", 3);
   size_t i;
-  int64_t d = 0;
-  cf_shm_t* shm = cf__get_shm(env, argv[0], argv[1], &i);
-  if (shm == NULL) return cf__throw_errno(env, -EINVAL, "shmAdd");
-  cf__get_i64(env, argv[2], &d);
+  int64_t d;
+  cf_shm_t* shm;
+  CF__TRY(cf__arg_slot(env, cf__fn, argv, &shm, &i));
+  CF__TRY(cf__arg_int(env, cf__fn, "delta", argv[2], -CF__SAFE_INT, CF__SAFE_INT, &d));
   return cf__int(env, cf_shm_add(shm, i, d));
 }
 
 static napi_value ShmLoad(napi_env env, napi_callback_info info) {
-  CF__ARGS(2);
+  CF__ARGS("shmLoad", 2);
   size_t i;
-  cf_shm_t* shm = cf__get_shm(env, argv[0], argv[1], &i);
-  if (shm == NULL) return cf__throw_errno(env, -EINVAL, "shmLoad");
+  cf_shm_t* shm;
+  CF__TRY(cf__arg_slot(env, cf__fn, argv, &shm, &i));
   return cf__int(env, cf_shm_load(shm, i));
 }
 
 static napi_value ShmStore(napi_env env, napi_callback_info info) {
-  CF__ARGS(3);
+  CF__ARGS("shmStore", 3);
   size_t i;
-  int64_t v = 0;
-  cf_shm_t* shm = cf__get_shm(env, argv[0], argv[1], &i);
-  if (shm == NULL) return cf__throw_errno(env, -EINVAL, "shmStore");
-  cf__get_i64(env, argv[2], &v);
+  int64_t v;
+  cf_shm_t* shm;
+  CF__TRY(cf__arg_slot(env, cf__fn, argv, &shm, &i));
+  CF__TRY(cf__arg_int(env, cf__fn, "value", argv[2], -CF__SAFE_INT, CF__SAFE_INT, &v));
   cf_shm_store(shm, i, v);
   return cf__undefined(env);
 }
 
 /* shmClaim(shm, slot, total, divisor, maxChunk): [start, count] or null */
 static napi_value ShmClaim(napi_env env, napi_callback_info info) {
-  CF__ARGS(5);
+  CF__ARGS("shmClaim", 5);
   size_t i;
-  int64_t total = 0, divisor = 1, max_chunk = 0, count = 0;
-  napi_value out;
-  cf_shm_t* shm = cf__get_shm(env, argv[0], argv[1], &i);
-  if (shm == NULL) return cf__throw_errno(env, -EINVAL, "shmClaim");
-  cf__get_i64(env, argv[2], &total);
-  cf__get_i64(env, argv[3], &divisor);
-  cf__get_i64(env, argv[4], &max_chunk);
-  if (divisor < 1) divisor = 1;
+  int64_t total, divisor, max_chunk, count = 0;
+  cf_shm_t* shm;
+  CF__TRY(cf__arg_slot(env, cf__fn, argv, &shm, &i));
+  CF__TRY(cf__arg_int(env, cf__fn, "total", argv[2], 0, CF__SAFE_INT, &total));
+  CF__TRY(cf__arg_int(env, cf__fn, "divisor", argv[3], 1, CF__SAFE_INT, &divisor));
+  CF__TRY(cf__arg_int(env, cf__fn, "maxChunk", argv[4], 0, CF__SAFE_INT, &max_chunk));
   int64_t start = cf_shm_claim(shm, i, total, divisor, max_chunk, &count);
-  if (start < 0) {
-    napi_get_null(env, &out);
-    return out;
-  }
+  if (start < 0) return cf__null(env);
   return cf__pair(env, start, count);
 }
 
 /* execve(path, argv[], envp[]): only returns by throwing. */
 static napi_value Execve(napi_env env, napi_callback_info info) {
-  CF__ARGS(3);
-  char path[4096];
-  uint32_t na = 0, ne = 0;
-  if (!cf__get_string(env, argv[0], path, sizeof(path))) return cf__napi_fail(env);
-  napi_get_array_length(env, argv[1], &na);
-  napi_get_array_length(env, argv[2], &ne);
-  char** av = calloc(na + 1, sizeof(char*));
-  char** ev = calloc(ne + 1, sizeof(char*));
-  napi_value arrays[2] = {argv[1], argv[2]};
-  char** outs[2] = {av, ev};
-  uint32_t lens[2] = {na, ne};
-  for (int k = 0; k < 2; k++) {
-    for (uint32_t i = 0; i < lens[k]; i++) {
-      napi_value e;
-      size_t sz;
-      napi_get_element(env, arrays[k], i, &e);
-      napi_get_value_string_utf8(env, e, NULL, 0, &sz);
-      outs[k][i] = malloc(sz + 1);
-      napi_get_value_string_utf8(env, e, outs[k][i], sz + 1, &sz);
-    }
+  CF__ARGS("execve", 3);
+  char *path, **av, **ev;
+  CF__TRY(cf__arg_string(env, cf__fn, "path", argv[0], PATH_MAX - 1, &path));
+  if (!cf__arg_string_array(env, cf__fn, "argv", argv[1], &av)) {
+    free(path);
+    return NULL;
+  }
+  if (!cf__arg_string_array(env, cf__fn, "env", argv[2], &ev)) {
+    free(path);
+    cf__free_strings(av);
+    return NULL;
   }
   int r = cf_execve(path, av, ev);
-  for (int k = 0; k < 2; k++) {
-    for (uint32_t i = 0; i < lens[k]; i++) free(outs[k][i]);
-    free(outs[k]);
-  }
+  free(path);
+  cf__free_strings(av);
+  cf__free_strings(ev);
   return cf__throw_errno(env, r, "execve");
 }
 
 /* listenTcp(host, port, backlog, reusePort): [fd, boundPort] */
 static napi_value ListenTcp(napi_env env, napi_callback_info info) {
-  CF__ARGS(4);
-  char host[1024];
-  int64_t port = 0, backlog = 511;
-  bool reuse = false;
+  CF__ARGS("listenTcp", 4);
+  char* host;
+  int64_t port, backlog;
+  bool reuse;
   int bound = 0;
-  if (!cf__get_string(env, argv[0], host, sizeof(host)) || !cf__get_i64(env, argv[1], &port))
-    return cf__napi_fail(env);
-  cf__get_i64(env, argv[2], &backlog);
-  napi_get_value_bool(env, argv[3], &reuse);
+  CF__TRY(cf__arg_int(env, cf__fn, "port", argv[1], 0, 65535, &port));
+  CF__TRY(cf__arg_int(env, cf__fn, "backlog", argv[2], 0, INT_MAX, &backlog));
+  CF__TRY(cf__arg_bool(env, cf__fn, "reusePort", argv[3], &reuse));
+  /* NI_MAXHOST (1025) bounds a host name, with its NUL. */
+  CF__TRY(cf__arg_string(env, cf__fn, "host", argv[0], 1024, &host));
   int fd = cf_listen_tcp(host, (int)port, (int)backlog, reuse ? CF_LISTEN_REUSEPORT : 0, &bound);
+  free(host);
   CF__ERR(fd);
   return cf__pair(env, fd, bound);
 }
 
 /* listenUnix(path, backlog): fd */
 static napi_value ListenUnix(napi_env env, napi_callback_info info) {
-  CF__ARGS(2);
-  char path[4096];
-  int64_t backlog = 511;
-  if (!cf__get_string(env, argv[0], path, sizeof(path))) return cf__napi_fail(env);
-  cf__get_i64(env, argv[1], &backlog);
+  CF__ARGS("listenUnix", 2);
+  char* path;
+  int64_t backlog;
+  CF__TRY(cf__arg_int(env, cf__fn, "backlog", argv[1], 0, INT_MAX, &backlog));
+  CF__TRY(cf__arg_string(env, cf__fn, "path", argv[0], PATH_MAX - 1, &path));
   int fd = cf_listen_unix(path, (int)backlog);
+  free(path);
   CF__ERR(fd);
   return cf__int(env, fd);
 }
 
 /* dup(fd): a close-on-exec duplicate */
 static napi_value Dup(napi_env env, napi_callback_info info) {
-  CF__ARGS(1);
-  int64_t fd;
-  if (!cf__get_i64(env, argv[0], &fd)) return cf__napi_fail(env);
-  int r = cf_dup_cloexec((int)fd);
+  CF__ARGS("dup", 1);
+  int fd;
+  CF__TRY(cf__arg_fd(env, cf__fn, "fd", argv[0], &fd));
+  int r = cf_dup_cloexec(fd);
   CF__ERR(r);
   return cf__int(env, r);
 }
 
 /* ---- inspect.c and silence.c: what a fork hands the child. ---- */
 
-static napi_value cf__str(napi_env env, const char* s) {
-  napi_value out;
-  napi_create_string_utf8(env, s, NAPI_AUTO_LENGTH, &out);
-  return out;
-}
-
 /* inheritedPeer(fd): in a child, the peer address of the parent's connection
  * that fd was, or null when fd is not an inherited connection. */
 static napi_value InheritedPeer(napi_env env, napi_callback_info info) {
-  CF__ARGS(1);
-  int64_t fd = -1;
+  CF__ARGS("inheritedPeer", 1);
+  int fd;
   char peer[CF_ADDR_MAX];
-  napi_value out;
-  if (!cf__get_i64(env, argv[0], &fd) || fd < 0 || fd > INT32_MAX)
-    return napi_throw_range_error(env, NULL, "fd must be a non-negative integer"), NULL;
-  if (cf_inherited_peer((int)fd, peer, sizeof(peer)) == 0) return cf__str(env, peer);
-  napi_get_null(env, &out);
-  return out;
+  CF__TRY(cf__arg_fd(env, cf__fn, "fd", argv[0], &fd));
+  if (cf_inherited_peer(fd, peer, sizeof(peer)) == 0) return cf__str(env, peer);
+  return cf__null(env);
 }
 
 static napi_value InheritedCount(napi_env env, napi_callback_info info) {
@@ -629,7 +937,7 @@ static napi_value InheritedCount(napi_env env, napi_callback_info info) {
  * loop's handles (type is libuv's name for it, sock a CF_SOCK_* value). */
 static napi_value InspectHandles(napi_env env, napi_callback_info info) {
   uv_loop_t* loop;
-  napi_value arr;
+  napi_value arr = NULL;
   int max = 256, n;
   cf_handle_info_t* h = NULL;
   CF__CHECK(napi_get_uv_event_loop(env, &loop));
@@ -641,21 +949,19 @@ static napi_value InspectHandles(napi_env env, napi_callback_info info) {
     if (n <= max) break;
     max = n + 16;
   }
-  CF__CHECK(napi_create_array_with_length(env, (size_t)n, &arr));
-  for (int i = 0; i < n; i++) {
+  bool ok = napi_create_array_with_length(env, (size_t)n, &arr) == napi_ok;
+  for (int i = 0; ok && i < n; i++) {
+    const char* type = uv_handle_type_name((uv_handle_type)h[i].type);
     napi_value row;
-    napi_create_array_with_length(env, 7, &row);
-    napi_set_element(env, row, 0, cf__str(env, uv_handle_type_name((uv_handle_type)h[i].type)));
-    napi_set_element(env, row, 1, cf__int(env, h[i].fd));
-    napi_set_element(env, row, 2, cf__int(env, h[i].sock));
-    napi_set_element(env, row, 3, cf__int(env, h[i].active));
-    napi_set_element(env, row, 4, cf__int(env, h[i].ref));
-    napi_set_element(env, row, 5, cf__int(env, h[i].closing));
-    napi_set_element(env, row, 6, cf__str(env, h[i].addr));
-    napi_set_element(env, arr, (uint32_t)i, row);
+    ok = napi_create_array_with_length(env, 7, &row) == napi_ok &&
+         cf__set(env, row, 0, cf__str(env, type ? type : "unknown")) &&
+         cf__set(env, row, 1, cf__int(env, h[i].fd)) && cf__set(env, row, 2, cf__int(env, h[i].sock)) &&
+         cf__set(env, row, 3, cf__int(env, h[i].active)) && cf__set(env, row, 4, cf__int(env, h[i].ref)) &&
+         cf__set(env, row, 5, cf__int(env, h[i].closing)) && cf__set(env, row, 6, cf__str(env, h[i].addr)) &&
+         cf__set(env, arr, (uint32_t)i, row);
   }
   free(h);
-  return arr;
+  return ok ? arr : cf__napi_fail(env);
 }
 
 /* threads(): [tid, name][] (Linux; ENOSYS elsewhere). */
@@ -668,10 +974,10 @@ static napi_value Threads(napi_env env, napi_callback_info info) {
   CF__CHECK(napi_create_array_with_length(env, (size_t)n, &arr));
   for (int i = 0; i < n; i++) {
     napi_value row;
-    napi_create_array_with_length(env, 2, &row);
-    napi_set_element(env, row, 0, cf__int(env, t[i].tid));
-    napi_set_element(env, row, 1, cf__str(env, t[i].name));
-    napi_set_element(env, arr, (uint32_t)i, row);
+    CF__CHECK(napi_create_array_with_length(env, 2, &row));
+    if (!cf__set(env, row, 0, cf__int(env, t[i].tid)) || !cf__set(env, row, 1, cf__str(env, t[i].name)) ||
+        !cf__set(env, arr, (uint32_t)i, row))
+      return NULL;
   }
   return arr;
 }
@@ -680,6 +986,25 @@ static napi_value ThreadCount(napi_env env, napi_callback_info info) {
   int n = cf_thread_count();
   CF__ERR(n);
   return cf__int(env, n);
+}
+
+/* Sets exports[name] to an object of integer constants. */
+typedef struct {
+  const char* name;
+  int64_t value;
+} cf__const_t;
+
+static bool cf__set_consts(napi_env env, napi_value exports, const char* name,
+                           const cf__const_t* consts, size_t n) {
+  napi_value obj, v;
+  if (napi_create_object(env, &obj) != napi_ok) return false;
+  for (size_t i = 0; i < n; i++) {
+    if ((v = cf__int(env, consts[i].value)) == NULL ||
+        napi_set_named_property(env, obj, consts[i].name, v) != napi_ok)
+      return false;
+  }
+  return napi_object_freeze(env, obj) == napi_ok &&
+         napi_set_named_property(env, exports, name, obj) == napi_ok;
 }
 
 static napi_value Init(napi_env env, napi_value exports) {
@@ -697,7 +1022,6 @@ static napi_value Init(napi_env env, napi_value exports) {
       CF__FN("poll", Poll),
       CF__FN("watch", Watch),
       CF__FN("watchUpdate", WatchUpdate),
-      CF__FN("watchRef", WatchRef),
       CF__FN("unwatch", Unwatch),
       CF__FN("scratchCreate", ScratchCreate),
       CF__FN("scratchOpen", ScratchOpen),
@@ -722,15 +1046,24 @@ static napi_value Init(napi_env env, napi_value exports) {
       CF__FN("threadCount", ThreadCount),
 #undef CF__FN
   };
-  napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
-  napi_value flags;
-  napi_create_object(env, &flags);
-  napi_set_named_property(env, flags, "SKIP_DOFORK", cf__int(env, CF_FORK_SKIP_DOFORK));
-  napi_set_named_property(env, flags, "SKIP_SILENCE", cf__int(env, CF_FORK_SKIP_SILENCE));
-  napi_set_named_property(env, flags, "SKIP_LOOP_FORK", cf__int(env, CF_FORK_SKIP_LOOP_FORK));
-  napi_set_named_property(env, flags, "SET_PDEATHSIG", cf__int(env, CF_FORK_SET_PDEATHSIG));
-  napi_set_named_property(env, flags, "SKIP_WAITERS", cf__int(env, CF_FORK_SKIP_WAITERS));
-  napi_set_named_property(env, exports, "FORK_FLAGS", flags);
+  const cf__const_t fork_flags[] = {
+      {"SKIP_DOFORK", CF_FORK_SKIP_DOFORK},
+      {"SKIP_SILENCE", CF_FORK_SKIP_SILENCE},
+      {"SKIP_LOOP_FORK", CF_FORK_SKIP_LOOP_FORK},
+      {"SET_PDEATHSIG", CF_FORK_SET_PDEATHSIG},
+      {"SKIP_WAITERS", CF_FORK_SKIP_WAITERS},
+  };
+  const cf__const_t exit_codes[] = {
+      {"UNCAUGHT", CF_EXIT_UNCAUGHT},
+      {"LOOP_FORK", CF_EXIT_LOOP_FORK},
+      {"SILENCE", CF_EXIT_SILENCE},
+  };
+  if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok ||
+      !cf__set_consts(env, exports, "FORK_FLAGS", fork_flags,
+                      sizeof(fork_flags) / sizeof(fork_flags[0])) ||
+      !cf__set_consts(env, exports, "EXIT_CODES", exit_codes,
+                      sizeof(exit_codes) / sizeof(exit_codes[0])))
+    return cf__napi_fail(env);
   return exports;
 }
 

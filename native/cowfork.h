@@ -19,12 +19,28 @@ enum {
   CF_FORK_SKIP_WAITERS = 1 << 4    /* keep the vanished threads' condvar waiters */
 };
 
+/* Exit codes a forked child uses for cowfork's own failures, so that the
+ * parent can tell them apart from each other and from the app's exit codes.
+ * 70 and 71 are sysexits.h's EX_SOFTWARE and EX_OSERR. The binding exports
+ * this table as EXIT_CODES; the TypeScript side reads it from there. */
+enum {
+  CF_EXIT_UNCAUGHT = 70,  /* JavaScript in the child threw and nothing caught it */
+  CF_EXIT_LOOP_FORK = 71, /* uv_loop_fork() failed: the child has no event loop */
+  CF_EXIT_SILENCE = 72    /* the inherited sockets could not be silenced */
+};
+
 /* fork.c */
 int cf_fork(uv_loop_t* loop, const int* keep_fds, int nkeep, int flags);
 int cf_dofork_all(void);
 void cf_exit(int status);
-int cf_pipe(int fds[2]);
+int cf_getpid(void);
+int cf_getppid(void);
 int cf_execve(const char* path, char* const argv[], char* const envp[]);
+
+/* fd.c: pipes and close(2). Every fd is created close-on-exec. */
+enum { CF_PIPE_NONBLOCK = 1 << 0 };
+int cf_pipe(int fds[2], int flags);
+int cf_close(int fd);
 
 /* waiters.c: condition variables whose waiting threads fork() left behind. */
 #define CF_WAITERS_MAX 64
@@ -90,6 +106,7 @@ int cf_memeq(const void* a, const void* b, size_t len);
 
 /* shm.c: an array of int64 counters shared across fork(). */
 typedef struct cf_shm_s cf_shm_t;
+#define CF_SHM_MAX_COUNT (SIZE_MAX / sizeof(int64_t))
 int cf_shm_create(size_t count, cf_shm_t** out);
 void cf_shm_destroy(cf_shm_t* shm);
 size_t cf_shm_count(const cf_shm_t* shm);

@@ -88,7 +88,17 @@ int cf_fork(uv_loop_t* loop, const int* keep_fds, int nkeep, int flags) {
     if (err < 0) return err;
   }
 
+  /* Program failures stay deliverable, as in libuv's uv_spawn: a fault in
+   * the child's repairs must kill it at once through the normal handlers, not
+   * be forced past a mask (or, for SIGABRT, left pending) while it hangs. */
   sigfillset(&all);
+  sigdelset(&all, SIGSEGV);
+  sigdelset(&all, SIGBUS);
+  sigdelset(&all, SIGABRT);
+  sigdelset(&all, SIGFPE);
+  sigdelset(&all, SIGILL);
+  sigdelset(&all, SIGTRAP);
+  sigdelset(&all, SIGSYS);
   if ((err = pthread_sigmask(SIG_SETMASK, &all, &saved)) != 0) return -err;
   if (!(flags & CF_FORK_SKIP_WAITERS)) cf_waiters_census(&waiters);
   uv_mutex_lock(&loop->wq_mutex);
@@ -109,11 +119,11 @@ int cf_fork(uv_loop_t* loop, const int* keep_fds, int nkeep, int flags) {
 #endif
     if (!(flags & CF_FORK_SKIP_SILENCE)) {
       err = cf_silence_inherited(loop, keep_fds, nkeep);
-      if (err < 0) _exit(70);
+      if (err < 0) _exit(CF_EXIT_SILENCE);
     }
     if (!(flags & CF_FORK_SKIP_LOOP_FORK)) {
       err = uv_loop_fork(loop);
-      if (err < 0) _exit(71);
+      if (err < 0) _exit(CF_EXIT_LOOP_FORK);
     }
   }
 
@@ -128,15 +138,12 @@ void cf_exit(int status) {
   _exit(status);
 }
 
-int cf_pipe(int fds[2]) {
-#if defined(__linux__)
-  if (pipe2(fds, O_CLOEXEC) != 0) return -errno;
-#else
-  if (pipe(fds) != 0) return -errno;
-  fcntl(fds[0], F_SETFD, FD_CLOEXEC);
-  fcntl(fds[1], F_SETFD, FD_CLOEXEC);
-#endif
-  return 0;
+int cf_getpid(void) {
+  return (int)getpid();
+}
+
+int cf_getppid(void) {
+  return (int)getppid();
 }
 
 /* Replace the process image in place: same pid, so a supervisor, a shell's job

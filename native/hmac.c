@@ -3,6 +3,7 @@
 #include "cowfork.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -10,6 +11,8 @@
 int cf_hmac_sha256(const void* key, size_t keylen, const void* data, size_t len,
                    unsigned char out[32]) {
   unsigned int outlen = 32;
+  /* OpenSSL's HMAC() takes the key length as an int. */
+  if (keylen > INT_MAX) return -EINVAL;
   if (HMAC(EVP_sha256(), key, (int)keylen, data, len, out, &outlen) == NULL) return -EIO;
   return outlen == 32 ? 0 : -EIO;
 }

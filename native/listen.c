@@ -33,7 +33,7 @@ static int cf__socket(int domain) {
 
 static void cf__close(int fd) {
   int saved = errno;
-  close(fd);
+  cf_close(fd);
   errno = saved;
 }
 

@@ -22,6 +22,9 @@ int cf_shm_create(size_t count, cf_shm_t** out) {
   void* p;
 
   if (count == 0) return -EINVAL;
+  /* count * 8 must not wrap: a wrapped size maps a few bytes, and every slot
+   * past them would be written out of bounds. */
+  if (count > CF_SHM_MAX_COUNT) return -ENOMEM;
   shm = malloc(sizeof(*shm));
   if (shm == NULL) return -ENOMEM;
   p = mmap(NULL, count * sizeof(int64_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,

@@ -4,6 +4,10 @@ set -euo pipefail
 need=()
 command -v wrk >/dev/null 2>&1 || need+=(wrk)                # HTTP load: prefork tests and bench
 command -v script >/dev/null 2>&1 || need+=(bsdutils)        # a pty for the progress-bar test
+# ASan and UBSan runtimes for scripts/sanitize.sh (gcc's libasan and libubsan).
+if ! echo 'int main(void){return 0;}' | gcc -fsanitize=address,undefined -x c - -o /dev/null >/dev/null 2>&1; then
+  need+=(libasan8 libubsan1)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq >/dev/null

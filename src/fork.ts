@@ -135,7 +135,7 @@ let fatalHandler: (err: unknown) => void = (err) => {
   try {
     process.stderr.write(`cowfork child ${process.pid}: ${(err as Error)?.stack ?? String(err)}\n`);
   } finally {
-    native.exit(70);
+    native.exit(native.EXIT_CODES.UNCAUGHT);
   }
 };
 
@@ -200,7 +200,8 @@ function routeFatalErrors(): void {
   // forked child; leave through _exit instead.
   process.exit = ((code?: number | string | null) => {
     const c = Number(code ?? process.exitCode ?? 0);
-    return native.exit(Number.isInteger(c) ? c : 1);
+    // Like Node's own process.exit, keep the code's low 32 bits.
+    return native.exit(Number.isInteger(c) ? c | 0 : 1);
   }) as typeof process.exit;
   // Code that kept a reference to the original process.exit (a test runner's
   // worker, a process manager's agent) reaches process.reallyExit, which Node
@@ -231,6 +232,20 @@ export interface ChildExit {
   /** The exit code, or null when the child was killed by a signal. */
   exitCode: number | null;
   signal: NodeJS.Signals | null;
+}
+
+/** What each of cowfork's own exit codes means (native/cowfork.h owns the numbers). */
+const EXIT_MEANINGS = new Map<number, string>([
+  [native.EXIT_CODES.UNCAUGHT, "cowfork's code for an uncaught exception in the child"],
+  [native.EXIT_CODES.LOOP_FORK, 'cowfork could not re-create the event loop in the child: uv_loop_fork failed'],
+  [native.EXIT_CODES.SILENCE, 'cowfork could not silence the sockets the child inherited'],
+]);
+
+/** How a child ended, for an error message: its signal, or its exit code and what cowfork means by it. */
+export function describeExit(exit: ChildExit): string {
+  if (exit.signal !== null) return `was killed by ${exit.signal}`;
+  const meaning = exit.exitCode === null ? undefined : EXIT_MEANINGS.get(exit.exitCode);
+  return `exited with code ${exit.exitCode}${meaning ? ` (${meaning})` : ''}`;
 }
 
 export interface ForkedChild {
@@ -340,7 +355,8 @@ function watchChild(pid: number, exitFd: number): ForkedChild {
   // A pidfd is readable exactly when the child can be reaped. A death pipe's
   // EOF comes a little earlier, so poll briefly with growing sleeps.
   const reap = (attempt: number): void => {
-    const r = native.waitpid(pid, true);
+    const r = reapedEarly.get(pid) ?? native.waitpid(pid, true);
+    reapedEarly.delete(pid);
     if (r === null) {
       libraryTimeout(() => reap(attempt + 1), Math.min(1 << Math.min(attempt, 6), 50));
       return;
@@ -362,6 +378,11 @@ function watchChild(pid: number, exitFd: number): ForkedChild {
   };
 }
 
+// Statuses that killAndReapSync collected. When a SIGINT listener keeps the
+// process alive, the child's watcher still fires, and reports this status:
+// waitpid() would fail with ECHILD.
+const reapedEarly = new Map<number, [number, number, number]>();
+
 /** Kills and synchronously reaps a child; for signal-time cleanup, when no event loop turn is left. */
 export function killAndReapSync(pid: number): void {
   try {
@@ -370,7 +391,8 @@ export function killAndReapSync(pid: number): void {
     return;
   }
   try {
-    native.waitpid(pid, false);
+    const r = native.waitpid(pid, false);
+    if (r !== null) reapedEarly.set(pid, r);
   } catch {
     // ECHILD: already reaped.
   }

@@ -1,5 +1,9 @@
 // The one place the addon is loaded, and its one type. Calls are positional
-// and take primitives only; validation happens in the public facades.
+// and take primitives only. The public facades validate options with messages
+// in their users' terms; the addon checks every argument again itself and
+// throws a TypeError (ERR_INVALID_ARG_TYPE, ERR_INVALID_ARG_VALUE) or
+// RangeError (ERR_OUT_OF_RANGE) naming the call and the argument, so no bad
+// value ever reaches the C core.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -10,25 +14,30 @@ export type WatchHandle = { readonly __watch: unique symbol };
 export type ShmHandle = { readonly __shm: unique symbol };
 
 export interface Native {
+  /** Forks; returns 0 in the child. Every argument is read before the fork, so one that throws forks nothing. */
   fork(keepFds: number[], flags: number): number;
   doforkAll(): number;
+  /** _exit(2): an int32; the parent sees its low 8 bits. */
   exit(code: number): never;
   getpid(): number;
   getppid(): number;
   pipe(nonblock: boolean): [number, number];
   close(fd: number): void;
-  /** null while the child runs; else [pid, exitCode (-1 if signalled), signal]. */
+  /** Reaps one child, pid > 0 (never -1 or a group, which would steal libuv's children): null while it runs; else [pid, exitCode (-1 if signalled), signal]. */
   waitpid(pid: number, nohang: boolean): [number, number, number] | null;
   /** A close-on-exec fd that polls readable when pid terminates (Linux >= 5.3); ENOSYS elsewhere. */
   pidfdOpen(pid: number): number;
+  /** poll(2); a negative or infinite timeoutMs waits forever, a fractional one is rounded up. */
   poll(fds: Int32Array, events: Int32Array, revents: Int32Array, timeoutMs: number): number;
   watch(fd: number, mode: number, cb: (bits: number, status: number) => void): WatchHandle;
+  /** Changes the events of interest (0 pauses); EBADF after unwatch. */
   watchUpdate(handle: WatchHandle, mode: number): void;
-  watchRef(handle: WatchHandle, ref: boolean): void;
+  /** Stops and closes the watcher; a second call does nothing. */
   unwatch(handle: WatchHandle): void;
   scratchCreate(base: string): string;
   scratchOpen(dir: string, name: string, forWrite: boolean): number;
   scratchRemove(dir: string): void;
+  /** HMAC-SHA256 of data[offset, offset + length); a range outside data is a RangeError. */
   hmac(key: Uint8Array, data: Uint8Array, offset?: number, length?: number): Buffer;
   memeq(a: Uint8Array, b: Uint8Array): boolean;
   shmCreate(count: number): ShmHandle;
@@ -64,6 +73,15 @@ export interface Native {
     readonly SKIP_LOOP_FORK: number;
     readonly SET_PDEATHSIG: number;
     readonly SKIP_WAITERS: number;
+  };
+  /** Exit codes of a forked child that cowfork itself failed (native/cowfork.h); describeExit() names them. */
+  readonly EXIT_CODES: {
+    /** JavaScript in the child threw and nothing caught it. */
+    readonly UNCAUGHT: number;
+    /** uv_loop_fork() failed in the child. */
+    readonly LOOP_FORK: number;
+    /** The child could not silence the sockets it inherited. */
+    readonly SILENCE: number;
   };
 }
 

@@ -221,7 +221,7 @@ describe('HMAC-SHA256 through OpenSSL', () => {
         crypto.createHmac('sha256', key).update(data.subarray(off, off + len)).digest('hex'),
       );
     }
-    expect(() => native.hmac(Buffer.alloc(1), Buffer.alloc(4), 2, 10)).toThrow(expect.objectContaining({ code: 'ERANGE' }));
+    expect(() => native.hmac(Buffer.alloc(1), Buffer.alloc(4), 2, 10)).toThrow(expect.objectContaining({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE' }));
     expect(native.memeq(Buffer.from('ab'), Buffer.from('ab'))).toBe(true);
     expect(native.memeq(Buffer.from('ab'), Buffer.from('ac'))).toBe(false);
   });
@@ -256,6 +256,6 @@ describe('shared counters', () => {
     }
     for (const pid of pids) expect(waitExit(pid)[1]).toBe(0);
     expect(native.shmLoad(shm, 1)).toBe(40_000);
-    expect(() => native.shmLoad(shm, 2)).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    expect(() => native.shmLoad(shm, 2)).toThrow(expect.objectContaining({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE' }));
   });
 });

@@ -14,6 +14,7 @@ import { CheckpointError, IterateError, ReshardError } from '../errors';
 import {
   type ChildExit,
   type ForkedChild,
+  describeExit,
   exitChild,
   forkChild,
   isChildUnwind,
@@ -388,9 +389,8 @@ class Run<I, C> {
   }
 
   private crashError(slot: Slot, exit: ChildExit): IterateError {
-    const how = exit.signal !== null ? `was killed by ${exit.signal}` : `exited with code ${exit.exitCode}`;
     return new IterateError(
-      `iterate instance ${slot.instance} of ${this.opts.instances} (pid ${exit.pid}) ${how} before finishing its partition, ` +
+      `iterate instance ${slot.instance} of ${this.opts.instances} (pid ${exit.pid}) ${describeExit(exit)} before finishing its partition, ` +
         `after ${slot.processed} items in this run; its cursor stays at ${json(this.cursorOf(slot))}`,
       slot.instance,
       undefined,

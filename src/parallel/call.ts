@@ -3,7 +3,7 @@
 // its outcome. Two strategies extend it: `PoolCall` (pool.ts) and
 // `IsolatedCall` (isolated.ts); run.ts picks one.
 import { AbortError, ResultIntegrityError, TimeoutError, WorkerCrashedError, WorkerError } from '../errors';
-import { type ChildExit, type ForkedChild, killAndReapSync, onInterrupt } from '../fork';
+import { type ChildExit, type ForkedChild, describeExit, killAndReapSync, onInterrupt } from '../fork';
 import { BatchWriter, type FrameError, Outcome, type SerializedError, decodeAll, decodeBatch, fromSerializedError, newKey } from '../frame';
 import { foreignThreadsNote } from '../inspect';
 import { Progress } from '../progress';
@@ -159,8 +159,7 @@ export class Call<T, R> {
       const msg = `item ${index} exceeded the ${this.opts.timeout} ms timeout; child ${exit.pid} was killed${foreignThreadsNote()}`;
       return new TimeoutError(msg, index, this.opts.timeout!);
     }
-    const how = exit.signal !== null ? `was killed by ${exit.signal}` : `exited with code ${exit.exitCode}`;
-    return new WorkerCrashedError(`child ${exit.pid} ${how} ${what}`, index, exit.pid, exit.exitCode, exit.signal);
+    return new WorkerCrashedError(`child ${exit.pid} ${describeExit(exit)} ${what}`, index, exit.pid, exit.exitCode, exit.signal);
   }
 
   doneCount(extra: number): number {

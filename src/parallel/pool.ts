@@ -141,7 +141,7 @@ export class PoolCall<T, R> extends Call<T, R> {
         // Between items there is no item to blame: leave as a crash.
         out.flush();
         process.stderr.write(`cowfork child ${process.pid}: uncaught between items: ${(err as Error)?.stack ?? String(err)}\n`);
-        exitChild(70);
+        exitChild(native.EXIT_CODES.UNCAUGHT);
       }
       out.add(current, Outcome.Error, err, now());
       out.flush();

@@ -4,6 +4,8 @@
       "target_name": "cowfork",
       "sources": [
         "native/binding.c",
+        "native/binding_args.c",
+        "native/binding_watch.c",
         "native/fork.c",
         "native/fd.c",
         "native/waiters.c",

@@ -1,6 +1,7 @@
-/* cowfork's C core. Plain C and libuv, no N-API: binding.c is the only file
- * that knows about JavaScript. Every function returns 0 (or a non-negative
- * value) on success and a negative errno on failure, the way libuv does. */
+/* cowfork's C core. Plain C and libuv, no N-API: the binding (binding.c and
+ * its binding_*.c helpers) is the only code that knows about JavaScript.
+ * Every function returns 0 (or a non-negative value) on success and a
+ * negative errno on failure, the way libuv does. */
 #ifndef COWFORK_H
 #define COWFORK_H
 

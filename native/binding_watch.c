@@ -86,7 +86,7 @@ napi_value cf__Watch(napi_env env, napi_callback_info info) {
   CF__CHECK(napi_get_uv_event_loop(env, &loop));
   CF__CHECK(napi_create_string_utf8(env, "cowfork.watch", NAPI_AUTO_LENGTH, &name));
   cf__watch_t* w = calloc(1, sizeof(*w));
-  if (w == NULL) return cf__throw_errno(env, -ENOMEM, "watch");
+  if (w == NULL) return cf__throw_errno(env, -ENOMEM, cf__fn);
   w->env = env;
   if (napi_create_reference(env, argv[2], 1, &w->callback) != napi_ok) {
     free(w);
@@ -102,7 +102,7 @@ napi_value cf__Watch(napi_env env, napi_callback_info info) {
     napi_delete_reference(env, w->callback);
     napi_async_destroy(env, w->async);
     free(w);
-    return cf__throw_errno(env, r, "watch");
+    return cf__throw_errno(env, r, cf__fn);
   }
   w->handle.data = w;
   r = uv_poll_start(&w->handle, cf__uv_events(mode), cf__watch_cb);
@@ -110,7 +110,7 @@ napi_value cf__Watch(napi_env env, napi_callback_info info) {
     /* No JavaScript handle owns it: free it as soon as libuv lets go. */
     w->js_done = true;
     cf__watch_close(w);
-    return r < 0 ? cf__throw_errno(env, r, "watch") : cf__napi_fail(env);
+    return r < 0 ? cf__throw_errno(env, r, cf__fn) : cf__napi_fail(env);
   }
   /* From here the external owns its half of the struct. */
   if (napi_type_tag_object(env, out, &cf__watch_tag) != napi_ok) {
@@ -132,10 +132,10 @@ napi_value cf__WatchUpdate(napi_env env, napi_callback_info info) {
   cf__watch_t* w;
   CF__TRY(cf__arg_watch(env, cf__fn, argv[0], &w));
   CF__TRY(cf__arg_int(env, cf__fn, "mode", argv[1], 0, CF__WATCH_MODES, &mode));
-  if (w->closed) return cf__throw_errno(env, -EBADF, "watchUpdate");
+  if (w->closed) return cf__throw_errno(env, -EBADF, cf__fn);
   int r = mode == 0 ? uv_poll_stop(&w->handle)
                     : uv_poll_start(&w->handle, cf__uv_events(mode), cf__watch_cb);
-  CF__ERR(r);
+  if (r < 0) return cf__throw_errno(env, r, cf__fn);
   return cf__undefined(env);
 }
 

@@ -195,6 +195,10 @@ export async function serveCommand(argv: string[]): Promise<void> {
   }
   await stopped;
   log('stopped');
+  // As PID 1 the kernel drops every signal the process does not handle, and
+  // the master's handlers are gone now: a timer or a socket that the app left
+  // open in the master would keep the container up until SIGKILL.
+  if (process.pid === 1) process.exit();
 }
 
 function formatHostPort(host: string | undefined, port: number): string | number {

@@ -29,7 +29,7 @@ import fs from 'node:fs';
 import { native } from '../native';
 
 /** How long a zombie must stay unreaped by its owner before the reaper takes it. */
-export const SETTLE_MS = 500;
+const SETTLE_MS = 500;
 
 interface Suspect {
   /** The process's start time (field 22 of /proc/<pid>/stat): a reused pid is another process. */
@@ -45,8 +45,8 @@ export class OrphanReaper {
   private dirty = true;
   private onSigchld: (() => void) | null = null;
 
-  constructor(pid = process.pid) {
-    this.active = pid === 1 && procIsOurs();
+  constructor() {
+    this.active = process.pid === 1 && procIsOurs();
   }
 
   /** Listens for SIGCHLD: an orphan that exits wakes the master. */

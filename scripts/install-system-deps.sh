@@ -4,6 +4,7 @@ set -euo pipefail
 need=()
 command -v wrk >/dev/null 2>&1 || need+=(wrk)                # HTTP load: prefork tests and bench
 command -v script >/dev/null 2>&1 || need+=(bsdutils)        # a pty for the progress-bar test
+command -v nsenter >/dev/null 2>&1 || need+=(util-linux)     # unshare and nsenter: the PID-1 tests
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq >/dev/null

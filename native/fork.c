@@ -82,6 +82,10 @@ int cf_fork(uv_loop_t* loop, const int* keep_fds, int nkeep, int flags) {
   cf_waiters_t waiters = {0};
   int err = 0;
   pid_t pid;
+#if defined(__linux__)
+  /* Recorded before fork(): the child's death check compares with it. */
+  pid_t parent = getpid();
+#endif
 
   if (!(flags & CF_FORK_SKIP_DOFORK)) {
     err = cf_dofork_all();
@@ -113,8 +117,10 @@ int cf_fork(uv_loop_t* loop, const int* keep_fds, int nkeep, int flags) {
 #if defined(__linux__)
     if (flags & CF_FORK_SET_PDEATHSIG) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);
-      /* The parent may have died between fork() and prctl(). */
-      if (getppid() == 1) _exit(1);
+      /* The parent may have died between fork() and prctl(); then the child
+       * was re-parented. Not "== 1": the parent may itself be PID 1 of a
+       * container, and a subreaper adopts orphans under another pid. */
+      if (getppid() != parent) _exit(1);
     }
 #endif
     if (!(flags & CF_FORK_SKIP_SILENCE)) {

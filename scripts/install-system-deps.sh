@@ -8,6 +8,7 @@ command -v script >/dev/null 2>&1 || need+=(bsdutils)        # a pty for the pro
 if ! echo 'int main(void){return 0;}' | gcc -fsanitize=address,undefined -x c - -o /dev/null >/dev/null 2>&1; then
   need+=(libasan8 libubsan1)
 fi
+command -v nsenter >/dev/null 2>&1 || need+=(util-linux)     # unshare and nsenter: the PID-1 tests
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq >/dev/null

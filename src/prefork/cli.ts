@@ -191,10 +191,22 @@ export async function serveCommand(argv: string[]): Promise<void> {
     process.stderr.write(`cowfork serve: ${(err as Error).message}\n`);
     process.exitCode = 1;
     await master.stop();
+    exitIfInit();
     return;
   }
   await stopped;
   log('stopped');
+  exitIfInit();
+}
+
+/**
+ * Ends the process once the master has stopped, when it is PID 1. The kernel
+ * drops every signal that PID 1 does not handle, and the master's handlers are
+ * gone now: a timer or a socket that the app left open in the master would
+ * keep the container up until SIGKILL.
+ */
+function exitIfInit(): void {
+  if (process.pid === 1) process.exit();
 }
 
 function formatHostPort(host: string | undefined, port: number): string | number {

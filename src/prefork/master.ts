@@ -5,11 +5,10 @@
 // Everything that happens to the master (a worker exits, a signal arrives, a
 // worker becomes ready) only enqueues and writes a byte to the self-pipe; the
 // loop does the work. Each turn runs at the top of a library-owned macrotask,
-// where forking is safe.
+// where forking is safe. The parts the loop drives live next to this file:
+// the self-pipe, the signal queue, the sockets, the collection before a fork,
+// each num's history, and the orphan reaper for a master that is PID 1.
 import type { EventEmitter } from 'node:events';
-import fs from 'node:fs';
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import { WorkerBootError } from '../errors';
 import {
   type ChildExit,
@@ -19,8 +18,14 @@ import {
   libraryMacrotask,
   libraryTimeout,
 } from '../fork';
-import { HUP, READ, type ShmHandle, type WatchHandle, native } from '../native';
-import { type Address, type Endpoint, closeSocket, openSocket } from './listen';
+import { type ShmHandle, native } from '../native';
+import { PreForkGc } from './heap';
+import { BACKOFF_BASE_MS, CRASH_WINDOW_MS, Histories, backoff } from './history';
+import type { Address, Endpoint } from './listen';
+import { OrphanReaper } from './reaper';
+import { SelfPipe } from './selfpipe';
+import { SignalQueue } from './signals';
+import { MasterSockets } from './sockets';
 import type { ExitReason, ForkInfo, WorkerContext, WorkerExitEvent, WorkerFn, WorkerState, WorkerStats } from './types';
 import { BEAT, SHM_SLOTS, STATE, STATE_READY, STATE_STOPPING, type WorkerSetup, runWorker } from './worker';
 
@@ -55,46 +60,26 @@ interface Live {
   killAt: number | null;
 }
 
-/** What a num remembers across its workers. */
-interface NumHistory {
-  restarts: number;
-  /** Consecutive crashes; drives the backoff. */
-  streak: number;
-  /** No fork for this num before this time (crash-loop backoff). */
-  notBefore: number;
-  /** Its last worker died unasked (a crash, kill -9, a timeout): replace it first, collect later. */
-  lost: boolean;
-}
-
 type Phase = 'booting' | 'running' | 'stopping' | 'stopped';
-
-const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGQUIT', 'SIGHUP', 'SIGTTIN', 'SIGTTOU'] as const;
-/** A worker that dies before it is ready, or this soon after, crashed. */
-const CRASH_WINDOW_MS = 1000;
-const BACKOFF_BASE_MS = 100;
-const BACKOFF_MAX_MS = 10_000;
 
 const now = (): number => performance.now();
 
 export class MasterImpl {
-  readonly addresses: Address[] = [];
   readonly ready: Promise<void>;
   private phase: Phase = 'booting';
   private target: number;
   private generation = 0;
   private readonly live = new Map<number, Live>();
-  private readonly history = new Map<number, NumHistory>();
-  /** SO_REUSEPORT mode: each num's own sockets, kept by the master across that num's workers. */
-  private readonly ownSockets = new Map<number, Address[]>();
+  private readonly history = new Histories();
+  private readonly sockets: MasterSockets;
   private readonly exits: { worker: Live; exit: ChildExit }[] = [];
-  private readonly signalQueue: NodeJS.Signals[] = [];
-  private readonly wakeRead: number;
-  private readonly wakeWrite: number;
-  private readonly wakeWatch: WatchHandle;
+  private readonly signals = new SignalQueue();
+  private readonly pipe: SelfPipe;
   private readonly lifeRead: number;
   private readonly lifeWrite: number;
   private readonly beatEvery: number;
-  private readonly signalHandlers = new Map<NodeJS.Signals, () => void>();
+  private readonly gc = new PreForkGc();
+  private readonly orphans = new OrphanReaper();
   private scheduled = false;
   private cancelSleep: (() => void) | null = null;
   private restartWaiters: { generation: number; resolve: () => void }[] = [];
@@ -103,8 +88,6 @@ export class MasterImpl {
   private readyReject!: (err: Error) => void;
   /** Events and promise settlements of this turn, delivered after its forks. */
   private readonly outbox: (() => void)[] = [];
-  private heapAfterGc = -1;
-  private gcDue = false;
 
   constructor(
     private readonly cfg: MasterConfig,
@@ -118,11 +101,15 @@ export class MasterImpl {
     });
     this.ready.catch(() => {}); // The caller may never await it.
 
-    this.openSockets();
-    [this.wakeRead, this.wakeWrite] = native.pipe(true);
+    this.sockets = new MasterSockets(cfg.endpoints, cfg.backlog, cfg.reusePort);
+    this.pipe = new SelfPipe(() => this.schedule());
     [this.lifeRead, this.lifeWrite] = native.pipe(false);
-    this.wakeWatch = native.watch(this.wakeRead, READ | HUP, () => this.schedule());
-    if (cfg.signals) this.installSignals();
+    if (cfg.signals) this.signals.install(() => this.wake());
+    this.orphans.start(() => this.wake());
+  }
+
+  get addresses(): Address[] {
+    return this.sockets.addresses;
   }
 
   /** Starts supervising, once the worker function is known (a module path is imported first). */
@@ -151,7 +138,7 @@ export class MasterImpl {
         generation: w.generation,
         state: w.state,
         uptime: Math.round(t - w.forkedAt),
-        restarts: this.historyOf(w.num).restarts,
+        restarts: this.history.of(w.num).restarts,
         lastHeartbeat: Math.round(performance.timeOrigin + native.shmLoad(w.shm, BEAT)),
       }));
   }
@@ -192,11 +179,7 @@ export class MasterImpl {
   /** Wakes the loop. Safe from anywhere: it only writes a byte to the self-pipe. */
   private wake(): void {
     if (this.phase === 'stopped') return;
-    try {
-      fs.writeSync(this.wakeWrite, Buffer.of(1));
-    } catch {
-      // EAGAIN: the pipe is full, so a wakeup is already pending.
-    }
+    this.pipe.wake();
   }
 
   private schedule(): void {
@@ -209,16 +192,17 @@ export class MasterImpl {
   private turn(): void {
     this.scheduled = false;
     if (this.phase === 'stopped') return;
-    this.drainSelfPipe();
+    this.pipe.drain();
     this.reap();
+    this.reapOrphans();
     this.handleSignals();
     this.killOverdue();
     this.keepCount();
     this.settle();
     this.sleep();
-    // A replacement forks before the collection (see collectGarbage); the
-    // collection runs now, so the next fork finds a clean heap.
-    if (this.gcDue) this.collectGarbage();
+    // A replacement forks before the collection (see spawn); the collection
+    // runs now, so the next fork finds a clean heap.
+    this.gc.collectIfDeferred();
     this.deliver();
   }
 
@@ -236,22 +220,11 @@ export class MasterImpl {
     for (const fn of this.outbox.splice(0)) fn();
   }
 
-  private drainSelfPipe(): void {
-    const buf = Buffer.allocUnsafe(64);
-    for (;;) {
-      try {
-        if (fs.readSync(this.wakeRead, buf, 0, buf.length, null) < buf.length) return;
-      } catch {
-        return; // EAGAIN: empty.
-      }
-    }
-  }
-
   /** Step 1: account for workers that exited. */
   private reap(): void {
     for (const { worker, exit } of this.exits.splice(0)) {
       this.live.delete(worker.num);
-      const h = this.historyOf(worker.num);
+      const h = this.history.of(worker.num);
       const t = now();
       const crashed =
         worker.retiring === null && (worker.readyAt === null || t - worker.readyAt < CRASH_WINDOW_MS);
@@ -275,13 +248,18 @@ export class MasterImpl {
         const err = new WorkerBootError(`prefork worker ${worker.num} (pid ${worker.pid}) ${how} before it was ready`, worker.num, worker.pid, exit.exitCode, exit.signal);
         this.notify(() => this.readyReject(err));
       }
-      if (this.ownSockets.has(worker.num) && worker.num >= this.target) this.closeOwnSockets(worker.num);
+      if (this.sockets.hasOwn(worker.num) && worker.num >= this.target) this.sockets.closeOwn(worker.num);
     }
+  }
+
+  /** Step 1b: as PID 1, reap the orphans the kernel handed us (reaper.ts). */
+  private reapOrphans(): void {
+    this.orphans.reap((pid) => this.isWorker(pid), now());
   }
 
   /** Step 2: act on the signals the handlers queued. */
   private handleSignals(): void {
-    for (const sig of this.signalQueue.splice(0)) {
+    for (const sig of this.signals.take()) {
       switch (sig) {
         case 'SIGTERM':
         case 'SIGINT':
@@ -326,16 +304,28 @@ export class MasterImpl {
     }
   }
 
-  /** Step 4: fork missing workers (lowest free num first), retire extra ones, advance a rolling restart. */
+  /** Step 4: retire extra workers, fork missing ones, advance a rolling restart. */
   private keepCount(): void {
     if (this.phase === 'stopping') return;
     for (const w of this.live.values()) if (w.num >= this.target && w.retiring === null) this.retire(w, 'scale');
-    const t = now();
-    for (let num = 0; num < this.target; num++) {
-      if (this.live.has(num) || this.historyOf(num).notBefore > t) continue;
-      this.spawn(num);
-    }
+    this.forkMissing();
     this.rollOne();
+  }
+
+  /** Forks a worker for each missing num whose backoff is over, lowest num first. */
+  private forkMissing(): void {
+    const due = this.missingNums();
+    if (due.length === 0) return;
+    for (const num of due) this.spawn(num);
+  }
+
+  private missingNums(): number[] {
+    const t = now();
+    const due: number[] = [];
+    for (let num = 0; num < this.target; num++) {
+      if (!this.live.has(num) && this.history.of(num).notBefore <= t) due.push(num);
+    }
+    return due;
   }
 
   /** A rolling restart retires one old-generation worker at a time, once every other worker is ready. */
@@ -379,8 +369,7 @@ export class MasterImpl {
     if (this.phase === 'stopped') return;
     this.cancelSleep?.();
     const t = now();
-    let next = this.beatEvery;
-    for (const h of this.history.values()) if (h.notBefore > t) next = Math.min(next, h.notBefore - t);
+    let next = Math.min(this.beatEvery, this.history.nextDue(t), this.orphans.nextDue(t));
     for (const w of this.live.values()) if (w.killAt !== null && w.killAt !== Infinity) next = Math.min(next, w.killAt - t);
     this.cancelSleep = libraryTimeout(() => {
       this.cancelSleep = null;
@@ -392,24 +381,24 @@ export class MasterImpl {
 
   private spawn(num: number): void {
     const generation = this.generation;
-    const h = this.historyOf(num);
+    const h = this.history.of(num);
     // Replacing a lost worker comes first: its collection waits for the end of this turn.
-    if (h.lost) this.gcDue = true;
-    else this.collectGarbage();
+    if (h.lost) this.gc.defer();
+    else this.gc.collect();
     h.lost = false;
     this.cfg.beforeFork?.({ num, generation });
     const shm = native.shmCreate(SHM_SLOTS);
     native.shmStore(shm, BEAT, Math.round(now()));
-    const listenFds = this.listenFdsOf(num);
+    const listenFds = this.sockets.listenFdsOf(num);
     const setup: WorkerSetup = {
       num,
       generation,
       listenFds,
-      // Not wakeRead: the master's watcher on it is inherited (and silenced);
-      // closing a polled fd under libuv aborts the child.
-      closeFds: [this.lifeWrite, ...this.otherSockets(num)],
+      // Not the self-pipe's read end: the master's watcher on it is inherited
+      // (and silenced); closing a polled fd under libuv aborts the child.
+      closeFds: [this.lifeWrite, ...this.sockets.otherSockets(num)],
       lifeRead: this.lifeRead,
-      wakeFd: this.wakeWrite,
+      wakeFd: this.pipe.writeFd,
       shm,
       beatEvery: this.beatEvery,
       timeout: this.cfg.timeout,
@@ -429,7 +418,7 @@ export class MasterImpl {
       // In the child, forkChild unwinds the master's stack; let it pass.
       if (isChildUnwind(err)) throw err;
       // EAGAIN or ENOMEM: treat like a crash, so the retry backs off.
-      const h = this.historyOf(num);
+      const h = this.history.of(num);
       h.streak++;
       h.notBefore = now() + Math.max(BACKOFF_BASE_MS, backoff(h.streak));
       this.notify(() => this.events.emit('forkError', err));
@@ -464,69 +453,9 @@ export class MasterImpl {
     w.child.kill('SIGTERM');
   }
 
-  private historyOf(num: number): NumHistory {
-    let h = this.history.get(num);
-    if (h === undefined) {
-      h = { restarts: 0, streak: 0, notBefore: 0, lost: false };
-      this.history.set(num, h);
-    }
-    return h;
-  }
-
-  /**
-   * A full collection before fork keeps copy-on-write sharing: otherwise each
-   * worker's first GC sweeps the master's garbage and writes to (so copies)
-   * the pages holding it (fork-in-node.md §10). It runs when the old
-   * generation grew since the last one, so a replacement in a quiet master
-   * forks at once (the young generation's churn does not count: it is small,
-   * and a scavenge does not sweep the old pages).
-   */
-  private collectGarbage(): void {
-    this.gcDue = false;
-    const used = oldGenerationUsed();
-    if (this.heapAfterGc >= 0 && used < this.heapAfterGc + 4 * 1024 * 1024) return;
-    const gc = fullGc();
-    gc();
-    gc();
-    this.heapAfterGc = oldGenerationUsed();
-  }
-
-  // -- sockets ---------------------------------------------------------------
-
-  private openSockets(): void {
-    const opened: Address[] = [];
-    try {
-      for (const e of this.cfg.endpoints) opened.push(openSocket(e, this.cfg.backlog, this.cfg.reusePort));
-    } catch (err) {
-      for (const a of opened) closeSocket(a);
-      throw err;
-    }
-    this.addresses.push(...opened);
-    if (this.cfg.reusePort) this.ownSockets.set(0, opened);
-  }
-
-  private listenFdsOf(num: number): number[] {
-    if (!this.cfg.reusePort) return this.addresses.map((a) => a.fd);
-    let own = this.ownSockets.get(num);
-    if (own === undefined) {
-      // Same port as num 0's socket, which may have been an ephemeral one.
-      own = this.cfg.endpoints.map((e, i) => openSocket(e, this.cfg.backlog, true, this.addresses[i].port));
-      this.ownSockets.set(num, own);
-    }
-    return own.map((a) => a.fd);
-  }
-
-  private otherSockets(num: number): number[] {
-    const out: number[] = [];
-    for (const [n, socks] of this.ownSockets) if (n !== num) for (const a of socks) out.push(a.fd);
-    return out;
-  }
-
-  private closeOwnSockets(num: number): void {
-    // num 0's sockets are `addresses`; they live as long as the master.
-    if (num === 0) return;
-    for (const a of this.ownSockets.get(num) ?? []) closeSocket({ fd: a.fd });
-    this.ownSockets.delete(num);
+  private isWorker(pid: number): boolean {
+    for (const w of this.live.values()) if (w.pid === pid) return true;
+    return false;
   }
 
   // -- stopping ----------------------------------------------------------------
@@ -544,54 +473,15 @@ export class MasterImpl {
   private finish(): void {
     this.phase = 'stopped';
     this.cancelSleep?.();
-    native.unwatch(this.wakeWatch);
-    for (const fd of [this.wakeRead, this.wakeWrite, this.lifeRead, this.lifeWrite]) native.close(fd);
-    for (const num of [...this.ownSockets.keys()]) this.closeOwnSockets(num);
-    for (const a of this.addresses) closeSocket(a);
-    for (const [sig, fn] of this.signalHandlers) process.removeListener(sig, fn);
-    this.signalHandlers.clear();
+    this.pipe.close();
+    for (const fd of [this.lifeRead, this.lifeWrite]) native.close(fd);
+    this.sockets.closeAll();
+    this.signals.uninstall();
+    this.orphans.stop();
     for (const r of this.restartWaiters.splice(0)) r.resolve();
     // Nothing forks after this point: deliver now (fail() calls this outside a turn).
     this.deliver();
     this.events.emit('stop');
     for (const resolve of this.stopWaiters.splice(0)) resolve();
   }
-
-  private installSignals(): void {
-    for (const sig of SIGNALS) {
-      const fn = (): void => {
-        this.signalQueue.push(sig);
-        this.wake();
-      };
-      this.signalHandlers.set(sig, fn);
-      process.on(sig, fn);
-    }
-  }
-}
-
-/** Consecutive crashes of one num: the first is replaced at once, then 0.1 s, 0.2 s, ... up to 10 s. */
-function backoff(streak: number): number {
-  if (streak <= 1) return 0;
-  return Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** (streak - 2));
-}
-
-function oldGenerationUsed(): number {
-  let used = 0;
-  for (const space of v8.getHeapSpaceStatistics()) if (space.space_name !== 'new_space') used += space.space_used_size;
-  return used;
-}
-
-let gcFn: (() => void) | null = null;
-
-/** global.gc when --expose-gc is on; otherwise V8's gc extension, fetched once. */
-function fullGc(): () => void {
-  if (gcFn !== null) return gcFn;
-  const g = (globalThis as { gc?: () => void }).gc;
-  if (typeof g === 'function') {
-    gcFn = g;
-  } else {
-    v8.setFlagsFromString('--expose-gc');
-    gcFn = vm.runInNewContext('gc') as () => void;
-  }
-  return gcFn;
 }

@@ -5,6 +5,8 @@
       "sources": [
         "native/binding.c",
         "native/fork.c",
+        "native/dofork.c",
+        "native/bench.c",
         "native/waiters.c",
         "native/silence.c",
         "native/inspect.c",

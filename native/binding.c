@@ -158,8 +158,26 @@ static napi_value ForkPoolEmptied(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* doforkAll(flags = 0): the madvise() calls made; flags are CF_DOFORK_* (tests). */
 static napi_value DoforkAll(napi_env env, napi_callback_info info) {
-  int r = cf_dofork_all();
+  CF__ARGS(1);
+  int64_t flags = 0;
+  if (argc > 0) cf__get_i64(env, argv[0], &flags);
+  int r = cf_dofork((int)flags);
+  CF__ERR(r);
+  return cf__int(env, r);
+}
+
+/* doforkLast(): [path, calls] of the last MADV_DOFORK pass (dofork.c). */
+static napi_value DoforkLast(napi_env env, napi_callback_info info) {
+  int calls = 0;
+  int path = cf_dofork_last(&calls);
+  return cf__pair(env, path, calls);
+}
+
+/* benchForkRoundtrip(): a bare fork + _exit + reap; returns the child's pid. */
+static napi_value BenchForkRoundtrip(napi_env env, napi_callback_info info) {
+  int r = cf_bench_fork_roundtrip();
   CF__ERR(r);
   return cf__int(env, r);
 }
@@ -687,6 +705,8 @@ static napi_value Init(napi_env env, napi_value exports) {
 #define CF__FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_enumerable, NULL}
       CF__FN("fork", Fork),
       CF__FN("doforkAll", DoforkAll),
+      CF__FN("doforkLast", DoforkLast),
+      CF__FN("benchForkRoundtrip", BenchForkRoundtrip),
       CF__FN("exit", Exit),
       CF__FN("getpid", Getpid),
       CF__FN("getppid", Getppid),
@@ -731,6 +751,13 @@ static napi_value Init(napi_env env, napi_value exports) {
   napi_set_named_property(env, flags, "SET_PDEATHSIG", cf__int(env, CF_FORK_SET_PDEATHSIG));
   napi_set_named_property(env, flags, "SKIP_WAITERS", cf__int(env, CF_FORK_SKIP_WAITERS));
   napi_set_named_property(env, exports, "FORK_FLAGS", flags);
+  napi_value dofork;
+  napi_create_object(env, &dofork);
+  napi_set_named_property(env, dofork, "RANGED", cf__int(env, CF_DOFORK_RANGED));
+  napi_set_named_property(env, dofork, "WALK", cf__int(env, CF_DOFORK_WALK));
+  napi_set_named_property(env, dofork, "FORCE_WALK", cf__int(env, CF_DOFORK_FORCE_WALK));
+  napi_set_named_property(env, dofork, "FORGET_SPECIAL", cf__int(env, CF_DOFORK_FORGET_SPECIAL));
+  napi_set_named_property(env, exports, "DOFORK", dofork);
   return exports;
 }
 

@@ -11,7 +11,12 @@ export type ShmHandle = { readonly __shm: unique symbol };
 
 export interface Native {
   fork(keepFds: number[], flags: number): number;
-  doforkAll(): number;
+  /** MADV_DOFORK over every mapping; returns the madvise() calls made. flags: DOFORK.FORCE_WALK / FORGET_SPECIAL (tests). */
+  doforkAll(flags?: number): number;
+  /** [path, calls] of the last MADV_DOFORK pass: path is DOFORK.RANGED or DOFORK.WALK (0 before the first). */
+  doforkLast(): [number, number];
+  /** Bench only: fork + _exit + reap with nothing else; returns the child's pid. */
+  benchForkRoundtrip(): number;
   exit(code: number): never;
   getpid(): number;
   getppid(): number;
@@ -58,6 +63,12 @@ export interface Native {
   threads(): Array<[number, string]>;
   /** How many threads the process has (Linux; ENOSYS elsewhere). */
   threadCount(): number;
+  readonly DOFORK: {
+    readonly RANGED: number;
+    readonly WALK: number;
+    readonly FORCE_WALK: number;
+    readonly FORGET_SPECIAL: number;
+  };
   readonly FORK_FLAGS: {
     readonly SKIP_DOFORK: number;
     readonly SKIP_SILENCE: number;

@@ -7,6 +7,7 @@
         "native/fork.c",
         "native/dofork.c",
         "native/bench.c",
+        "native/random.c",
         "native/waiters.c",
         "native/silence.c",
         "native/inspect.c",

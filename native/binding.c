@@ -175,6 +175,13 @@ static napi_value DoforkLast(napi_env env, napi_callback_info info) {
   return cf__pair(env, path, calls);
 }
 
+/* benchCpuNs(): CPU time of this process in ns. */
+static napi_value BenchCpuNs(napi_env env, napi_callback_info info) {
+  int64_t r = cf_bench_cpu_ns();
+  CF__ERR(r);
+  return cf__int(env, r);
+}
+
 /* benchForkRoundtrip(): a bare fork + _exit + reap; returns the child's pid. */
 static napi_value BenchForkRoundtrip(napi_env env, napi_callback_info info) {
   int r = cf_bench_fork_roundtrip();
@@ -473,6 +480,18 @@ static napi_value Memeq(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* randomFill(bytes: Uint8Array): fills it with fresh bytes from the kernel. */
+static napi_value RandomFill(napi_env env, napi_callback_info info) {
+  CF__ARGS(1);
+  void* data;
+  size_t len;
+  if (argc < 1 || !cf__get_bytes(env, argv[0], &data, &len))
+    return napi_throw_type_error(env, NULL, "randomFill needs a Uint8Array"), NULL;
+  int r = cf_random_fill(data, len);
+  CF__ERR(r);
+  return cf__undefined(env);
+}
+
 static void cf__shm_finalize(napi_env env, void* data, void* hint) {
   cf_shm_destroy(data);
 }
@@ -707,6 +726,8 @@ static napi_value Init(napi_env env, napi_value exports) {
       CF__FN("doforkAll", DoforkAll),
       CF__FN("doforkLast", DoforkLast),
       CF__FN("benchForkRoundtrip", BenchForkRoundtrip),
+      CF__FN("benchCpuNs", BenchCpuNs),
+      CF__FN("randomFill", RandomFill),
       CF__FN("exit", Exit),
       CF__FN("getpid", Getpid),
       CF__FN("getppid", Getppid),

@@ -37,6 +37,10 @@ int cf_dofork_last(int* calls); /* the path the last call took, 0 before the fir
 
 /* bench.c: fork + _exit + reap with nothing else, for the benchmarks. */
 int cf_bench_fork_roundtrip(void);
+int64_t cf_bench_cpu_ns(void);
+
+/* random.c: fills buf with fresh bytes from the kernel (getrandom(2)). */
+int cf_random_fill(void* buf, size_t len);
 
 /* waiters.c: condition variables whose waiting threads fork() left behind. */
 #define CF_WAITERS_MAX 64

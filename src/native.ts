@@ -15,8 +15,12 @@ export interface Native {
   doforkAll(flags?: number): number;
   /** [path, calls] of the last MADV_DOFORK pass: path is DOFORK.RANGED or DOFORK.WALK (0 before the first). */
   doforkLast(): [number, number];
+  /** Fills bytes with fresh randomness from the kernel (getrandom(2)); no OpenSSL. */
+  randomFill(bytes: Uint8Array): void;
   /** Bench only: fork + _exit + reap with nothing else; returns the child's pid. */
   benchForkRoundtrip(): number;
+  /** Bench only: CPU time this process has used, in ns. */
+  benchCpuNs(): number;
   exit(code: number): never;
   getpid(): number;
   getppid(): number;

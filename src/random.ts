@@ -101,3 +101,13 @@ export function reseedRandom(): void {
     for (let i = 0; i < 128; i++) randomUUID();
   }
 }
+
+/** Tests: whether the first fork found the UUID batch ('unknown' before it). */
+export function uuidBatchState(): 'found' | 'missing' | 'unknown' {
+  return uuidBatch === undefined ? 'unknown' : uuidBatch === null ? 'missing' : 'found';
+}
+
+/** Tests only: 'forget' makes children take the drawing path; 'reset' makes the next fork look again. */
+export function setUuidBatchForTest(state: 'forget' | 'reset'): void {
+  uuidBatch = state === 'forget' ? null : undefined;
+}

@@ -211,7 +211,7 @@ ${f(big.dofork.ranged * 1000)} µs in ${big.dofork.rangedCalls} calls vs ${f(big
 
 ### Fork latency with a busy threadpool
 
-The parent's side of a fork (\`forkChild()\` until it returns: the MADV_DOFORK pass, the waiter census, \`fork()\`),
+The parent's side of a fork (\`forkChild()\` until it returns, which includes the MADV_DOFORK pass, the waiter census and \`fork()\`),
 idle against four \`crypto.pbkdf2\` loops (20,000 iterations each, ${latency.pbkdf2Calls} calls in all) keeping the
 libuv threadpool busy. Each round measures idle, then busy. Small heap.
 

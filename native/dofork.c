@@ -5,8 +5,9 @@
  * first JavaScript instruction. Every mapping is marked DOFORK again, and
  * because V8 keeps mapping new pages, this runs before every fork.
  *
- * A 200 MB heap is about 800 mappings. Reading /proc/self/maps and calling
- * madvise() once per mapping costs 1.5 to 9 ms on a 2-core VM. The kernel
+ * A 200 MB heap is about 1,000 mappings. Reading /proc/self/maps and calling
+ * madvise() once per mapping costs 1.5 to 9 ms on a shared 2-core VM; the
+ * ranged calls below cost 0.1 to 0.3 ms there (docs/benchmarks.md). The kernel
  * applies madvise() advice to every mapping in a range, so a few calls over
  * the address space do the same work in one pass over the kernel's own VMA
  * tree. A range with holes in it still advises every mapping and then fails

@@ -2,7 +2,8 @@
 // Runs the benchmark suites in bench/*.bench.js one after another (never in
 // parallel: this machine has 2 cores) and rewrites each suite's section of
 // docs/benchmarks.md. `npm run bench` runs all; `npm run bench -- parallel`
-// runs the suites whose file name contains "parallel".
+// runs the suites whose file name contains "parallel", and `npm run bench -- fork`
+// runs fork.bench.js alone, since a filter that names a suite exactly runs only it.
 //
 // A suite is a script run as `node --single-threaded --expose-gc <file>` that
 // prints its section as Markdown on stdout. Progress goes to stderr.
@@ -18,7 +19,8 @@ const filters = process.argv.slice(2);
 const suites = fs
   .readdirSync(dir)
   .filter((f) => f.endsWith('.bench.js'))
-  .filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)))
+  // A filter that names a suite exactly runs only that suite (`fork`, not `prefork`).
+  .filter((f, _, all) => filters.length === 0 || filters.some((x) => (all.includes(`${x}.bench.js`) ? f === `${x}.bench.js` : f.includes(x))))
   .sort();
 
 if (suites.length === 0) {

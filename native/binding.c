@@ -48,8 +48,33 @@ static napi_value ForkPoolEmptied(napi_env env, napi_callback_info info) {
   return cf__bool(env, cf_fork_pool_emptied() != 0);
 }
 
+/* doforkAll(flags = 0): the madvise() calls made; flags are CF_DOFORK_* (tests). */
 static napi_value DoforkAll(napi_env env, napi_callback_info info) {
-  int r = cf_dofork_all();
+  CF__ARGS("doforkAll", 1);
+  int64_t flags = 0;
+  CF__TRY(cf__arg_opt_int(env, cf__fn, "flags", argv[0], 0, INT32_MAX, 0, &flags));
+  int r = cf_dofork((int)flags);
+  CF__ERR(r);
+  return cf__int(env, r);
+}
+
+/* doforkLast(): [path, calls] of the last MADV_DOFORK pass (dofork.c). */
+static napi_value DoforkLast(napi_env env, napi_callback_info info) {
+  int calls = 0;
+  int path = cf_dofork_last(&calls);
+  return cf__pair(env, path, calls);
+}
+
+/* benchCpuNs(): CPU time of this process in ns. */
+static napi_value BenchCpuNs(napi_env env, napi_callback_info info) {
+  int64_t r = cf_bench_cpu_ns();
+  CF__ERR(r);
+  return cf__int(env, r);
+}
+
+/* benchForkRoundtrip(): a bare fork + _exit + reap; returns the child's pid. */
+static napi_value BenchForkRoundtrip(napi_env env, napi_callback_info info) {
+  int r = cf_bench_fork_roundtrip();
   CF__ERR(r);
   return cf__int(env, r);
 }
@@ -225,6 +250,17 @@ static napi_value Memeq(napi_env env, napi_callback_info info) {
   CF__TRY(cf__arg_bytes(env, cf__fn, "a", argv[0], &a, &la));
   CF__TRY(cf__arg_bytes(env, cf__fn, "b", argv[1], &b, &lb));
   return cf__bool(env, la == lb && cf_memeq(a, b, la));
+}
+
+/* randomFill(bytes: Uint8Array): fills it with fresh bytes from the kernel. */
+static napi_value RandomFill(napi_env env, napi_callback_info info) {
+  CF__ARGS("randomFill", 1);
+  void* data;
+  size_t len;
+  CF__TRY(cf__arg_bytes(env, cf__fn, "bytes", argv[0], &data, &len));
+  int r = cf_random_fill(data, len);
+  CF__ERR(r);
+  return cf__undefined(env);
 }
 
 static void cf__shm_finalize(napi_env env, void* data, void* hint) {
@@ -463,6 +499,10 @@ static napi_value Init(napi_env env, napi_value exports) {
 #define CF__FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_enumerable, NULL}
       CF__FN("fork", Fork),
       CF__FN("doforkAll", DoforkAll),
+      CF__FN("doforkLast", DoforkLast),
+      CF__FN("benchForkRoundtrip", BenchForkRoundtrip),
+      CF__FN("benchCpuNs", BenchCpuNs),
+      CF__FN("randomFill", RandomFill),
       CF__FN("exit", Exit),
       CF__FN("getpid", Getpid),
       CF__FN("getppid", Getppid),
@@ -504,6 +544,12 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"SET_PDEATHSIG", CF_FORK_SET_PDEATHSIG},
       {"SKIP_WAITERS", CF_FORK_SKIP_WAITERS},
   };
+  const cf__const_t dofork[] = {
+      {"RANGED", CF_DOFORK_RANGED},
+      {"WALK", CF_DOFORK_WALK},
+      {"FORCE_WALK", CF_DOFORK_FORCE_WALK},
+      {"FORGET_SPECIAL", CF_DOFORK_FORGET_SPECIAL},
+  };
   const cf__const_t exit_codes[] = {
       {"UNCAUGHT", CF_EXIT_UNCAUGHT},
       {"LOOP_FORK", CF_EXIT_LOOP_FORK},
@@ -512,6 +558,7 @@ static napi_value Init(napi_env env, napi_value exports) {
   if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok ||
       !cf__set_consts(env, exports, "FORK_FLAGS", fork_flags,
                       sizeof(fork_flags) / sizeof(fork_flags[0])) ||
+      !cf__set_consts(env, exports, "DOFORK", dofork, sizeof(dofork) / sizeof(dofork[0])) ||
       !cf__set_consts(env, exports, "EXIT_CODES", exit_codes,
                       sizeof(exit_codes) / sizeof(exit_codes[0])))
     return cf__napi_fail(env);

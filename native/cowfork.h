@@ -32,7 +32,6 @@ enum {
 
 /* fork.c */
 int cf_fork(uv_loop_t* loop, const int* keep_fds, int nkeep, int flags);
-int cf_dofork_all(void);
 void cf_exit(int status);
 int cf_getpid(void);
 int cf_getppid(void);
@@ -42,6 +41,22 @@ int cf_execve(const char* path, char* const argv[], char* const envp[]);
 enum { CF_PIPE_NONBLOCK = 1 << 0 };
 int cf_pipe(int fds[2], int flags);
 int cf_close(int fd);
+/* dofork.c: MADV_DOFORK over the whole address space (a no-op off Linux).
+ * cf_dofork_all() returns how many madvise() calls it made. The flags are for
+ * tests: force the per-mapping walk, or forget the special mappings so that
+ * the ranged path fails and falls back to the walk. */
+enum { CF_DOFORK_RANGED = 1, CF_DOFORK_WALK = 2 };                /* cf_dofork_last() */
+enum { CF_DOFORK_FORCE_WALK = 1 << 0, CF_DOFORK_FORGET_SPECIAL = 1 << 1 }; /* cf_dofork() flags */
+int cf_dofork_all(void);
+int cf_dofork(int flags);
+int cf_dofork_last(int* calls); /* the path the last call took, 0 before the first */
+
+/* bench.c: fork + _exit + reap with nothing else, for the benchmarks. */
+int cf_bench_fork_roundtrip(void);
+int64_t cf_bench_cpu_ns(void);
+
+/* random.c: fills buf with fresh bytes from the kernel (getrandom(2)). */
+int cf_random_fill(void* buf, size_t len);
 
 /* waiters.c: condition variables whose waiting threads fork() left behind. */
 #define CF_WAITERS_MAX 64

@@ -17,58 +17,6 @@
 #include <sys/prctl.h>
 #endif
 
-/* Node >= 20 builds V8 with the private-mapping fork optimization: every page
- * V8 maps is MADV_DONTFORK, so a plain fork() child has no heap and dies on its
- * first JavaScript instruction. Mark every mapping DOFORK again. V8 keeps
- * mapping new pages, so this runs before every fork. */
-int cf_dofork_all(void) {
-#if defined(__linux__) && defined(MADV_DOFORK)
-  char buf[65536];
-  char line[4096];
-  size_t linelen = 0;
-  int count = 0;
-  int fd;
-  ssize_t n;
-
-  do
-    fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-  while (fd < 0 && errno == EINTR);
-  if (fd < 0) return -errno;
-
-  for (;;) {
-    do
-      n = read(fd, buf, sizeof(buf));
-    while (n < 0 && errno == EINTR);
-    if (n < 0) {
-      int err = -errno;
-      close(fd);
-      return err;
-    }
-    if (n == 0) break;
-    for (ssize_t i = 0; i < n; i++) {
-      if (buf[i] != '\n') {
-        if (linelen < sizeof(line) - 1) line[linelen++] = buf[i];
-        continue;
-      }
-      line[linelen] = '\0';
-      linelen = 0;
-      /* The kernel refuses DOFORK on these special mappings with EINVAL. */
-      if (strstr(line, "[vvar]") || strstr(line, "[vdso]") || strstr(line, "[vsyscall]"))
-        continue;
-      char* end;
-      unsigned long start = strtoul(line, &end, 16);
-      if (*end != '-') continue;
-      unsigned long stop = strtoul(end + 1, NULL, 16);
-      if (stop > start && madvise((void*)start, stop - start, MADV_DOFORK) == 0) count++;
-    }
-  }
-  close(fd);
-  return count;
-#else
-  return 0;
-#endif
-}
-
 /* Fork the process. Signals are blocked across the fork, as libuv's uv_spawn
  * does, so that no handler runs in the child before its state is repaired. The
  * loop's work-queue mutex is held across the fork so that a threadpool thread

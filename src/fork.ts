@@ -1,12 +1,12 @@
 // Forking the running Node process, and the hygiene a child needs before it
 // can run JavaScript again. docs/fork-in-node.md explains each step; every step
 // has a test that fails without it.
-import crypto from 'node:crypto';
 import os from 'node:os';
 import { ForkUnsafeError, signalName } from './errors';
 import { resetNodePools, watchInheritedWrites } from './inherited';
 import { forgetForkWarnings, noteConnectionsBeforeFork, noteThreadsBeforeFork, warnAfterFork } from './inspect';
 import { HUP, READ, native } from './native';
+import { prepareRandom, reseedRandom } from './random';
 
 const SINGLE_THREADED = new Set(['--single-threaded', '--single_threaded']);
 
@@ -160,54 +160,42 @@ function refreshIdentity(): void {
   });
 }
 
-function reseedRandom(): void {
-  // Math.random's state is in the copied heap, so every child would repeat the
-  // parent's sequence. V8 offers no reseed, so the child gets a Math.random fed
-  // by OpenSSL, which reseeds itself after fork.
-  const pool = new Uint32Array(512);
-  let next = pool.length;
-  Math.random = function random(): number {
-    if (next >= pool.length) {
-      crypto.randomFillSync(pool);
-      next = 0;
-    }
-    const hi = pool[next++] >>> 5;
-    const lo = pool[next++] >>> 6;
-    return (hi * 67108864 + lo) / 9007199254740992;
-  };
-  // crypto.randomUUID hands out UUIDs from a cached batch of 128 that lives in
-  // the copied heap. Drawing 128 passes through a refill, made in this child.
-  for (let i = 0; i < 128; i++) crypto.randomUUID();
-}
+// Signal names, looked up once in the parent so that a child does not build the list.
+const SIGNALS: ReadonlySet<string | symbol> = new Set(Object.keys(os.constants.signals));
 
 function resetSignals(): void {
   // Ctrl-C reaches the whole process group: without this every child would run
   // the parent's SIGINT listeners. Removing the last listener restores SIG_DFL.
-  for (const name of Object.keys(os.constants.signals) as NodeJS.Signals[]) {
-    if (process.listenerCount(name) > 0) process.removeAllListeners(name);
+  // Only the events that have listeners are looked at: a child pays for every
+  // page it touches (each is a copy-on-write fault).
+  for (const name of process.eventNames()) {
+    if (SIGNALS.has(name)) process.removeAllListeners(name);
   }
 }
 
+// Made once, in the parent: a child then only stores references to them.
+const onFatalEvent = (err: unknown): void => fatalHandler(err);
+// process.exit() would emit 'exit' and run libuv teardown, which aborts in a
+// forked child; leave through _exit instead.
+const childExit = ((code?: number | string | null) => {
+  const c = Number(code ?? process.exitCode ?? 0);
+  // Like Node's own process.exit, keep the code's low 32 bits.
+  return native.exit(Number.isInteger(c) ? c | 0 : 1);
+}) as typeof process.exit;
+const childReallyExit = (code: number): never => native.exit(Number.isInteger(code) ? code : 1);
+
 function routeFatalErrors(): void {
   // The parent's handlers (a test runner's, an APM's) must not run in a child.
-  process.removeAllListeners('uncaughtException');
-  process.removeAllListeners('unhandledRejection');
-  process.removeAllListeners('beforeExit');
-  process.removeAllListeners('exit');
-  process.on('uncaughtException', (err) => fatalHandler(err));
-  process.on('unhandledRejection', (err) => fatalHandler(err));
-  // process.exit() would emit 'exit' and run libuv teardown, which aborts in a
-  // forked child; leave through _exit instead.
-  process.exit = ((code?: number | string | null) => {
-    const c = Number(code ?? process.exitCode ?? 0);
-    // Like Node's own process.exit, keep the code's low 32 bits.
-    return native.exit(Number.isInteger(c) ? c | 0 : 1);
-  }) as typeof process.exit;
+  for (const name of ['uncaughtException', 'unhandledRejection', 'beforeExit', 'exit']) {
+    if (process.listenerCount(name) > 0) process.removeAllListeners(name);
+  }
+  process.on('uncaughtException', onFatalEvent);
+  process.on('unhandledRejection', onFatalEvent);
+  process.exit = childExit;
   // Code that kept a reference to the original process.exit (a test runner's
   // worker, a process manager's agent) reaches process.reallyExit, which Node
   // looks up on each call: route that through _exit too.
-  (process as unknown as { reallyExit: (code: number) => never }).reallyExit = (code: number) =>
-    native.exit(Number.isInteger(code) ? code : 1);
+  (process as unknown as { reallyExit: (code: number) => never }).reallyExit = childReallyExit;
 }
 
 function childHygiene(): void {
@@ -282,6 +270,7 @@ export function forkChild(body: () => number | Promise<number>, options: ForkOpt
   // Where there is no pidfd, the child holds the write end of a pipe: its EOF
   // is the parent's notice, without SIGCHLD and without waitpid(-1).
   const death = havePidfd() ? null : native.pipe(false);
+  prepareRandom();
   for (let i = hooks.length - 1; i >= 0; i--) hooks[i].prepare?.();
   noteThreadsBeforeFork();
   if (options.warnInheritedConnections) noteConnectionsBeforeFork(options.warnInheritedConnections);

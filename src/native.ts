@@ -16,8 +16,17 @@ export type ShmHandle = { readonly __shm: unique symbol };
 export interface Native {
   /** Forks; returns 0 in the child. Every argument is read before the fork, so one that throws forks nothing. */
   fork(keepFds: number[], flags: number): number;
-  doforkAll(): number;
   /** _exit(2): an int32; the parent sees its low 8 bits. */
+  /** MADV_DOFORK over every mapping; returns the madvise() calls made. flags: DOFORK.FORCE_WALK / FORGET_SPECIAL (tests). */
+  doforkAll(flags?: number): number;
+  /** [path, calls] of the last MADV_DOFORK pass: path is DOFORK.RANGED or DOFORK.WALK (0 before the first). */
+  doforkLast(): [number, number];
+  /** Fills bytes with fresh randomness from the kernel (getrandom(2)); no OpenSSL. */
+  randomFill(bytes: Uint8Array): void;
+  /** Bench only: fork + _exit + reap with nothing else; returns the child's pid. */
+  benchForkRoundtrip(): number;
+  /** Bench only: CPU time this process has used, in ns. */
+  benchCpuNs(): number;
   exit(code: number): never;
   getpid(): number;
   getppid(): number;
@@ -67,6 +76,12 @@ export interface Native {
   threads(): Array<[number, string]>;
   /** How many threads the process has (Linux; ENOSYS elsewhere). */
   threadCount(): number;
+  readonly DOFORK: {
+    readonly RANGED: number;
+    readonly WALK: number;
+    readonly FORCE_WALK: number;
+    readonly FORGET_SPECIAL: number;
+  };
   readonly FORK_FLAGS: {
     readonly SKIP_DOFORK: number;
     readonly SKIP_SILENCE: number;

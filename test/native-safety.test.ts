@@ -67,7 +67,7 @@ describe('napi_status is checked, and a throwing argument stops the call (§1)',
   });
 
   // Zero-argument entry points; every other one must appear in the table below.
-  const NO_ARGS = ['doforkAll', 'getpid', 'getppid', 'forkWaitersReleased', 'forkPoolEmptied', 'inheritedCount', 'inspectHandles', 'threads', 'threadCount'];
+  const NO_ARGS = ['doforkAll', 'doforkLast', 'benchForkRoundtrip', 'benchCpuNs', 'getpid', 'getppid', 'forkWaitersReleased', 'forkPoolEmptied', 'inheritedCount', 'inspectHandles', 'threads', 'threadCount'];
 
   it('every entry point rejects bad arguments with a TypeError or RangeError naming the call and the argument', () => {
     const shm = native.shmCreate(2);
@@ -131,6 +131,8 @@ describe('napi_status is checked, and a throwing argument stops the call (§1)',
             ['listenUnix', ['/tmp/x', 1.5], rangeError(/^listenUnix: backlog/)],
             ['dup', ['0'], typeError(/^dup: fd/)],
             ['inheritedPeer', [-1], rangeError(/^inheritedPeer: fd/)],
+            ['doforkAll', [-1], rangeError(/^doforkAll: flags/)],
+            ['randomFill', ['x'], typeError(/^randomFill: bytes must be a Buffer or Uint8Array/)],
           ];
           for (const [fn, args, expected] of cases) {
             expect(thrown(() => raw[fn](...args)), `${fn}(${args.map((a) => typeof a).join(', ')})`).toEqual(expected);

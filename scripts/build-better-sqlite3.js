@@ -22,20 +22,38 @@ const PKG = path.join(ROOT, 'node_modules', 'better-sqlite3');
 /** The installed package's own build, when it was built for this ABI. */
 function installedBinding() {
   const file = path.join(PKG, 'build', 'Release', 'better_sqlite3.node');
-  if (!fs.existsSync(file)) return null;
+  return fs.existsSync(file) && loads(file) ? file : null;
+}
+
+/** Whether `file` is an addon that loads in this process. */
+function loads(file) {
   try {
     // A build for another ABI throws ERR_DLOPEN_FAILED (NODE_MODULE_VERSION mismatch).
     require(file);
-    return file;
+    return true;
   } catch {
-    return null;
+    return false;
   }
 }
 
-/** The directory holding this node's headers (include/node/node.h), when it has them. */
+/**
+ * A directory whose include/node headers are this Node's ABI: the running
+ * node's own prefix first, then npm_config_nodedir (npm sets it for every
+ * version alike, so it is checked too).
+ */
 function nodeDir() {
-  const candidates = [process.env.npm_config_nodedir, path.resolve(process.execPath, '..', '..')];
-  return candidates.find((d) => d && fs.existsSync(path.join(d, 'include', 'node', 'node.h'))) ?? null;
+  const candidates = [path.resolve(process.execPath, '..', '..'), process.env.npm_config_nodedir];
+  return (
+    candidates.find((d) => {
+      if (!d) return false;
+      try {
+        const h = fs.readFileSync(path.join(d, 'include', 'node', 'node_version.h'), 'utf8');
+        return /#define NODE_MODULE_VERSION (\d+)/.exec(h)?.[1] === process.versions.modules;
+      } catch {
+        return false;
+      }
+    }) ?? null
+  );
 }
 
 function run(file, args, cwd, env) {
@@ -56,13 +74,13 @@ function betterSqlite3Binding(log = (line) => process.stderr.write(line + '\n'))
   const version = JSON.parse(fs.readFileSync(path.join(PKG, 'package.json'), 'utf8')).version;
   const cacheDir = path.join(ROOT, 'node_modules', '.cache', 'cowfork-compat', `better-sqlite3-${version}-abi${process.versions.modules}`);
   const out = path.join(cacheDir, 'better_sqlite3.node');
-  if (fs.existsSync(out)) return out;
+  if (fs.existsSync(out) && loads(out)) return out;
 
   const headers = nodeDir();
   if (!headers) {
     throw new Error(
-      `better-sqlite3: no headers for Node ${process.version} beside ${process.execPath} (include/node/node.h); ` +
-        'set npm_config_nodedir to a directory that has them',
+      `better-sqlite3: no headers for Node ${process.version} (ABI ${process.versions.modules}) beside ${process.execPath} ` +
+        '(include/node/node_version.h); set npm_config_nodedir to a directory that has them',
     );
   }
   log(`better-sqlite3 ${version}: building for Node ${process.version} (ABI ${process.versions.modules}) from ${headers}; cached in ${cacheDir}`);
@@ -96,6 +114,10 @@ function betterSqlite3Binding(log = (line) => process.stderr.write(line + '\n'))
   const tmp = `${out}.${process.pid}`;
   fs.copyFileSync(path.join(src, 'build', 'Release', 'better_sqlite3.node'), tmp);
   fs.renameSync(tmp, out);
+  if (!loads(out)) {
+    fs.rmSync(out, { force: true });
+    throw new Error(`better-sqlite3: the build for Node ${process.version} does not load (headers from ${headers})`);
+  }
   fs.rmSync(src, { recursive: true, force: true });
   return out;
 }

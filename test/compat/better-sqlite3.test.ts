@@ -16,9 +16,19 @@ import { ROOT, tempDir } from '../helpers';
 import { inChildren, preforkAnswers } from './support';
 
 const nodeRequire = createRequire(import.meta.url);
-type DatabaseCtor = typeof import('better-sqlite3');
-type Db = import('better-sqlite3').Database;
-const Database = nodeRequire('better-sqlite3') as DatabaseCtor;
+// The part of better-sqlite3's API used here (the package ships no types).
+interface Statement {
+  run(...params: unknown[]): unknown;
+  get(...params: unknown[]): unknown;
+  all(...params: unknown[]): unknown[];
+}
+interface Db {
+  prepare(sql: string): Statement;
+  exec(sql: string): void;
+  pragma(pragma: string): unknown;
+  close(): void;
+}
+const Database = nodeRequire('better-sqlite3') as new (file: string, options: { nativeBinding: string }) => Db;
 
 let binding: string | Error;
 beforeAll(() => {

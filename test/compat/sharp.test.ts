@@ -12,7 +12,7 @@ import { inChildren, preforkAnswers } from './support';
 // Loaded through Node's own require, lazily: importing sharp at the top would
 // load it before the first test.
 const nodeRequire = createRequire(import.meta.url);
-type Sharp = typeof import('sharp');
+type Sharp = typeof import('sharp').default;
 const loadSharp = (): Sharp => nodeRequire('sharp') as Sharp;
 
 /** A PNG made by sharp, then resized to 50 + i pixels wide: the output's byte count. */

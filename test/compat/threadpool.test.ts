@@ -97,7 +97,7 @@ describe('the threadpool in children while the parent keeps it busy', () => {
   }, 120_000);
 
   it('pool children: every result right, 0 stray parent callbacks', async () => {
-    const items = Array.from({ length: 40 }, (_, i) => i);
+    const items = Array.from({ length: 24 }, (_, i) => i);
     const got = await inChildren(items, threadpoolWork, 10_000);
     await stopChurn();
     expect(got).toEqual({ pool: items.map(() => 'ok'), isolation: items.map(() => 'ok') });

@@ -45,7 +45,20 @@ as_owner() {
   fi
 }
 
+# A server killed without a shutdown (a machine's processes all ended, kill -9)
+# leaves its pid file; once that pid belongs to another process, pg_ctl would
+# take the server for running and postgres would refuse to start.
+clear_stale_pidfile() {
+  local pid
+  [ -f "$DATA/postmaster.pid" ] || return 0
+  pid="$(head -n 1 "$DATA/postmaster.pid")"
+  if [ "$(ps -o comm= -p "$pid" 2>/dev/null)" != postgres ]; then
+    rm -f "$DATA/postmaster.pid"
+  fi
+}
+
 running() {
+  clear_stale_pidfile
   [ -f "$DATA/PG_VERSION" ] && as_owner "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1
 }
 
@@ -55,6 +68,8 @@ print_env() {
 
 start() {
   if running; then
+    # Running, or still starting up (another run started it a moment ago).
+    "$BIN/pg_isready" -q -h 127.0.0.1 -p "$PORT" -t 30 || die "a server runs in $DATA but does not accept connections on 127.0.0.1:$PORT"
     print_env
     return
   fi

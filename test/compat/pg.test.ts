@@ -63,15 +63,18 @@ interface Scenario {
   after: Row;
 }
 
-async function scenario(name: 'recipe' | 'bare'): Promise<Scenario> {
+async function scenario(name: 'recipe' | 'bare'): Promise<Scenario & { stderr: string }> {
   const r = await runNode(['--single-threaded', path.join(FIXTURES, 'compat-pg.js'), name, '1000'], {
     env: server(),
     timeoutMs: 40_000,
   });
   expect(r.stderr).not.toMatch(/compat-pg\.js:/);
   expect(r.code).toBe(0);
-  return JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+  return { ...JSON.parse(r.stdout.trim().split('\n').at(-1)!), stderr: r.stderr };
 }
+
+/** cowfork's one-time warning in a child that wrote to a connection it inherited. */
+const INHERITED_WARNING = 'COWFORK_INHERITED_CONNECTION';
 
 /** An inherited connection's failure, as a user sees it: at once, naming the broken socket. */
 const FAST_FAILURE = /EPIPE|ECONNRESET|Connection terminated|not queryable/;
@@ -99,6 +102,8 @@ describe('pg Pool used in the parent', () => {
     expect(s.workers.some((w) => w.served === 1)).toBe(true);
     // The parent's pool still works after all the forks.
     expect(s.after.v).toBe(100);
+    // No child ever touched an inherited connection.
+    expect(s.stderr).not.toContain(INHERITED_WARNING);
   });
 
   it('without it: a query on the inherited connection fails at once with a clear error, well inside a 1 s map timeout', async () => {
@@ -117,6 +122,10 @@ describe('pg Pool used in the parent', () => {
       else expect(w.value!.v).toBe(2 * w.served!);
     }
     expect(s.after.v).toBe(100);
+    // Each such child was told why, naming the server and the recipes.
+    const warning = s.stderr.split('\n').find((line) => line.includes(INHERITED_WARNING));
+    expect(warning).toContain(`peer 127.0.0.1:${server().PGPORT}`);
+    expect(warning).toContain('docs/recipes.md');
   });
 });
 

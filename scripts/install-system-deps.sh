@@ -9,10 +9,19 @@ if ! echo 'int main(void){return 0;}' | gcc -fsanitize=address,undefined -x c - 
   need+=(libasan8 libubsan1)
 fi
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)     # unshare and nsenter: the PID-1 tests
+# PostgreSQL for the compat tests (scripts/pg-test-server.sh runs a throwaway server).
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    if [[ " ${need[*]} " == *" postgresql "* ]]; then
+      # The tests make their own cluster: skip the package's default one (and its server on 5432).
+      mkdir -p /etc/postgresql-common/createcluster.d
+      echo 'create_main_cluster = false' >/etc/postgresql-common/createcluster.d/cowfork-no-main.conf
+    fi
+    # Nothing installed here needs to survive a power cut: skip dpkg's fsyncs.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      -o Dpkg::Options::=--force-unsafe-io "${need[@]}" >/dev/null
   else
     echo "install-system-deps: missing ${need[*]} (install them with your package manager)" >&2
   fi

@@ -48,6 +48,26 @@ static napi_value ForkPoolEmptied(napi_env env, napi_callback_info info) {
   return cf__bool(env, cf_fork_pool_emptied() != 0);
 }
 
+/* forkParentWork(): in a child, what its fork forgot of the parent's work:
+ * [finished threadpool requests dropped, the slow I/O count reset to zero
+ * (loop.c), callbacks other threads had queued for the parent dropped
+ * (immediates.c)]; -1 for each step that did not run. */
+static napi_value ForkParentWork(napi_env env, napi_callback_info info) {
+  napi_value out = NULL;
+  int64_t v[3] = {cf_fork_parent_work_dropped(), cf_fork_slow_io_reset(), cf_fork_parent_immediates_dropped()};
+  bool ok = napi_create_array_with_length(env, 3, &out) == napi_ok;
+  for (uint32_t i = 0; ok && i < 3; i++) ok = cf__set(env, out, i, cf__int(env, v[i]));
+  return ok ? out : cf__napi_fail(env);
+}
+
+/* immediatesFound(): whether this Node's cross-thread callback queue can be
+ * found, so that children can drop what other threads queued for the parent. */
+static napi_value ImmediatesFound(napi_env env, napi_callback_info info) {
+  uv_loop_t* loop;
+  CF__CHECK(napi_get_uv_event_loop(env, &loop));
+  return cf__bool(env, cf_env_immediates_found(loop) != 0);
+}
+
 /* doforkAll(flags = 0): the madvise() calls made; flags are CF_DOFORK_* (tests). */
 static napi_value DoforkAll(napi_env env, napi_callback_info info) {
   CF__ARGS("doforkAll", 1);
@@ -535,6 +555,8 @@ static napi_value Init(napi_env env, napi_value exports) {
       CF__FN("inspectHandles", InspectHandles),
       CF__FN("threads", Threads),
       CF__FN("threadCount", ThreadCount),
+      CF__FN("forkParentWork", ForkParentWork),
+      CF__FN("immediatesFound", ImmediatesFound),
 #undef CF__FN
   };
   const cf__const_t fork_flags[] = {
@@ -543,6 +565,8 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"SKIP_LOOP_FORK", CF_FORK_SKIP_LOOP_FORK},
       {"SET_PDEATHSIG", CF_FORK_SET_PDEATHSIG},
       {"SKIP_WAITERS", CF_FORK_SKIP_WAITERS},
+      {"SKIP_PARENT_WORK", CF_FORK_SKIP_PARENT_WORK},
+      {"SKIP_PARENT_IMMEDIATES", CF_FORK_SKIP_PARENT_IMMEDIATES},
   };
   const cf__const_t dofork[] = {
       {"RANGED", CF_DOFORK_RANGED},

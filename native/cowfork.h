@@ -17,7 +17,9 @@ enum {
   CF_FORK_SKIP_SILENCE = 1 << 1,   /* let the child poll inherited sockets */
   CF_FORK_SKIP_LOOP_FORK = 1 << 2, /* share the parent's epoll instance */
   CF_FORK_SET_PDEATHSIG = 1 << 3,  /* child gets SIGKILL when the parent dies */
-  CF_FORK_SKIP_WAITERS = 1 << 4    /* keep the vanished threads' condvar waiters */
+  CF_FORK_SKIP_WAITERS = 1 << 4,   /* keep the vanished threads' condvar waiters */
+  CF_FORK_SKIP_PARENT_WORK = 1 << 5,      /* let the parent's finished threadpool work run */
+  CF_FORK_SKIP_PARENT_IMMEDIATES = 1 << 6 /* let other threads' callbacks for the parent run */
 };
 
 /* Exit codes a forked child uses for cowfork's own failures, so that the
@@ -69,6 +71,22 @@ int cf_waiters_census(cf_waiters_t* w);      /* parent, just before fork */
 int cf_waiters_release(const cf_waiters_t* w); /* child: condvars re-initialized */
 int cf_fork_pool_emptied(void);              /* child: 1 if Node's worker pool now reports 0 threads */
 int cf_fork_waiters_released(void);          /* child: that count for its fork, or -1 */
+
+/* loop.c: the parent's threadpool work, forgotten in the child. */
+void cf_loop_before_fork(void);              /* parent: finds libuv's slow I/O count, once */
+int cf_loop_forget_parent_work(uv_loop_t* loop);
+int cf_fork_parent_work_dropped(void);       /* child: requests dropped by its fork, or -1 */
+int cf_fork_slow_io_reset(void);             /* child: the slow I/O count its fork reset, or -1 */
+
+/* symbols.c: a file-local variable of the ELF object holding in_object, by
+ * name and size, from its symbol table; 0 when there is not exactly one. */
+uintptr_t cf_static_address(uintptr_t in_object, const char* name, size_t size);
+
+/* immediates.c: callbacks other threads queued for the parent's main thread
+ * (Node's threadsafe immediates), dropped in the child. */
+int cf_env_forget_parent_immediates(uv_loop_t* loop);
+int cf_env_immediates_found(uv_loop_t* loop); /* 1 if this Node's queue can be found */
+int cf_fork_parent_immediates_dropped(void); /* child: callbacks dropped by its fork, or -1 */
 
 /* silence.c: inherited connections are dead in the child (writes fail with
  * EPIPE, reads never complete); other inherited I/O is quiet. */

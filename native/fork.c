@@ -40,6 +40,8 @@ int cf_fork(uv_loop_t* loop, const int* keep_fds, int nkeep, int flags) {
     if (err < 0) return err;
   }
 
+  if (!(flags & CF_FORK_SKIP_PARENT_WORK)) cf_loop_before_fork();
+
   /* Program failures stay deliverable, as in libuv's uv_spawn: a fault in
    * the child's repairs must kill it at once through the normal handlers, not
    * be forced past a mask (or, for SIGABRT, left pending) while it hangs. */
@@ -62,6 +64,8 @@ int cf_fork(uv_loop_t* loop, const int* keep_fds, int nkeep, int flags) {
 
   if (pid == 0) {
     cf_waiters_release(&waiters);
+    if (!(flags & CF_FORK_SKIP_PARENT_WORK)) cf_loop_forget_parent_work(loop);
+    if (!(flags & CF_FORK_SKIP_PARENT_IMMEDIATES)) cf_env_forget_parent_immediates(loop);
 #if defined(__linux__)
     if (flags & CF_FORK_SET_PDEATHSIG) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);

@@ -72,12 +72,18 @@ export class ResultIntegrityError extends CowforkError {
   }
 }
 
+// Where two names share a number, the one users know: signal 6 is SIGABRT
+// (abort(), failed assertions), not its alias SIGIOT; 29 on Linux is SIGIO,
+// not SIGPOLL.
+const PREFERRED_SIGNALS = new Set(['SIGABRT', 'SIGIO', 'SIGCHLD', 'SIGSYS']);
 const signalNames = new Map<number, NodeJS.Signals>();
 export function signalName(signo: number): NodeJS.Signals | null {
   if (signo === 0) return null;
   if (signalNames.size === 0) {
     const { signals } = require('node:os').constants as typeof import('node:os').constants;
-    for (const [name, num] of Object.entries(signals)) signalNames.set(num, name as NodeJS.Signals);
+    for (const [name, num] of Object.entries(signals)) {
+      if (!signalNames.has(num) || PREFERRED_SIGNALS.has(name)) signalNames.set(num, name as NodeJS.Signals);
+    }
   }
   return signalNames.get(signo) ?? (`SIG${signo}` as NodeJS.Signals);
 }

@@ -271,12 +271,13 @@ export function forkChild(body: () => number | Promise<number>, options: ForkOpt
   // is the parent's notice, without SIGCHLD and without waitpid(-1).
   const death = havePidfd() ? null : native.pipe(false);
   prepareRandom();
+  warnIfImmediatesUnknown();
   for (let i = hooks.length - 1; i >= 0; i--) hooks[i].prepare?.();
   noteThreadsBeforeFork();
   if (options.warnInheritedConnections) noteConnectionsBeforeFork(options.warnInheritedConnections);
   let pid: number;
   try {
-    const flags = (options.unsafeFlags ?? 0) | (options.dieWithParent ? native.FORK_FLAGS.SET_PDEATHSIG : 0);
+    const flags = (options.unsafeFlags ?? 0) | testUnsafeFlags() | (options.dieWithParent ? native.FORK_FLAGS.SET_PDEATHSIG : 0);
     pid = native.fork(options.keepFds ?? [], flags);
   } catch (err) {
     if (death) death.forEach((fd) => native.close(fd));
@@ -299,6 +300,33 @@ export function forkChild(body: () => number | Promise<number>, options: ForkOpt
     }
   }
   return watchChild(pid, death ? death[0] : native.pidfdOpen(pid));
+}
+
+/**
+ * COWFORK_TEST_UNSAFE_FLAGS: FORK_FLAGS bits a test sets so that a hazard
+ * shows through the public API (map, prefork). Never set it otherwise.
+ */
+function testUnsafeFlags(): number {
+  return Number(process.env.COWFORK_TEST_UNSAFE_FLAGS) | 0;
+}
+
+let immediatesChecked = false;
+
+/**
+ * Children drop the callbacks other threads had queued for the parent (a
+ * finished worker_thread's join, above all). Node has no API for that queue,
+ * so the native side finds it by its layout; where it cannot, say so once.
+ */
+function warnIfImmediatesUnknown(): void {
+  if (immediatesChecked) return;
+  immediatesChecked = true;
+  if (native.immediatesFound()) return;
+  process.emitWarning(
+    `cowfork: Node ${process.version}'s queue of callbacks from other threads was not found, so children ` +
+      'may run the parent\'s: a child forked just after a worker_thread finished can abort. ' +
+      'Wait for a Worker\'s \'exit\' event before forking (see docs/hazards.md).',
+    { code: 'COWFORK_IMMEDIATES_UNKNOWN' },
+  );
 }
 
 let pidfdWorks: boolean | undefined;

@@ -66,6 +66,10 @@ export interface Native {
   forkWaitersReleased(): number;
   /** In a forked child: whether its fork made Node's V8 worker pool report zero threads (so V8 posts it nothing). */
   forkPoolEmptied(): boolean;
+  /** In a forked child: [the parent's finished threadpool requests its fork dropped, the slow I/O count it reset, callbacks other threads had queued for the parent that it dropped]; -1 where not done. */
+  forkParentWork(): [number, number, number];
+  /** Whether this Node's queue of callbacks from other threads can be found, so children can drop the parent's. */
+  immediatesFound(): boolean;
   /** In a forked child: the peer address of the parent's connection that fd was, or null. */
   inheritedPeer(fd: number): string | null;
   /** In a forked child: how many of the parent's connections it inherited (dead: writes fail with EPIPE). */
@@ -88,6 +92,8 @@ export interface Native {
     readonly SKIP_LOOP_FORK: number;
     readonly SET_PDEATHSIG: number;
     readonly SKIP_WAITERS: number;
+    readonly SKIP_PARENT_WORK: number;
+    readonly SKIP_PARENT_IMMEDIATES: number;
   };
   /** Exit codes of a forked child that cowfork itself failed (native/cowfork.h); describeExit() names them. */
   readonly EXIT_CODES: {

@@ -1,0 +1,341 @@
+/* Callbacks that other threads handed to the parent's main thread.
+ *
+ * Node's Environment keeps a queue of "threadsafe immediates": callbacks that
+ * another thread queues for the main thread (SetImmediateThreadsafe), and that
+ * the main thread runs on its next check phase or when task_queues_async_
+ * fires. A worker_thread's last act is to queue one that joins the thread and
+ * emits 'exit'. fork() copies that queue. A child forked after a Worker
+ * finished, but before the parent ran that callback, joins a thread it does
+ * not have. glibc has put the vanished thread's descriptor in its stack cache,
+ * so the child's own next thread gets the same pthread_t: the inherited join
+ * waits for the child's Worker instead, and that Worker's own join then fails
+ * with ESRCH. Worker::JoinThread checks the result, and the child aborts
+ * (SIGABRT, usually in its second Worker).
+ *
+ * libuv's uv_loop_fork() already clears the async handle's pending flag (since
+ * libuv 1.45); Node's queue is what survives. Everything in it, and in the
+ * interrupt queue next to it, was handed over by threads the child does not
+ * have, for the parent. So the child empties both. The callbacks are leaked,
+ * neither run nor destroyed: destroying the Worker's would run ~Worker, which
+ * checks that the thread was joined.
+ *
+ * Node has no API for this queue, so this reads its private layout, checked
+ * on Node 20, 22, 24 and 26. The Environment is found by its five libuv handles, which are
+ * declared in a row (immediate check, immediate idle, idle prepare, idle check,
+ * task_queues_async_). A few kilobytes after them come, also in a row: the
+ * main thread's own immediates, the mutex, the threadsafe queue, the interrupt
+ * queue and a bool that is true once libuv is set up. Each queue is
+ * { size, head, tail }, and each callback is { vtable, flags, next }. A match
+ * needs all of that to hold, with every callback's vtable inside the image
+ * that holds task_queues_async_'s callback (Node's), and must be the only
+ * match; otherwise nothing is written. Memory is
+ * read through a pipe, so a wrong guess gets EFAULT instead of a crash. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "cowfork.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#if defined(__linux__)
+#include <link.h>
+#else
+#include <dlfcn.h>
+#endif
+
+/* How far past task_queues_async_ the queues may lie. Measured: 1.7 KB on
+ * Node 20, 2.0 KB on Node 26. */
+#define CF__SCAN_BYTES 8192
+#define CF__MAX_CALLBACKS 4096
+
+static int cf__dropped = -1;
+
+int cf_fork_parent_immediates_dropped(void) {
+  return cf__dropped;
+}
+
+/* Node's CallbackQueue<void, Environment*>. */
+typedef struct {
+  uintptr_t size; /* std::atomic<size_t> */
+  uintptr_t head; /* std::unique_ptr<Callback> */
+  uintptr_t tail;
+} cf__queue_t;
+
+/* The run of Environment members this file looks for. */
+typedef struct {
+  cf__queue_t own; /* native_immediates_: the main thread's own */
+  uv_mutex_t mutex;
+  cf__queue_t threadsafe;
+  cf__queue_t interrupts;
+  unsigned char initialized; /* task_queues_async_initialized_ */
+} cf__immediates_t;
+
+typedef struct {
+  int probe[2];      /* a pipe: write() from an address reads it safely */
+  uintptr_t lo, hi;  /* the loaded object that holds Node's code */
+} cf__reader_t;
+
+/* Copies len bytes at address src into dst. Returns 0, or -1 when any of it
+ * is unreadable (write() reports EFAULT instead of faulting). */
+static int cf__read(cf__reader_t* r, void* dst, uintptr_t src, size_t len) {
+  ssize_t n;
+  size_t got = 0;
+  if (src == 0) return -1;
+  do
+    n = write(r->probe[1], (const void*)src, len);
+  while (n < 0 && errno == EINTR);
+  if (n != (ssize_t)len) {
+    /* A partial write leaves bytes behind; drain them. */
+    char sink[512];
+    while (n > 0) {
+      ssize_t m = read(r->probe[0], sink, (size_t)n < sizeof(sink) ? (size_t)n : sizeof(sink));
+      if (m <= 0) break;
+      n -= m;
+    }
+    return -1;
+  }
+  while (got < len) {
+    do
+      n = read(r->probe[0], (char*)dst + got, len - got);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) return -1;
+    got += (size_t)n;
+  }
+  return 0;
+}
+
+#if defined(__linux__)
+typedef struct {
+  uintptr_t target, lo, hi;
+} cf__image_t;
+
+static int cf__image_cb(struct dl_phdr_info* info, size_t size, void* arg) {
+  cf__image_t* img = arg;
+  uintptr_t lo = UINTPTR_MAX, hi = 0;
+  (void)size;
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr)* ph = &info->dlpi_phdr[i];
+    if (ph->p_type != PT_LOAD) continue;
+    uintptr_t start = info->dlpi_addr + ph->p_vaddr;
+    if (start < lo) lo = start;
+    if (start + ph->p_memsz > hi) hi = start + ph->p_memsz;
+  }
+  if (img->target < lo || img->target >= hi) return 0;
+  img->lo = lo;
+  img->hi = hi;
+  return 1;
+}
+#endif
+
+/* The address range of the executable or library that holds `code`: Node's,
+ * and so the vtables of its callbacks. */
+static int cf__image_of(uintptr_t target, uintptr_t* lo, uintptr_t* hi) {
+#if defined(__linux__)
+  cf__image_t img = {target, 0, 0};
+  if (!dl_iterate_phdr(cf__image_cb, &img)) return -1;
+  *lo = img.lo;
+  *hi = img.hi;
+#else
+  Dl_info info;
+  if (!dladdr((void*)target, &info)) return -1;
+  /* Without the segment table, accept the next 1 GiB past the image's base. */
+  *lo = (uintptr_t)info.dli_fbase;
+  *hi = *lo + ((uintptr_t)1 << 30);
+#endif
+  return 0;
+}
+
+static int cf__in_image(const cf__reader_t* r, uintptr_t p) {
+  return p >= r->lo && p < r->hi && p % sizeof(uintptr_t) == 0;
+}
+
+/* The number of callbacks in a well-formed queue: 0 when empty, or -1. */
+static long cf__queue_len(cf__reader_t* r, const cf__queue_t* q) {
+  if (q->head == 0 && q->tail == 0 && q->size == 0) return 0;
+  if (q->head == 0 || q->tail == 0 || q->size == 0 || q->size > CF__MAX_CALLBACKS) return -1;
+  uintptr_t cb = q->head;
+  for (uintptr_t i = 1;; i++) {
+    uintptr_t words[3], vtable[3];
+    /* { vtable, flags (kUnrefed = 0, kRefed = 1), next } */
+    if (cb % sizeof(uintptr_t) != 0 || cf__read(r, words, cb, sizeof(words)) != 0) return -1;
+    if (!cf__in_image(r, words[0]) || (uint32_t)words[1] > 1) return -1;
+    /* The vtable's entries: two destructors, then Call(). */
+    if (cf__read(r, vtable, words[0], sizeof(vtable)) != 0 || !cf__in_image(r, vtable[2])) return -1;
+    if (i == q->size) return cb == q->tail && words[2] == 0 ? (long)i : -1;
+    cb = words[2];
+  }
+}
+
+/* The mutex: 0 when free, 1 when a thread (one the child does not have) held
+ * it at the fork, -1 when the bytes do not look like a libuv mutex. Only
+ * glibc's layout is known; elsewhere any bytes pass. */
+static int cf__mutex_state(const uv_mutex_t* m) {
+#if defined(__GLIBC__)
+  const int* w = (const int*)m; /* __lock, __count, __owner, __nusers, __kind */
+  /* libuv makes a default mutex, or an error-checking one in debug builds. */
+  if ((w[4] != 0 && w[4] != PTHREAD_MUTEX_ERRORCHECK) || w[1] != 0) return -1;
+  if (w[0] == 0) return w[2] == 0 && w[3] == 0 ? 0 : -1;
+  return (w[0] == 1 || w[0] == 2) && w[2] > 0 && w[3] >= 1 ? 1 : -1;
+#else
+  (void)m;
+  return 0;
+#endif
+}
+
+/* Releases a mutex held by a thread that does not exist in this process. */
+static void cf__mutex_forget_owner(uv_mutex_t* m) {
+#if defined(__GLIBC__)
+  int* w = (int*)m;
+  w[0] = w[1] = w[2] = w[3] = 0; /* __kind stays */
+#else
+  (void)m;
+#endif
+}
+
+/* Whether the bytes at `at` are the run of members, and the threadsafe
+ * queue is either well-formed or was mid-update under a held mutex. */
+static int cf__is_immediates(cf__reader_t* r, const cf__immediates_t* c) {
+  if (c->initialized != 1) return 0;
+  int locked = cf__mutex_state(&c->mutex);
+  if (locked < 0) return 0;
+  if (cf__queue_len(r, &c->own) < 0 || cf__queue_len(r, &c->interrupts) < 0) return 0;
+  if (cf__queue_len(r, &c->threadsafe) >= 0) return 1;
+  return locked == 1 && c->threadsafe.size <= CF__MAX_CALLBACKS;
+}
+
+typedef struct {
+  uintptr_t addr;
+  uv_handle_type type;
+} cf__handle_t;
+
+typedef struct {
+  size_t n, cap;
+  cf__handle_t* all;
+} cf__handles_t;
+
+static void cf__collect(uv_handle_t* h, void* arg) {
+  cf__handles_t* hs = arg;
+  if (hs->n == hs->cap) {
+    size_t cap = hs->cap ? 2 * hs->cap : 256;
+    cf__handle_t* all = realloc(hs->all, cap * sizeof(*all));
+    if (all == NULL) return;
+    hs->all = all;
+    hs->cap = cap;
+  }
+  hs->all[hs->n].addr = (uintptr_t)h;
+  hs->all[hs->n++].type = h->type;
+}
+
+static int cf__by_addr(const void* a, const void* b) {
+  uintptr_t x = ((const cf__handle_t*)a)->addr, y = ((const cf__handle_t*)b)->addr;
+  return x < y ? -1 : x > y;
+}
+
+static int cf__handle_is(const cf__handles_t* hs, uintptr_t p, uv_handle_type type) {
+  cf__handle_t key = {p, UV_UNKNOWN_HANDLE};
+  const cf__handle_t* h = bsearch(&key, hs->all, hs->n, sizeof(key), cf__by_addr);
+  return h != NULL && h->type == type;
+}
+
+/* The Environment's task_queues_async_: the last of five handles that each
+ * directly follow the one before. 0 unless there is exactly one such run. */
+static uintptr_t cf__find_async(uv_loop_t* loop) {
+  cf__handles_t hs = {0, 0, NULL};
+  uintptr_t async = 0;
+  int runs = 0;
+  uv_walk(loop, cf__collect, &hs);
+  qsort(hs.all, hs.n, sizeof(*hs.all), cf__by_addr);
+  for (size_t i = 0; i < hs.n; i++) {
+    if (hs.all[i].type != UV_CHECK) continue;
+    uintptr_t idle = hs.all[i].addr + sizeof(uv_check_t);
+    uintptr_t prepare = idle + sizeof(uv_idle_t);
+    uintptr_t check = prepare + sizeof(uv_prepare_t);
+    uintptr_t next = check + sizeof(uv_check_t);
+    if (cf__handle_is(&hs, idle, UV_IDLE) && cf__handle_is(&hs, prepare, UV_PREPARE) &&
+        cf__handle_is(&hs, check, UV_CHECK) && cf__handle_is(&hs, next, UV_ASYNC)) {
+      async = next;
+      runs++;
+    }
+  }
+  free(hs.all);
+  return runs == 1 ? async : 0;
+}
+
+/* Where the run is, once found: the Environment does not move, and a child
+ * inherits this from the parent that looked. */
+static uintptr_t cf__run;
+static uintptr_t cf__image_lo, cf__image_hi;
+
+/* The address of the member run, or 0 when there is not exactly one. */
+static uintptr_t cf__locate(cf__reader_t* r, uv_loop_t* loop) {
+  static unsigned char window[CF__SCAN_BYTES + sizeof(cf__immediates_t)];
+  uintptr_t async = cf__find_async(loop);
+  uintptr_t found = 0;
+  int matches = 0;
+
+  if (async == 0) return 0;
+  if (cf__image_of((uintptr_t)((uv_async_t*)async)->async_cb, &r->lo, &r->hi) != 0) return 0;
+  uintptr_t from = async + sizeof(uv_async_t);
+  from = (from + sizeof(uintptr_t) - 1) & ~(uintptr_t)(sizeof(uintptr_t) - 1);
+  size_t len = sizeof(window);
+  /* The Environment may end before the window does; shrink to what reads. */
+  while (len > sizeof(cf__immediates_t) && cf__read(r, window, from, len) != 0) len /= 2;
+  if (len <= sizeof(cf__immediates_t)) return 0;
+  for (size_t off = 0; off + sizeof(cf__immediates_t) <= len; off += sizeof(uintptr_t)) {
+    cf__immediates_t c;
+    memcpy(&c, window + off, sizeof(c));
+    if (!cf__is_immediates(r, &c)) continue;
+    found = from + off;
+    matches++;
+  }
+  return matches == 1 ? found : 0;
+}
+
+static int cf__reader_open(cf__reader_t* r) {
+  /* Non-blocking: a write larger than the pipe's buffer must fail, not block. */
+  if (cf_pipe(r->probe, CF_PIPE_NONBLOCK) != 0) return -1;
+  r->lo = cf__image_lo;
+  r->hi = cf__image_hi;
+  return 0;
+}
+
+static void cf__reader_close(cf__reader_t* r) {
+  cf_close(r->probe[0]);
+  cf_close(r->probe[1]);
+}
+
+int cf_env_immediates_found(uv_loop_t* loop) {
+  cf__reader_t r;
+  if (cf__run != 0) return 1;
+  if (cf__reader_open(&r) != 0) return 0;
+  cf__run = cf__locate(&r, loop);
+  cf__image_lo = r.lo;
+  cf__image_hi = r.hi;
+  cf__reader_close(&r);
+  return cf__run != 0;
+}
+
+int cf_env_forget_parent_immediates(uv_loop_t* loop) {
+  cf__reader_t r;
+  cf__immediates_t* c = NULL;
+  if (cf__reader_open(&r) != 0) return cf__dropped = -1;
+  if (cf__run != 0) {
+    /* Where the parent found it; check that it still reads as the run. */
+    cf__immediates_t copy;
+    if (cf__read(&r, &copy, cf__run, sizeof(copy)) == 0 && cf__is_immediates(&r, &copy)) c = (cf__immediates_t*)cf__run;
+  } else {
+    c = (cf__immediates_t*)cf__locate(&r, loop);
+  }
+  cf__reader_close(&r);
+  if (c == NULL) return cf__dropped = -1;
+  cf__dropped = (int)(c->threadsafe.size + c->interrupts.size);
+  memset(&c->threadsafe, 0, sizeof(c->threadsafe));
+  memset(&c->interrupts, 0, sizeof(c->interrupts));
+  /* Held by a thread that does not exist here: it would never be released. */
+  if (cf__mutex_state(&c->mutex) == 1) cf__mutex_forget_owner(&c->mutex);
+  return cf__dropped;
+}

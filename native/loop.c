@@ -1,0 +1,81 @@
+/* The parent's threadpool work, in a child's copy of the loop.
+ *
+ * libuv's threadpool threads put each finished request on loop->wq and wake
+ * the loop through loop->wq_async; the loop thread then runs each request's
+ * completion callback (uv__work_done). fork() copies loop->wq with whatever
+ * the parent had not yet collected. uv_loop_fork() clears wq_async's pending
+ * flag, but not the queue, so the child's first threadpool completion of its
+ * own also ran the parent's: fs callbacks of the parent ran in children, up to
+ * 8 per child while the parent kept 8 fs.stat calls in flight.
+ *
+ * The parent's requests in flight at the fork, all of them the parent's:
+ *  - finished but not collected (on loop->wq): dropped here, never run;
+ *  - running on a pool thread: the thread does not exist in the child, so the
+ *    request never finishes there;
+ *  - queued but not started (libuv's process-wide queue): libuv's atfork
+ *    handler makes the child's first submission re-create the pool and its
+ *    queue, so these are forgotten too.
+ * Each still counts in loop->active_reqs. The dropped ones are subtracted
+ * here; the other two kinds cannot be counted from outside libuv and keep
+ * the child's loop alive, which a cowfork child never waits on (it leaves
+ * through _exit). In the parent every request completes as usual.
+ *
+ * One more count outlives the running requests. libuv runs at most half its
+ * pool on "slow I/O" (getaddrinfo, getnameinfo: dns.lookup) and counts the
+ * running ones in a file-local slow_io_work_running, which its post-fork
+ * re-initialization does not reset. A child forked while the parent had two
+ * lookups running kept a count of two that no thread would ever lower, and
+ * every dns.lookup in it waited forever. The child sets the count to zero;
+ * it is found by name in Node's symbol table (symbols.c), once, before the
+ * first fork.
+ *
+ * loop->wq and loop->active_reqs are in uv.h's public struct; their layout is
+ * the same in libuv 1.46 to 1.52 (Node 20 to 26). cf_fork holds wq_mutex
+ * across fork(), so the copied queue is consistent. */
+#include "cowfork.h"
+
+static int cf__dropped = -1;
+static unsigned int* cf__slow_io_running;
+static int cf__slow_io_looked_up;
+static int cf__slow_io_reset = -1;
+
+int cf_fork_parent_work_dropped(void) {
+  return cf__dropped;
+}
+
+int cf_fork_slow_io_reset(void) {
+  return cf__slow_io_reset;
+}
+
+void cf_loop_before_fork(void) {
+  if (cf__slow_io_looked_up) return;
+  cf__slow_io_looked_up = 1;
+  cf__slow_io_running = (unsigned int*)cf_static_address((uintptr_t)&uv_default_loop, "slow_io_work_running",
+                                                         sizeof(unsigned int));
+}
+
+int cf_loop_forget_parent_work(uv_loop_t* loop) {
+  struct uv__queue* head = &loop->wq;
+  int n = 0;
+
+  /* No pool thread exists in the child yet, so none can be running slow I/O.
+   * A count above the largest pool libuv makes is not that variable. */
+  if (cf__slow_io_running != NULL && *cf__slow_io_running <= 1024) {
+    cf__slow_io_reset = (int)*cf__slow_io_running;
+    *cf__slow_io_running = 0;
+  }
+
+  while (head->next != head) {
+    struct uv__queue* q = head->next;
+    q->next->prev = q->prev;
+    q->prev->next = q->next;
+    /* Linked to itself, as libuv leaves a request it has taken off a queue:
+     * uv_cancel() then reports EBUSY instead of unlinking it again. */
+    q->next = q;
+    q->prev = q;
+    n++;
+  }
+  /* Each dropped request was registered once when it was submitted. */
+  loop->active_reqs.count -= (unsigned)n < loop->active_reqs.count ? (unsigned)n : loop->active_reqs.count;
+  return cf__dropped = n;
+}

@@ -557,6 +557,10 @@ static napi_value Init(napi_env env, napi_value exports) {
       CF__FN("threadCount", ThreadCount),
       CF__FN("forkParentWork", ForkParentWork),
       CF__FN("immediatesFound", ImmediatesFound),
+      CF__FN("forkCensusPasses", cf__ForkCensusPasses),
+      CF__FN("forkPoolLocated", cf__ForkPoolLocated),
+      CF__FN("testPark", cf__TestPark),
+      CF__FN("testUnpark", cf__TestUnpark),
 #undef CF__FN
   };
   const cf__const_t fork_flags[] = {
@@ -567,6 +571,8 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"SKIP_WAITERS", CF_FORK_SKIP_WAITERS},
       {"SKIP_PARENT_WORK", CF_FORK_SKIP_PARENT_WORK},
       {"SKIP_PARENT_IMMEDIATES", CF_FORK_SKIP_PARENT_IMMEDIATES},
+      {"SKIP_COND_RESET", CF_FORK_SKIP_COND_RESET},
+      {"SKIP_POOL", CF_FORK_SKIP_POOL},
   };
   const cf__const_t dofork[] = {
       {"RANGED", CF_DOFORK_RANGED},

@@ -96,6 +96,13 @@ extern const napi_type_tag cf__shm_tag;
 bool cf__arg_handle(napi_env env, const char* fn, const char* name, napi_value v,
                     const napi_type_tag* tag, const char* kind, void** out);
 
+/* binding_pool.c */
+extern const napi_type_tag cf__park_tag;
+napi_value cf__ForkCensusPasses(napi_env env, napi_callback_info info);
+napi_value cf__ForkPoolLocated(napi_env env, napi_callback_info info);
+napi_value cf__TestPark(napi_env env, napi_callback_info info);
+napi_value cf__TestUnpark(napi_env env, napi_callback_info info);
+
 /* binding_watch.c */
 napi_value cf__Watch(napi_env env, napi_callback_info info);
 napi_value cf__WatchUpdate(napi_env env, napi_callback_info info);

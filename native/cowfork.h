@@ -19,7 +19,11 @@ enum {
   CF_FORK_SET_PDEATHSIG = 1 << 3,  /* child gets SIGKILL when the parent dies */
   CF_FORK_SKIP_WAITERS = 1 << 4,   /* keep the vanished threads' condvar waiters */
   CF_FORK_SKIP_PARENT_WORK = 1 << 5,      /* let the parent's finished threadpool work run */
-  CF_FORK_SKIP_PARENT_IMMEDIATES = 1 << 6 /* let other threads' callbacks for the parent run */
+  CF_FORK_SKIP_PARENT_IMMEDIATES = 1 << 6, /* let other threads' callbacks for the parent run */
+  /* Leave the condvars alone, as where glibc's layout is not recognized
+   * (glibc 2.41+, musl): only the layout-independent pool emptying runs. */
+  CF_FORK_SKIP_COND_RESET = 1 << 7,
+  CF_FORK_SKIP_POOL = 1 << 8 /* leave the child's V8 worker pool its vanished threads */
 };
 
 /* Exit codes a forked child uses for cowfork's own failures, so that the
@@ -60,17 +64,34 @@ int64_t cf_bench_cpu_ns(void);
 /* random.c: fills buf with fresh bytes from the kernel (getrandom(2)). */
 int cf_random_fill(void* buf, size_t len);
 
-/* waiters.c: condition variables whose waiting threads fork() left behind. */
-#define CF_WAITERS_MAX 64
+/* waiters.c: the threads fork() leaves behind. The parent takes a census and
+ * decides, reading only through cf_peek(); the child only writes. */
+#define CF_RESET_MAX 8
 typedef struct {
-  int n;
-  uintptr_t addr[CF_WAITERS_MAX]; /* futex words other threads are blocked on */
-  uintptr_t sp[CF_WAITERS_MAX];   /* and each one's stack pointer */
-} cf_waiters_t;
-int cf_waiters_census(cf_waiters_t* w);      /* parent, just before fork */
-int cf_waiters_release(const cf_waiters_t* w); /* child: condvars re-initialized */
-int cf_fork_pool_emptied(void);              /* child: 1 if Node's worker pool now reports 0 threads */
-int cf_fork_waiters_released(void);          /* child: that count for its fork, or -1 */
+  int nreset;
+  uintptr_t reset[CF_RESET_MAX]; /* glibc condvars to re-initialize */
+  uintptr_t pool_end;            /* where Node's V8 pool keeps its vector's end, or 0 */
+  uintptr_t pool_begin;          /* the vector's begin: stored at pool_end, it empties the pool */
+} cf_fork_plan_t;
+int cf_waiters_census(cf_fork_plan_t* plan, int flags); /* parent, just before fork */
+int cf_waiters_release(const cf_fork_plan_t* plan);     /* child: condvars re-initialized */
+int cf_fork_pool_emptied(void);     /* child: 1 if Node's worker pool now reports 0 threads */
+int cf_fork_waiters_released(void); /* child: that count for its fork, or -1 */
+int cf_fork_census_passes(void);    /* parent: passes its last census took (1 = no wait) */
+int cf_fork_pool_located(void);     /* parent: 1 found, 0 not yet, -ENOENT not there, -ENOSYS no census */
+
+/* peek.c: memory that may be unmapped or PROT_NONE, through the kernel. */
+ssize_t cf_peek(uintptr_t addr, void* dst, size_t len); /* bytes read from addr on, or -errno */
+int cf_peek_all(uintptr_t addr, void* dst, size_t len); /* 1 if all len bytes were read */
+int cf_poke(uintptr_t addr, const void* src, size_t len);
+
+/* testhooks.c, for tests only: a thread parked on the first word of a page
+ * whose predecessor is PROT_NONE or unmapped. */
+enum { CF_TEST_PARK_PROT_NONE = 0, CF_TEST_PARK_HOLE = 1 };
+typedef struct cf_test_park_s cf_test_park_t;
+int cf_test_park(int kind, cf_test_park_t** out, uintptr_t* word);
+int cf_test_unpark(cf_test_park_t* p); /* -EINVAL the second time */
+void cf_test_park_free(cf_test_park_t* p);
 
 /* loop.c: the parent's threadpool work, forgotten in the child. */
 void cf_loop_before_fork(void);              /* parent: finds libuv's slow I/O count, once */

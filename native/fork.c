@@ -27,7 +27,7 @@
  * runs again. */
 int cf_fork(uv_loop_t* loop, const int* keep_fds, int nkeep, int flags) {
   sigset_t all, saved;
-  cf_waiters_t waiters = {0};
+  cf_fork_plan_t plan = {0};
   int err = 0;
   pid_t pid;
 #if defined(__linux__)
@@ -54,7 +54,7 @@ int cf_fork(uv_loop_t* loop, const int* keep_fds, int nkeep, int flags) {
   sigdelset(&all, SIGTRAP);
   sigdelset(&all, SIGSYS);
   if ((err = pthread_sigmask(SIG_SETMASK, &all, &saved)) != 0) return -err;
-  if (!(flags & CF_FORK_SKIP_WAITERS)) cf_waiters_census(&waiters);
+  if (!(flags & CF_FORK_SKIP_WAITERS)) cf_waiters_census(&plan, flags);
   uv_mutex_lock(&loop->wq_mutex);
 
   pid = fork();
@@ -63,7 +63,7 @@ int cf_fork(uv_loop_t* loop, const int* keep_fds, int nkeep, int flags) {
   uv_mutex_unlock(&loop->wq_mutex);
 
   if (pid == 0) {
-    cf_waiters_release(&waiters);
+    cf_waiters_release(&plan);
     if (!(flags & CF_FORK_SKIP_PARENT_WORK)) cf_loop_forget_parent_work(loop);
     if (!(flags & CF_FORK_SKIP_PARENT_IMMEDIATES)) cf_env_forget_parent_immediates(loop);
 #if defined(__linux__)

@@ -1,34 +1,55 @@
-/* Condition variables that lost their waiters to fork(2).
+/* The threads fork(2) leaves behind, and what they leave in the child.
  *
  * fork() copies memory but only the calling thread. Node's V8 platform keeps
- * a pool of worker threads parked in pthread_cond_wait() on one condition
- * variable (its task queue's "tasks available"). In the child those threads
- * are gone, but the condition variable still counts them as waiters. Even
- * under --single-threaded, V8 11's mark-compact posts a ParallelClearingJob to
- * that pool, so a child's full collections signal it. glibc's
- * pthread_cond_signal() then waits for the phantom waiters of the older group
- * to wake up (__condvar_quiesce_and_switch_g1), which never happens: the
- * child hangs in its first few full GCs once the parent's pool has run any
- * task. Measured: prefork workers under `Connection: close` load stopped
- * after ~10 s; map() children doing 20 full GCs hung 2 runs out of 2.
+ * a pool of worker threads parked in a condition variable wait (its task
+ * queue's "tasks available"). In the child those threads are gone, and two
+ * things go wrong when the child posts work to the pool, as V8 11's and 14's
+ * full collections do even under --single-threaded (docs/hazards.md §2):
  *
- * The repair: just before fork, note the futex each other thread is blocked
- * on (/proc/self/task/<tid>/syscall); in the child, re-initialize each one
- * that is recognisably a libuv condition variable. Its waiters are all
- * phantoms, so "no waiters" is the true state, and signals become no-ops.
+ * - glibc 2.25-2.40's pthread_cond_signal() waits for the phantom waiters of
+ *   the older of its two groups to wake up, which never happens: the child
+ *   hangs in its first few full GCs once the parent's pool has run a task.
+ * - Every task posted to the vanished pool stays counted as outstanding, and
+ *   Node drains that count whenever an event loop runs dry (a worker_thread's
+ *   exit, for one): forever.
  *
- * This reads glibc's private layout (2.25-2.40); anything that does not match
- * it exactly is left alone. Later glibc versions no longer block in signal. */
+ * The repair has two parts, both decided in the parent just before fork():
+ *
+ * 1. Empty the pool. Node's WorkerThreadsTaskRunner keeps its threads in a
+ *    std::vector<std::unique_ptr<uv_thread_t>>, and NumberOfWorkerThreads()
+ *    is its size(). V8 posts min(a job's concurrency, that number) tasks per
+ *    job and runs the job on the thread that joins it, so a pool that reports
+ *    zero threads gets nothing posted at all. The vector is found from the
+ *    parked threads alone: it lies a little past the futex word they wait on,
+ *    and each parked thread's own pthread_t (its descriptor, just above its
+ *    stack) is one of its entries. This depends on neither the libc's condvar
+ *    layout nor the exact offsets in Node's classes (they differ between
+ *    Node 20, 22, 24 and 26).
+ * 2. Where glibc 2.25-2.40's condvar layout is recognized, re-initialize the
+ *    condvars the vanished threads waited on: their waiters are all phantoms,
+ *    so "no waiters" is the true state, and a signal becomes a no-op.
+ *
+ * Every byte is read through cf_peek() (peek.c), so a futex word next to an
+ * unmapped or PROT_NONE page costs nothing but a failed match. The child
+ * only writes, through cf_poke(), to addresses the parent read. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include "cowfork.h"
 
+#include <errno.h>
 #include <string.h>
 
-/* What the repair did in this process, if it was forked by cf_fork. */
+/* What the repair did in this process: in a child, for its own fork; in a
+ * parent, for its last census. */
 static int cf__waiters_released = -1;
 static int cf__pool_emptied = 0;
+static int cf__census_passes = 0;
+#if defined(__linux__)
+static int cf__pool_located = 0;
+#else
+static int cf__pool_located = -ENOSYS;
+#endif
 
 int cf_fork_waiters_released(void) {
   return cf__waiters_released;
@@ -38,20 +59,220 @@ int cf_fork_pool_emptied(void) {
   return cf__pool_emptied;
 }
 
-#if defined(__linux__) && defined(__GLIBC__)
+int cf_fork_census_passes(void) {
+  return cf__census_passes;
+}
+
+int cf_fork_pool_located(void) {
+  return cf__pool_located;
+}
+
+#if defined(__linux__)
 #include <dirent.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
+#if defined(__GLIBC__)
+#include <gnu/libc-version.h>
+#endif
 
-/* glibc 2.25-2.40's struct __pthread_cond_s. */
+/* A census gives up waiting after this many passes or this long, whichever
+ * comes first; the fork then goes ahead as it is. */
+#define CF__CENSUS_PASSES 16
+#define CF__CENSUS_NS (5 * 1000 * 1000)
+#define CF__THREADS_MAX 256
+/* A parked thread's stack pointer is within this distance below its own
+ * descriptor (measured: 2 to 17 KiB); a pool thread's stack is 4 MiB, so the
+ * descriptor of the thread whose stack lies above is never this close. */
+#define CF__DESCRIPTOR_GAP (1u << 20)
+/* How far past a futex word the pool's vector is looked for (measured: 104 to
+ * 152 bytes past the word on Node 20 to 26). */
+#define CF__POOL_WINDOW 512
+#define CF__POOL_MAX 64
+
+enum { CF__RUNNING, CF__FUTEX, CF__BLOCKED };
+
+typedef struct {
+  int state;
+  uintptr_t futex; /* CF__FUTEX: the word it waits on */
+  uintptr_t sp;    /* CF__FUTEX, CF__BLOCKED: its stack pointer */
+} cf__thread_t;
+
+/* Reads one /proc/self/task/<tid>/syscall line: "running", or the syscall
+ * number, its six arguments, the stack pointer and the program counter. */
+static void cf__read_thread(const char* tid, cf__thread_t* t) {
+  char path[320], buf[256];
+  t->state = CF__BLOCKED;
+  t->futex = t->sp = 0;
+  snprintf(path, sizeof(path), "/proc/self/task/%s/syscall", tid);
+  int fd;
+  do
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+  while (fd < 0 && errno == EINTR);
+  if (fd < 0) return; /* gone, or no tracehook on this kernel */
+  ssize_t n;
+  do
+    n = read(fd, buf, sizeof(buf) - 1);
+  while (n < 0 && errno == EINTR);
+  close(fd);
+  if (n <= 0) return;
+  buf[n] = '\0';
+  if (strncmp(buf, "running", 7) == 0) {
+    t->state = CF__RUNNING;
+    return;
+  }
+  char* p;
+  long nr = strtol(buf, &p, 10);
+  unsigned long arg[6];
+  for (int i = 0; i < 6; i++) arg[i] = strtoul(p, &p, 16);
+  /* "-1 sp pc" when blocked outside a syscall: no arguments. */
+  t->sp = (uintptr_t)(nr == -1 ? arg[0] : strtoul(p, &p, 16));
+  int cmd = (int)(arg[1] & FUTEX_CMD_MASK);
+  if (nr == SYS_futex && (cmd == FUTEX_WAIT || cmd == FUTEX_WAIT_BITSET)) {
+    t->state = CF__FUTEX;
+    t->futex = (uintptr_t)arg[0];
+  }
+}
+
+/* Every other thread's state. Returns how many, or a negative errno. */
+static int cf__snapshot(cf__thread_t* t, int max, int* running) {
+  pid_t self = (pid_t)syscall(SYS_gettid);
+  DIR* dir = opendir("/proc/self/task");
+  if (dir == NULL) return -errno;
+  int n = 0;
+  struct dirent* e;
+  *running = 0;
+  while ((e = readdir(dir)) != NULL && n < max) {
+    if (e->d_name[0] == '.' || atoi(e->d_name) == self) continue;
+    cf__read_thread(e->d_name, &t[n]);
+    *running += t[n].state == CF__RUNNING;
+    n++;
+  }
+  closedir(dir);
+  return n;
+}
+
+/* ---- Node's V8 worker pool ------------------------------------------------ */
+
+/* Where the pool's thread vector is, once found. It never moves or changes
+ * while the process lives (Node fills it at startup), so one search serves
+ * every later fork; each census re-reads it to be sure. */
+static struct {
+  int n;                          /* entries; 0 when not found */
+  uintptr_t vec;                  /* &threads_: begin, end, end of storage */
+  uintptr_t head[3];              /* the values found there */
+  uintptr_t desc[CF__POOL_MAX];   /* each entry's uv_thread_t: a pthread_t */
+} cf__pool;
+static int cf__pool_misses = 0;
+
+/* Reads the vector at `v`: its three pointers and the descriptor each entry
+ * points at. Returns the entry count, or 0 if it does not look like a vector
+ * of pointers to distinct non-null descriptors. */
+static int cf__read_vector(uintptr_t v, uintptr_t head[3], uintptr_t* desc) {
+  if (!cf_peek_all(v, head, 3 * sizeof(uintptr_t))) return 0;
+  uintptr_t b = head[0], e = head[1], c = head[2];
+  if (b == 0 || b % sizeof(uintptr_t) != 0 || e <= b || c < e) return 0;
+  if ((e - b) % sizeof(uintptr_t) != 0 || (e - b) / sizeof(uintptr_t) > CF__POOL_MAX) return 0;
+  int n = (int)((e - b) / sizeof(uintptr_t));
+  uintptr_t entry[CF__POOL_MAX];
+  if (!cf_peek_all(b, entry, (size_t)n * sizeof(uintptr_t))) return 0;
+  for (int k = 0; k < n; k++) {
+    if (entry[k] == 0 || entry[k] % sizeof(uintptr_t) != 0) return 0;
+    if (!cf_peek_all(entry[k], &desc[k], sizeof(uintptr_t))) return 0;
+    if (desc[k] == 0 || desc[k] % sizeof(uintptr_t) != 0) return 0;
+    for (int j = 0; j < k; j++)
+      if (desc[j] == desc[k]) return 0;
+  }
+  return n;
+}
+
+/* The entry whose descriptor is the nearest above `sp`, close enough to be
+ * that thread's own; -1 if none. */
+static int cf__owner(const uintptr_t* desc, int n, uintptr_t sp) {
+  int best = -1;
+  for (int k = 0; k < n; k++)
+    if (desc[k] > sp && desc[k] - sp < CF__DESCRIPTOR_GAP && (best < 0 || desc[k] < desc[best])) best = k;
+  return best;
+}
+
+/* How many entries belong to a thread that is blocked now (not running). A
+ * running pool thread may hold the queue's mutex or be inside a task. */
+static int cf__pool_parked(const cf__thread_t* t, int nt) {
+  uint64_t seen = 0;
+  int parked = 0;
+  for (int i = 0; i < nt; i++) {
+    if (t[i].state == CF__RUNNING) continue;
+    int k = cf__owner(cf__pool.desc, cf__pool.n, t[i].sp);
+    if (k >= 0 && !(seen & (1ull << k))) {
+      seen |= 1ull << k;
+      parked++;
+    }
+  }
+  return parked;
+}
+
+/* Whether `v` holds the pool's vector: every thread parked on futex word `w`
+ * owns a distinct entry. */
+static int cf__is_pool(uintptr_t v, uintptr_t w, const cf__thread_t* t, int nt) {
+  uintptr_t head[3], desc[CF__POOL_MAX];
+  int n = cf__read_vector(v, head, desc);
+  if (n == 0 || n > nt) return 0;
+  uint64_t seen = 0;
+  int parked = 0;
+  for (int i = 0; i < nt; i++) {
+    if (t[i].state != CF__FUTEX || t[i].futex != w) continue;
+    int k = cf__owner(desc, n, t[i].sp);
+    if (k < 0 || (seen & (1ull << k))) return 0;
+    seen |= 1ull << k;
+    parked++;
+  }
+  if (parked == 0) return 0;
+  cf__pool.n = n;
+  cf__pool.vec = v;
+  memcpy(cf__pool.head, head, sizeof(head));
+  memcpy(cf__pool.desc, desc, sizeof(desc));
+  return 1;
+}
+
+/* Looks for the vector a little past each futex word that threads wait on. */
+static void cf__find_pool(const cf__thread_t* t, int nt) {
+  for (int i = 0; i < nt && cf__pool.n == 0; i++) {
+    if (t[i].state != CF__FUTEX) continue;
+    uintptr_t w = t[i].futex;
+    int seen = 0;
+    for (int j = 0; j < i; j++) seen |= t[j].state == CF__FUTEX && t[j].futex == w;
+    if (seen) continue;
+    uintptr_t window[CF__POOL_WINDOW / sizeof(uintptr_t)];
+    uintptr_t from = w & ~(uintptr_t)(sizeof(uintptr_t) - 1);
+    ssize_t got = cf_peek(from, window, sizeof(window));
+    for (ssize_t off = 0; off + 3 * (ssize_t)sizeof(uintptr_t) <= got && cf__pool.n == 0; off += sizeof(uintptr_t)) {
+      const uintptr_t* h = &window[off / sizeof(uintptr_t)];
+      /* The cheap part of cf__read_vector first: most words are no vector. */
+      if (h[0] == 0 || h[1] <= h[0] || h[2] < h[1] || (h[1] - h[0]) / sizeof(uintptr_t) > CF__POOL_MAX) continue;
+      cf__is_pool(from + (uintptr_t)off, w, t, nt);
+    }
+  }
+}
+
+/* Whether the vector found earlier is still there, unchanged. */
+static int cf__pool_intact(void) {
+  uintptr_t head[3], desc[CF__POOL_MAX];
+  int n = cf__read_vector(cf__pool.vec, head, desc);
+  return n == cf__pool.n && memcmp(head, cf__pool.head, sizeof(head)) == 0 &&
+         memcmp(desc, cf__pool.desc, (size_t)n * sizeof(uintptr_t)) == 0;
+}
+
+/* ---- glibc 2.25-2.40's condition variables --------------------------------- */
+
+#if defined(__GLIBC__)
+/* glibc 2.25-2.40's struct __pthread_cond_s. 2.41 dropped g_refs and moved
+ * the futex words, so a version gate guards the layout check below. */
 struct cf__glibc_cond {
   uint64_t wseq;      /* waiter sequence << 1 | index of group 2 */
   uint64_t g1_start;  /* start of group 1 << 1 */
@@ -63,70 +284,14 @@ struct cf__glibc_cond {
 };
 _Static_assert(sizeof(struct cf__glibc_cond) == sizeof(pthread_cond_t), "glibc condvar layout");
 
-/* Reads one /proc/self/task/<tid>/syscall line. Returns 1 and the futex
- * address when the thread is blocked in a futex wait, 0 when it is blocked
- * elsewhere, -1 when it is running (it may be holding a lock right now). */
-static int cf__blocked_on(const char* tid, uintptr_t* addr, uintptr_t* sp) {
-  char path[64], buf[256];
-  snprintf(path, sizeof(path), "/proc/self/task/%s/syscall", tid);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0; /* gone, or no tracehook on this kernel */
-  ssize_t n = read(fd, buf, sizeof(buf) - 1);
-  close(fd);
-  if (n <= 0) return 0;
-  buf[n] = '\0';
-  if (strncmp(buf, "running", 7) == 0) return -1;
-  char* p;
-  long nr = strtol(buf, &p, 10);
-  if (nr != SYS_futex) return 0;
-  unsigned long uaddr = strtoul(p, &p, 16);
-  unsigned long op = strtoul(p, &p, 16);
-  int cmd = (int)(op & FUTEX_CMD_MASK);
-  if (cmd != FUTEX_WAIT && cmd != FUTEX_WAIT_BITSET) return 0;
-  /* Four more arguments, then the stack pointer and the program counter. */
-  for (int i = 0; i < 4; i++) strtoul(p, &p, 16);
-  *addr = (uintptr_t)uaddr;
-  *sp = (uintptr_t)strtoul(p, &p, 16);
-  return 1;
-}
-
-int cf_waiters_census(cf_waiters_t* w) {
-  pid_t self = (pid_t)syscall(SYS_gettid);
-  /* A thread that is running may be between taking and releasing the queue's
-   * mutex. Give running threads a few chances to park first; a thread that is
-   * busy for good (a user's worker_thread) does not hold the fork up long. */
-  for (int attempt = 0; attempt < 16; attempt++) {
-    DIR* dir = opendir("/proc/self/task");
-    if (dir == NULL) return -errno;
-    int running = 0;
-    struct dirent* e;
-    w->n = 0;
-    while ((e = readdir(dir)) != NULL) {
-      if (e->d_name[0] == '.' || atoi(e->d_name) == self) continue;
-      uintptr_t addr, sp;
-      int r = cf__blocked_on(e->d_name, &addr, &sp);
-      if (r < 0) running++;
-      if (r > 0 && w->n < CF_WAITERS_MAX) {
-        w->addr[w->n] = addr;
-        w->sp[w->n++] = sp;
-      }
-    }
-    closedir(dir);
-    if (running == 0) break;
-    sched_yield();
+static int cf__glibc_layout_known(void) {
+  static int known = -1;
+  if (known < 0) {
+    int major = 0, minor = 0;
+    known = sscanf(gnu_get_libc_version(), "%d.%d", &major, &minor) == 2 && major == 2 && minor >= 25 &&
+            minor <= 40;
   }
-  return w->n;
-}
-
-/* Whether futex word `addr` lies in the condvar at `cond`. */
-static int cf__within(uintptr_t addr, uintptr_t cond) {
-  return addr - cond < sizeof(struct cf__glibc_cond);
-}
-
-static int cf__count(const cf_waiters_t* w, uintptr_t addr) {
-  int n = 0;
-  for (int i = 0; i < w->n; i++) n += w->addr[i] == addr;
-  return n;
+  return known;
 }
 
 /* Whether `c` is, beyond reasonable doubt, a libuv condition variable with
@@ -141,103 +306,117 @@ static int cf__is_uv_cond(const struct cf__glibc_cond* c, const int n[2]) {
   return 1;
 }
 
-/* Whether the pages holding [p, p + len) are mapped (mincore fails with
- * ENOMEM otherwise), so that a wrong guess below reads nothing it should not. */
-static int cf__mapped(uintptr_t p, size_t len) {
-  static long page = 0;
-  if (page == 0) page = sysconf(_SC_PAGESIZE);
-  uintptr_t first = p & ~((uintptr_t)page - 1);
-  unsigned char vec[4];
-  size_t span = (p + len - first + (size_t)page - 1) / (size_t)page;
-  if (span > sizeof(vec)) return 0;
-  return mincore((void*)first, span * (size_t)page, vec) == 0;
-}
-
-/* The second half of the hazard. Posting no longer blocks, but every task V8
- * posts to the vanished pool stays counted as outstanding, and Node's
- * NodePlatform::DrainTasks, which runs when any event loop in the process
- * runs dry (a worker_thread's exit, for one), waits for that count to reach
- * zero: forever. V8 posts min(its job's concurrency, the platform's
- * NumberOfWorkerThreads()) tasks per job, and joins the job on the calling
- * thread, so a pool that reports zero threads gets no tasks at all.
- *
- * Node's WorkerThreadsTaskRunner holds the task queue whose condvar `cond` is
- * (a mutex, two condvars, a count, a flag and a deque), then the delayed-task
- * scheduler, then `std::vector<std::unique_ptr<uv_thread_t>> threads_`, whose
- * size() NumberOfWorkerThreads() returns. Look for that vector just past the
- * queue, and accept it only if its uv_thread_t values (glibc: the thread's
- * descriptor, at the top of its stack) lie just above the stack pointers of
- * the very threads that were parked on `cond`. Then make it empty. */
-static int cf__empty_pool(uintptr_t cond, int parked, const cf_waiters_t* w) {
-  const uintptr_t STACK_MAX = 16u << 20; /* Node's pool threads have 4 MiB stacks */
-  uintptr_t from = cond + 2 * sizeof(struct cf__glibc_cond), to = from + 320;
-  if (parked == 0 || !cf__mapped(from, to - from + 24)) return 0;
-  for (uintptr_t v = from; v < to; v += sizeof(uintptr_t)) {
-    uintptr_t* vec = (uintptr_t*)v; /* begin, end, end of storage */
-    if (vec[0] == 0 || vec[0] % sizeof(uintptr_t) != 0 || vec[1] < vec[0] || vec[2] < vec[1]) continue;
-    size_t count = (vec[1] - vec[0]) / sizeof(uintptr_t);
-    if ((vec[1] - vec[0]) % sizeof(uintptr_t) != 0 || count < (size_t)parked || count > (size_t)parked + 2) continue;
-    if (!cf__mapped(vec[0], count * sizeof(uintptr_t))) continue;
-    /* Each parked thread's descriptor: the nearest one above its stack
-     * pointer. They must all exist and be distinct. */
-    int matched = 0;
-    uint32_t used = 0;
-    for (int i = 0; i < w->n && count <= 32; i++) {
-      if (!cf__within(w->addr[i], cond)) continue;
-      size_t best = count;
-      uintptr_t best_gap = STACK_MAX;
-      for (size_t k = 0; k < count; k++) {
-        uintptr_t owner = ((uintptr_t*)vec[0])[k];
-        if (owner == 0 || owner % sizeof(uintptr_t) != 0 || !cf__mapped(owner, sizeof(uintptr_t))) continue;
-        uintptr_t thread = *(uintptr_t*)owner;
-        if (thread > w->sp[i] && thread - w->sp[i] < best_gap) {
-          best_gap = thread - w->sp[i];
-          best = k;
-        }
-      }
-      if (best == count || (used & (1u << best))) break;
-      used |= 1u << best;
-      matched++;
-    }
-    if (matched != parked) continue;
-    vec[1] = vec[0];
-    return 1;
-  }
-  return 0;
-}
-
-int cf_waiters_release(const cf_waiters_t* w) {
-  int reset = 0;
-  for (int i = 0; i < w->n; i++) {
-    uintptr_t u = w->addr[i];
+/* The condvars to re-initialize in the child: every one that a vanished
+ * thread waits on and that reads as a libuv condvar. */
+static void cf__plan_resets(const cf__thread_t* t, int nt, cf_fork_plan_t* plan) {
+  if (!cf__glibc_layout_known()) return;
+  for (int i = 0; i < nt && plan->nreset < CF_RESET_MAX; i++) {
+    uintptr_t u = t[i].futex;
     /* A condvar is 8-byte aligned, so the futex word's alignment says which
      * of the two g_signals it is. */
-    if (u % 4 != 0) continue;
-    int g = (u % 8) == 4;
-    uintptr_t base = u - offsetof(struct cf__glibc_cond, g_signals) - 4 * (uintptr_t)g;
+    if (t[i].state != CF__FUTEX || u % 4 != 0) continue;
+    uintptr_t base = u - offsetof(struct cf__glibc_cond, g_signals) - (u % 8 == 4 ? 4 : 0);
     int seen = 0;
-    for (int j = 0; j < i; j++) seen |= cf__within(w->addr[j], base);
-    if (seen) continue; /* handled with an earlier waiter */
-    struct cf__glibc_cond* c = (struct cf__glibc_cond*)base;
-    int n[2] = {cf__count(w, (uintptr_t)&c->g_signals[0]), cf__count(w, (uintptr_t)&c->g_signals[1])};
-    if (!cf__is_uv_cond(c, n)) continue;
-    memset(c, 0, sizeof(*c));
-    c->wrefs = 2; /* as uv_cond_init left it: CLOCK_MONOTONIC */
-    reset++;
-    if (!cf__pool_emptied) cf__pool_emptied = cf__empty_pool(base, n[0] + n[1], w);
+    for (int j = 0; j < plan->nreset; j++) seen |= plan->reset[j] == base;
+    if (seen) continue;
+    struct cf__glibc_cond c;
+    if (!cf_peek_all(base, &c, sizeof(c))) continue;
+    int n[2] = {0, 0};
+    for (int j = 0; j < nt; j++)
+      if (t[j].state == CF__FUTEX && t[j].futex - (base + offsetof(struct cf__glibc_cond, g_signals)) < 8)
+        n[(t[j].futex - base - offsetof(struct cf__glibc_cond, g_signals)) / 4]++;
+    if (cf__is_uv_cond(&c, n)) plan->reset[plan->nreset++] = base;
+  }
+}
+#endif
+
+/* ---- Before and after fork() ---------------------------------------------- */
+
+static int64_t cf__now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int cf_waiters_census(cf_fork_plan_t* plan, int flags) {
+  cf__thread_t t[CF__THREADS_MAX];
+  int nt = 0, running = 0, pass = 0;
+  int64_t deadline = cf__now_ns() + CF__CENSUS_NS;
+  /* A child whose fork emptied the pool has nothing left there to repair. */
+  int want_pool = !(flags & CF_FORK_SKIP_POOL) && !cf__pool_emptied;
+  memset(plan, 0, sizeof(*plan));
+
+  /* A pool thread that is running may be between taking and releasing the
+   * task queue's mutex, or inside a task that the child would count as
+   * outstanding forever. Give those few threads a moment to park. Other
+   * threads do not matter: libuv's pool is locked out by the loop's
+   * wq_mutex, which cf_fork holds across fork(), and is re-created in the
+   * child; a user's busy worker_thread should not hold a fork up. */
+  for (;;) {
+    pass++;
+    nt = cf__snapshot(t, CF__THREADS_MAX, &running);
+    if (nt < 0) {
+      cf__census_passes = pass;
+      cf__pool_located = nt == -ENOENT ? -ENOSYS : nt; /* no /proc */
+      return nt;
+    }
+    int waiting = running;
+    if (want_pool) {
+      if (pass == 1 && cf__pool.n > 0 && !cf__pool_intact()) cf__pool.n = 0;
+      if (cf__pool.n == 0) cf__find_pool(t, nt);
+      /* Until the pool is found, any running thread might be one of it. */
+      if (cf__pool.n > 0) waiting = cf__pool.n - cf__pool_parked(t, nt);
+    }
+    if (waiting == 0 || pass >= CF__CENSUS_PASSES || cf__now_ns() >= deadline) break;
+    sched_yield();
+  }
+  cf__census_passes = pass;
+
+  if (cf__pool_emptied) {
+    cf__pool_located = 1;
+  } else if (want_pool && cf__pool.n > 0) {
+    plan->pool_end = cf__pool.vec + sizeof(uintptr_t);
+    plan->pool_begin = cf__pool.head[0];
+    cf__pool_located = 1;
+    cf__pool_misses = 0;
+  } else if (want_pool) {
+    /* Not found. If nothing was running, the pool's threads (if it has any)
+     * were parked and still did not match: say so. Otherwise try again at the
+     * next fork, but not forever. */
+    cf__pool_located = running == 0 || ++cf__pool_misses >= 8 ? -ENOENT : 0;
+  }
+#if defined(__GLIBC__)
+  if (!(flags & CF_FORK_SKIP_COND_RESET)) cf__plan_resets(t, nt, plan);
+#endif
+  return nt;
+}
+
+int cf_waiters_release(const cf_fork_plan_t* plan) {
+  int reset = 0;
+#if defined(__GLIBC__)
+  /* As uv_cond_init() leaves one: no waiters, CLOCK_MONOTONIC. */
+  struct cf__glibc_cond fresh;
+  memset(&fresh, 0, sizeof(fresh));
+  fresh.wrefs = 2;
+  for (int i = 0; i < plan->nreset; i++) reset += cf_poke(plan->reset[i], &fresh, sizeof(fresh)) == 0;
+#endif
+  if (plan->pool_end != 0 && cf_poke(plan->pool_end, &plan->pool_begin, sizeof(uintptr_t)) == 0) {
+    cf__pool_emptied = 1;
+    cf__pool.n = 0;
   }
   return cf__waiters_released = reset;
 }
 
 #else
 
-int cf_waiters_census(cf_waiters_t* w) {
-  w->n = 0;
+int cf_waiters_census(cf_fork_plan_t* plan, int flags) {
+  (void)flags;
+  memset(plan, 0, sizeof(*plan));
   return 0;
 }
 
-int cf_waiters_release(const cf_waiters_t* w) {
-  (void)w;
+int cf_waiters_release(const cf_fork_plan_t* plan) {
+  (void)plan;
   return cf__waiters_released = 0;
 }
 

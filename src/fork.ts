@@ -6,6 +6,7 @@ import { ForkUnsafeError, signalName } from './errors';
 import { resetNodePools, watchInheritedWrites } from './inherited';
 import { forgetForkWarnings, noteConnectionsBeforeFork, noteThreadsBeforeFork, warnAfterFork } from './inspect';
 import { HUP, READ, native } from './native';
+import { warnIfPoolUnrepaired } from './pool-repair';
 import { prepareRandom, reseedRandom } from './random';
 
 const SINGLE_THREADED = new Set(['--single-threaded', '--single_threaded']);
@@ -292,6 +293,7 @@ export function forkChild(body: () => number | Promise<number>, options: ForkOpt
 
   if (death) native.close(death[1]);
   warnAfterFork();
+  warnIfPoolUnrepaired();
   for (const h of hooks) {
     try {
       h.parent?.();

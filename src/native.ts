@@ -10,6 +10,8 @@ import path from 'node:path';
 
 /** Opaque handle to a uv_poll_t watcher. */
 export type WatchHandle = { readonly __watch: unique symbol };
+/** Opaque handle to a test-only parked thread. */
+export type ParkHandle = { readonly __park: unique symbol };
 /** Opaque handle to a MAP_SHARED array of int64 counters. */
 export type ShmHandle = { readonly __shm: unique symbol };
 
@@ -86,6 +88,13 @@ export interface Native {
     readonly FORCE_WALK: number;
     readonly FORGET_SPECIAL: number;
   };
+  /** In a parent: how many passes its last fork's census of the other threads took (1: it did not wait). */
+  forkCensusPasses(): number;
+  /** In a parent: whether its last fork found Node's V8 worker pool to empty in the child: 1, 0 (not yet), or a negative errno (ENOENT: no match; ENOSYS: no census on this platform). */
+  forkPoolLocated(): number;
+  /** Tests only: a thread parked on the first word of a page after a PROT_NONE (0) or unmapped (1) page; [handle, "0x<word>"]. */
+  testPark(kind: 0 | 1): [ParkHandle, string];
+  testUnpark(handle: ParkHandle): void;
   readonly FORK_FLAGS: {
     readonly SKIP_DOFORK: number;
     readonly SKIP_SILENCE: number;
@@ -94,6 +103,8 @@ export interface Native {
     readonly SKIP_WAITERS: number;
     readonly SKIP_PARENT_WORK: number;
     readonly SKIP_PARENT_IMMEDIATES: number;
+    readonly SKIP_COND_RESET: number;
+    readonly SKIP_POOL: number;
   };
   /** Exit codes of a forked child that cowfork itself failed (native/cowfork.h); describeExit() names them. */
   readonly EXIT_CODES: {

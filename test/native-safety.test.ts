@@ -67,7 +67,7 @@ describe('napi_status is checked, and a throwing argument stops the call (§1)',
   });
 
   // Zero-argument entry points; every other one must appear in the table below.
-  const NO_ARGS = ['doforkAll', 'doforkLast', 'benchForkRoundtrip', 'benchCpuNs', 'getpid', 'getppid', 'forkWaitersReleased', 'forkPoolEmptied', 'inheritedCount', 'inspectHandles', 'threads', 'threadCount', 'forkParentWork', 'immediatesFound'];
+  const NO_ARGS = ['doforkAll', 'doforkLast', 'benchForkRoundtrip', 'benchCpuNs', 'getpid', 'getppid', 'forkWaitersReleased', 'forkPoolEmptied', 'inheritedCount', 'inspectHandles', 'threads', 'threadCount', 'forkParentWork', 'immediatesFound', 'forkCensusPasses', 'forkPoolLocated'];
 
   it('every entry point rejects bad arguments with a TypeError or RangeError naming the call and the argument', () => {
     const shm = native.shmCreate(2);
@@ -133,6 +133,8 @@ describe('napi_status is checked, and a throwing argument stops the call (§1)',
             ['inheritedPeer', [-1], rangeError(/^inheritedPeer: fd/)],
             ['doforkAll', [-1], rangeError(/^doforkAll: flags/)],
             ['randomFill', ['x'], typeError(/^randomFill: bytes must be a Buffer or Uint8Array/)],
+            ['testPark', [2], rangeError(/^testPark: kind must be an integer from 0 to 1/)],
+            ['testUnpark', [shm], typeError(/^testUnpark: handle must be a park handle, got a native handle/)],
           ];
           for (const [fn, args, expected] of cases) {
             expect(thrown(() => raw[fn](...args)), `${fn}(${args.map((a) => typeof a).join(', ')})`).toEqual(expected);

@@ -5,7 +5,6 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { native } from '../src/native';
 import { scratchBase } from '../src/scratch';
-import { fullGc, weakGarbage } from './helpers';
 
 function waitExit(pid: number): [number, number, number] {
   const r = native.waitpid(pid, false);
@@ -39,78 +38,6 @@ describe('fork(2) and MADV_DONTFORK (§1)', () => {
 
   it('doforkAll walks the mappings when asked to (test/dofork.test.ts covers the ranged path)', () => {
     expect(native.doforkAll(native.DOFORK.FORCE_WALK)).toBeGreaterThan(10);
-  });
-});
-
-describe("fork(2) and the V8 platform's parked worker threads", () => {
-  // The threads fork() leaves behind were waiting on a condition variable that
-  // the child still signals: V8 11's full GC posts a ParallelClearingJob to
-  // the platform's pool even under --single-threaded (docs/hazards.md).
-  const gc = fullGc();
-  const churn = weakGarbage;
-  const SYS_FUTEX = process.arch === 'arm64' ? '98' : '202';
-
-  /** Futex words the other threads of this process are blocked on, with how many wait on each. */
-  function parked(): Map<bigint, number> {
-    const out = new Map<bigint, number>();
-    for (const tid of fs.readdirSync('/proc/self/task')) {
-      const f = fs.readFileSync(`/proc/self/task/${tid}/syscall`, 'utf8').split(' ');
-      if (f[0] === SYS_FUTEX) out.set(BigInt(f[1]), (out.get(BigInt(f[1])) ?? 0) + 1);
-    }
-    return out;
-  }
-  /** Whether the pool's waiters sit in both of glibc's groups (g_signals[0] and [1]): then a phantom group must drain before a signal returns. */
-  function splitAcrossGroups(): boolean {
-    const words = [...parked().keys()];
-    return words.some((u) => u % 8n === 0n && words.includes(u + 4n));
-  }
-
-  /** Forks a child that runs 40 full collections; returns its status, or null if it had not exited after 4 s (then it is killed). */
-  function forkGcChild(flags: number): { status: [number, number, number] | null; released: number; emptied: number; wchan: string } {
-    for (let k = 0; k < 50 && !splitAcrossGroups(); k++) {
-      churn();
-      gc();
-    }
-    expect(splitAcrossGroups()).toBe(true);
-    const shm = native.shmCreate(2);
-    const pid = native.fork([], flags);
-    if (pid === 0) {
-      native.shmStore(shm, 0, native.forkWaitersReleased());
-      native.shmStore(shm, 1, native.forkPoolEmptied() ? 1 : 0);
-      for (let i = 0; i < 40; i++) {
-        churn();
-        gc();
-      }
-      native.exit(7);
-    }
-    const deadline = Date.now() + 4000;
-    let status = native.waitpid(pid, true);
-    while (status === null && Date.now() < deadline) {
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
-      status = native.waitpid(pid, true);
-    }
-    let wchan = '';
-    if (status === null) {
-      wchan = fs.readFileSync(`/proc/${pid}/wchan`, 'utf8');
-      process.kill(pid, 'SIGKILL');
-      native.waitpid(pid, false);
-    }
-    return { status, released: native.shmLoad(shm, 0), emptied: native.shmLoad(shm, 1), wchan };
-  }
-
-  it('without the repair, a child blocks forever in pthread_cond_signal during a full GC', () => {
-    const r = forkGcChild(native.FORK_FLAGS.SKIP_WAITERS);
-    expect(r.status).toBeNull();
-    expect(r.wchan).toMatch(/futex/);
-    expect(r.released).toBe(0);
-    expect(r.emptied).toBe(0);
-  });
-
-  it('with the repair (the default), the child re-initializes that condvar, empties the pool, and runs its collections', () => {
-    const r = forkGcChild(0);
-    expect(r.status).toEqual([expect.any(Number), 7, 0]);
-    expect(r.released).toBeGreaterThanOrEqual(1);
-    expect(r.emptied).toBe(1);
   });
 });
 

@@ -34,7 +34,17 @@ describe('fork safety', () => {
     expect(out).toMatchObject({ ok: true, result: [2, 4, 6], forkSafe: true });
     expect(out.pid).toBe(r.pid);
     expect(out.execArgv).toContain('--single-threaded');
+    // One V8 pool thread: no condvar split for a child to hang on (docs/hazards.md §2).
+    expect(out.execArgv).toContain('--v8-pool-size=1');
     expect(r.code).toBe(0);
+  });
+
+  it("the launcher keeps the user's own --v8-pool-size", async () => {
+    const r = await runNode(['--v8-pool-size=2', cli, 'run', fixture]);
+    const out = parse(r.stdout);
+    expect(out).toMatchObject({ ok: true, forkSafe: true });
+    expect(out.execArgv).toContain('--v8-pool-size=2');
+    expect(out.execArgv).not.toContain('--v8-pool-size=1');
   });
 
   it('`node -r cowfork/register` and `node --import cowfork/register` opt an existing app in', async () => {
@@ -42,6 +52,7 @@ describe('fork safety', () => {
       const r = await runNode([flag, path.join(ROOT, 'dist', 'register.js'), fixture]);
       const out = parse(r.stdout);
       expect(out).toMatchObject({ ok: true, result: [2, 4, 6], forkSafe: true });
+      expect(out.execArgv).toContain('--v8-pool-size=1');
       expect(out.pid).toBe(r.pid);
     }
   });

@@ -3,8 +3,9 @@
  * fork() copies memory but only the calling thread. Node's V8 platform keeps
  * a pool of worker threads parked in a condition variable wait (its task
  * queue's "tasks available"). In the child those threads are gone, and two
- * things go wrong when the child posts work to the pool, as V8 11's and 14's
- * full collections do even under --single-threaded (docs/hazards.md §2):
+ * things go wrong when the child posts work to the pool, as V8 11's full
+ * collections and V8 14's scavenges do even under --single-threaded
+ * (docs/hazards.md §2):
  *
  * - glibc 2.25-2.40's pthread_cond_signal() waits for the phantom waiters of
  *   the older of its two groups to wake up, which never happens: the child

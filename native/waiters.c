@@ -84,9 +84,10 @@ int cf_fork_pool_located(void) {
 #endif
 
 /* A census gives up waiting after this many passes or this long, whichever
- * comes first; the fork then goes ahead as it is. */
+ * comes first; the fork then goes ahead as it is. Pool threads run only
+ * briefly, after a collection posted them a job, so the wait is rare. */
 #define CF__CENSUS_PASSES 16
-#define CF__CENSUS_NS (5 * 1000 * 1000)
+#define CF__CENSUS_NS (20 * 1000 * 1000)
 #define CF__THREADS_MAX 256
 /* A parked thread's stack pointer is within this distance below its own
  * descriptor (measured: 2 to 17 KiB); a pool thread's stack is 4 MiB, so the
@@ -361,7 +362,8 @@ int cf_waiters_census(cf_fork_plan_t* plan, int flags) {
       cf__pool_located = nt == -ENOENT ? -ENOSYS : nt; /* no /proc */
       return nt;
     }
-    int waiting = running;
+    /* A child whose pool was emptied has no V8 pool thread to wait for. */
+    int waiting = cf__pool_emptied ? 0 : running;
     if (want_pool) {
       if (pass == 1 && cf__pool.n > 0 && !cf__pool_intact()) cf__pool.n = 0;
       if (cf__pool.n == 0) cf__find_pool(t, nt);

@@ -6,6 +6,8 @@
 // (test/node-version.test.ts checks it). Each version writes
 // test-results/vitest-node<major>.json and .log; the last line printed is
 // "N passed, N failed, N skipped" over all of them. Exits 1 if any failed.
+// `npm run test:versions` builds dist/ first (pretest:versions), as `npm test`
+// does; CI calls this script directly, after `npm test` has built it.
 //
 // Usage: node scripts/test-versions.js [major...] [--jobs N] [--with-report <report.json>] [-- vitest args]
 //   --jobs N       run N versions at a time (default 1: the suite's process

@@ -101,7 +101,10 @@ describe('inherited connections', () => {
           });
           conn.write('from-child\n');
         }),
-      { timeout: 1000 },
+      // One fresh child per item: a pool child that takes both items would find
+      // the connection already destroyed by its first EPIPE, and wait forever
+      // for an 'error' that a destroyed socket never emits again.
+      { timeout: 1000, isolation: true },
     );
     for (const r of out) {
       expect(r.error).toBe('EPIPE');

@@ -257,7 +257,10 @@ describe('iterate: kill -9', () => {
       kills++;
       const entries = lines(log);
       const lastBegun = Number(entries.filter((l) => l.startsWith('b')).pop()!.slice(2));
-      const lastEnded = Number((entries.filter((l) => l.startsWith('e')).pop() ?? 'e 0').slice(2));
+      // The last state known to be on disk: the last save that logged its end, or
+      // the state a later round loaded ("r"), since a kill can land between a
+      // save's rename and its "e" line.
+      const lastEnded = Number((entries.filter((l) => l.startsWith('e') || l.startsWith('r')).pop() ?? 'e 0').slice(2));
       if (lastBegun !== lastEnded) midSave++;
       if (fs.readdirSync(dir).some((n) => n.endsWith('.tmp'))) tempsLeft++;
       if (!fs.existsSync(file)) {

@@ -3,6 +3,7 @@
 // the child, and connections that will be dead there (docs/hazards.md).
 import path from 'node:path';
 import { native } from './native';
+import { warnFromParent } from './warn';
 
 export interface ThreadInfo {
   tid: number;
@@ -135,7 +136,7 @@ const pending: Array<{ code: string; message: string }> = [];
 
 /** In the parent, just after a fork: emits the warnings prepared before it. */
 export function warnAfterFork(): void {
-  for (const w of pending.splice(0)) process.emitWarning(w.message, { code: w.code });
+  for (const w of pending.splice(0)) warnFromParent(w.message, w.code);
 }
 
 /** In a child: its copy of the parent's prepared warnings is not its own. */

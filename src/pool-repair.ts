@@ -2,6 +2,7 @@
 // one-time warning where it could not (docs/hazards.md §2).
 import os from 'node:os';
 import { native } from './native';
+import { warnFromParent } from './warn';
 
 export const POOL_REPAIR_WARNING = 'COWFORK_POOL_REPAIR';
 
@@ -35,5 +36,5 @@ export function warnIfPoolUnrepaired(): void {
   const message = poolRepairMessage(native.forkPoolLocated());
   if (message === null) return;
   warned = true;
-  process.emitWarning(message, { code: POOL_REPAIR_WARNING });
+  warnFromParent(message, POOL_REPAIR_WARNING);
 }

@@ -104,7 +104,7 @@ describe('inherited connections', () => {
       // One fresh child per item: a pool child that takes both items would find
       // the connection already destroyed by its first EPIPE, and wait forever
       // for an 'error' that a destroyed socket never emits again.
-      { timeout: 1000, isolation: true },
+      { timeout: 5000, isolation: true },
     );
     for (const r of out) {
       expect(r.error).toBe('EPIPE');

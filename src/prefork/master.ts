@@ -413,7 +413,7 @@ export class MasterImpl {
       // (the only way where there is no PDEATHSIG). The variable is for the
       // test that proves the fallback alone is enough.
       const dieWithParent = process.env.COWFORK_TEST_NO_PDEATHSIG !== '1';
-      child = forkChild(() => runWorker(setup), { keepFds: listenFds, dieWithParent });
+      child = forkChild(() => runWorker(setup), { keepFds: listenFds, dieWithParent, warnInheritedConnections: 'the prefork master' });
     } catch (err) {
       // In the child, forkChild unwinds the master's stack; let it pass.
       if (isChildUnwind(err)) throw err;

@@ -80,32 +80,12 @@ typedef struct {
 } cf__reader_t;
 
 /* Copies len bytes at address src into dst. Returns 0, or -1 when any of it
- * is unreadable (write() reports EFAULT instead of faulting). */
+ * is unreadable: through cf_peek (peek.c), which lets the kernel do the read,
+ * so an unmapped or PROT_NONE page is an error, not a fault. */
 static int cf__read(cf__reader_t* r, void* dst, uintptr_t src, size_t len) {
-  ssize_t n;
-  size_t got = 0;
+  (void)r;
   if (src == 0) return -1;
-  do
-    n = write(r->probe[1], (const void*)src, len);
-  while (n < 0 && errno == EINTR);
-  if (n != (ssize_t)len) {
-    /* A partial write leaves bytes behind; drain them. */
-    char sink[512];
-    while (n > 0) {
-      ssize_t m = read(r->probe[0], sink, (size_t)n < sizeof(sink) ? (size_t)n : sizeof(sink));
-      if (m <= 0) break;
-      n -= m;
-    }
-    return -1;
-  }
-  while (got < len) {
-    do
-      n = read(r->probe[0], (char*)dst + got, len - got);
-    while (n < 0 && errno == EINTR);
-    if (n <= 0) return -1;
-    got += (size_t)n;
-  }
-  return 0;
+  return cf_peek_all(src, dst, len) ? 0 : -1;
 }
 
 #if defined(__linux__)

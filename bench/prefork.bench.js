@@ -356,7 +356,7 @@ async function main() {
     ...rows,
     '',
     `- PSS is the sum of \`Pss\` in \`/proc/<pid>/smaps_rollup\` over the master and its workers (prefork master: ${mb(mem.prefork.master)} MB of it; cluster primary: ${mb(mem.cluster.master)} MB).`,
-    '  prefork\'s master runs two full collections before forking (fork-in-node.md §10), so the workers keep sharing its heap pages.',
+    '  prefork\'s master runs two full collections before forking (docs/hazards.md §10), so the workers keep sharing its heap pages.',
     `- \`Connection: close\` samples (req/s): prefork ${closeRps.prefork.map((x) => x.toFixed(0)).join(', ')}; cluster ${closeRps.cluster.map((x) => x.toFixed(0)).join(', ')}; cluster under --single-threaded ${closeRps['cluster-st'].map((x) => x.toFixed(0)).join(', ')}.`,
     '  Here every request is an accept: prefork\'s workers accept on the shared socket themselves, while the cluster primary accepts',
     '  each connection and hands it to a worker over IPC.',

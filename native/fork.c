@@ -1,4 +1,4 @@
-/* fork(2) for a running Node.js process. See docs/fork-in-node.md for why
+/* fork(2) for a running Node.js process. See docs/hazards.md for why
  * each step exists; every step here has a test that fails without it. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE

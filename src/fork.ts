@@ -1,5 +1,5 @@
 // Forking the running Node process, and the hygiene a child needs before it
-// can run JavaScript again. docs/fork-in-node.md explains each step; every step
+// can run JavaScript again. docs/hazards.md explains each step; every step
 // has a test that fails without it.
 import os from 'node:os';
 import { ForkUnsafeError, signalName } from './errors';

@@ -1,4 +1,4 @@
-// Child hygiene: one test per hazard in docs/fork-in-node.md. Each fails if
+// Child hygiene: one test per hazard in docs/hazards.md. Each fails if
 // the code that handles its hazard is removed.
 import crypto from 'node:crypto';
 import fs from 'node:fs';

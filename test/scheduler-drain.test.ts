@@ -1,5 +1,5 @@
 // The synchronous drivers rest on process._tickCallback draining microtasks
-// synchronously (docs/fork-in-node.md, Appendix). If a Node upgrade removes it
+// synchronously (docs/hazards.md, Appendix). If a Node upgrade removes it
 // or changes what it does, these tests fail first, with a clear name.
 import { describe, expect, it } from 'vitest';
 import { Scheduler, SchedulerError } from '../src/index';

@@ -209,7 +209,7 @@ export class MasterImpl {
   /**
    * Queues an event or a promise settlement for the end of the turn. A fork
    * must find the microtask queue empty, or the worker would run the master's
-   * continuations (fork-in-node.md §8); listeners and promise reactions could
+   * continuations (docs/hazards.md §8); listeners and promise reactions could
    * queue microtasks, so they run after this turn's forks.
    */
   private notify(fn: () => void): void {

@@ -1,7 +1,7 @@
 // Running microtasks synchronously. A synchronous driver resumes async
 // fibers, whose continuations are microtasks; the tick contract says they have
 // run before tick() returns. On Node 20-24, process._tickCallback drains the
-// nextTick queue and the microtask queue synchronously (docs/fork-in-node.md,
+// nextTick queue and the microtask queue synchronously (docs/hazards.md,
 // Appendix). It is undocumented (DEP0134 is documentation-only), so it is
 // feature-detected here, and test/scheduler-drain.test.ts fails loudly if a
 // Node upgrade removes it or changes what it does.

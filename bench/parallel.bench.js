@@ -8,7 +8,7 @@ const { map } = require('../dist');
 const { forkChild, libraryMacrotask } = require('../dist/fork');
 
 const REPS = Number(process.env.BENCH_REPS || 5);
-const FIB_N = Number(process.env.BENCH_FIB_N || 32); // the workload fork-in-node.md measured
+const FIB_N = Number(process.env.BENCH_FIB_N || 32); // the workload the original fork measurements used
 const FIB_ITEMS = 32;
 
 function fib(n) {

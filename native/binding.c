@@ -423,78 +423,6 @@ static napi_value Dup(napi_env env, napi_callback_info info) {
   return cf__int(env, r);
 }
 
-/* ---- inspect.c and silence.c: what a fork hands the child. ---- */
-
-/* inheritedPeer(fd): in a child, the peer address of the parent's connection
- * that fd was, or null when fd is not an inherited connection. */
-static napi_value InheritedPeer(napi_env env, napi_callback_info info) {
-  CF__ARGS("inheritedPeer", 1);
-  int fd;
-  char peer[CF_ADDR_MAX];
-  CF__TRY(cf__arg_fd(env, cf__fn, "fd", argv[0], &fd));
-  if (cf_inherited_peer(fd, peer, sizeof(peer)) == 0) return cf__str(env, peer);
-  return cf__null(env);
-}
-
-static napi_value InheritedCount(napi_env env, napi_callback_info info) {
-  return cf__int(env, cf_inherited_count());
-}
-
-/* inspectHandles(): [type, fd, sock, active, ref, closing, addr][] for the
- * loop's handles (type is libuv's name for it, sock a CF_SOCK_* value). */
-static napi_value InspectHandles(napi_env env, napi_callback_info info) {
-  uv_loop_t* loop;
-  napi_value arr = NULL;
-  int max = 256, n;
-  cf_handle_info_t* h = NULL;
-  CF__CHECK(napi_get_uv_event_loop(env, &loop));
-  for (;;) {
-    free(h);
-    h = malloc(sizeof(*h) * (size_t)max);
-    if (h == NULL) return cf__throw_errno(env, -ENOMEM, __func__);
-    n = cf_inspect_handles(loop, h, max);
-    if (n <= max) break;
-    max = n + 16;
-  }
-  bool ok = napi_create_array_with_length(env, (size_t)n, &arr) == napi_ok;
-  for (int i = 0; ok && i < n; i++) {
-    const char* type = uv_handle_type_name((uv_handle_type)h[i].type);
-    napi_value row;
-    ok = napi_create_array_with_length(env, 7, &row) == napi_ok &&
-         cf__set(env, row, 0, cf__str(env, type ? type : "unknown")) &&
-         cf__set(env, row, 1, cf__int(env, h[i].fd)) && cf__set(env, row, 2, cf__int(env, h[i].sock)) &&
-         cf__set(env, row, 3, cf__int(env, h[i].active)) && cf__set(env, row, 4, cf__int(env, h[i].ref)) &&
-         cf__set(env, row, 5, cf__int(env, h[i].closing)) && cf__set(env, row, 6, cf__str(env, h[i].addr)) &&
-         cf__set(env, arr, (uint32_t)i, row);
-  }
-  free(h);
-  return ok ? arr : cf__napi_fail(env);
-}
-
-/* threads(): [tid, name][] (Linux; ENOSYS elsewhere). */
-static napi_value Threads(napi_env env, napi_callback_info info) {
-  cf_thread_info_t t[512];
-  napi_value arr;
-  int n = cf_threads(t, 512);
-  CF__ERR(n);
-  if (n > 512) n = 512;
-  CF__CHECK(napi_create_array_with_length(env, (size_t)n, &arr));
-  for (int i = 0; i < n; i++) {
-    napi_value row;
-    CF__CHECK(napi_create_array_with_length(env, 2, &row));
-    if (!cf__set(env, row, 0, cf__int(env, t[i].tid)) || !cf__set(env, row, 1, cf__str(env, t[i].name)) ||
-        !cf__set(env, arr, (uint32_t)i, row))
-      return NULL;
-  }
-  return arr;
-}
-
-static napi_value ThreadCount(napi_env env, napi_callback_info info) {
-  int n = cf_thread_count();
-  CF__ERR(n);
-  return cf__int(env, n);
-}
-
 /* Sets exports[name] to an object of integer constants. */
 typedef struct {
   const char* name;
@@ -550,11 +478,12 @@ static napi_value Init(napi_env env, napi_value exports) {
       CF__FN("dup", Dup),
       CF__FN("forkWaitersReleased", ForkWaitersReleased),
       CF__FN("forkPoolEmptied", ForkPoolEmptied),
-      CF__FN("inheritedPeer", InheritedPeer),
-      CF__FN("inheritedCount", InheritedCount),
-      CF__FN("inspectHandles", InspectHandles),
-      CF__FN("threads", Threads),
-      CF__FN("threadCount", ThreadCount),
+      CF__FN("inheritedPeer", cf__InheritedPeer),
+      CF__FN("inheritedCount", cf__InheritedCount),
+      CF__FN("inspectHandles", cf__InspectHandles),
+      CF__FN("threads", cf__Threads),
+      CF__FN("threadCount", cf__ThreadCount),
+      CF__FN("settleThreads", cf__SettleThreads),
       CF__FN("forkParentWork", ForkParentWork),
       CF__FN("immediatesFound", ImmediatesFound),
       CF__FN("forkCensusPasses", cf__ForkCensusPasses),
@@ -573,6 +502,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"SKIP_PARENT_IMMEDIATES", CF_FORK_SKIP_PARENT_IMMEDIATES},
       {"SKIP_COND_RESET", CF_FORK_SKIP_COND_RESET},
       {"SKIP_POOL", CF_FORK_SKIP_POOL},
+      {"SKIP_SETTLE_WORKERS", CF_FORK_SKIP_SETTLE_WORKERS},
   };
   const cf__const_t dofork[] = {
       {"RANGED", CF_DOFORK_RANGED},

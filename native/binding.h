@@ -103,6 +103,14 @@ napi_value cf__ForkPoolLocated(napi_env env, napi_callback_info info);
 napi_value cf__TestPark(napi_env env, napi_callback_info info);
 napi_value cf__TestUnpark(napi_env env, napi_callback_info info);
 
+/* binding_inspect.c */
+napi_value cf__InheritedPeer(napi_env env, napi_callback_info info);
+napi_value cf__InheritedCount(napi_env env, napi_callback_info info);
+napi_value cf__InspectHandles(napi_env env, napi_callback_info info);
+napi_value cf__Threads(napi_env env, napi_callback_info info);
+napi_value cf__ThreadCount(napi_env env, napi_callback_info info);
+napi_value cf__SettleThreads(napi_env env, napi_callback_info info);
+
 /* binding_watch.c */
 napi_value cf__Watch(napi_env env, napi_callback_info info);
 napi_value cf__WatchUpdate(napi_env env, napi_callback_info info);

@@ -23,7 +23,10 @@ enum {
   /* Leave the condvars alone, as where glibc's layout is not recognized
    * (glibc 2.41+, musl): only the layout-independent pool emptying runs. */
   CF_FORK_SKIP_COND_RESET = 1 << 7,
-  CF_FORK_SKIP_POOL = 1 << 8 /* leave the child's V8 worker pool its vanished threads */
+  CF_FORK_SKIP_POOL = 1 << 8, /* leave the child's V8 worker pool its vanished threads */
+  /* Read by the JavaScript side only: fork without letting the parent's
+   * Worker threads settle first (src/workers.ts). */
+  CF_FORK_SKIP_SETTLE_WORKERS = 1 << 9
 };
 
 /* Exit codes a forked child uses for cowfork's own failures, so that the
@@ -135,6 +138,9 @@ int cf_socket_peer(int fd, char* out, size_t outlen); /* CF_SOCK_* or -errno (no
 int cf_inspect_handles(uv_loop_t* loop, cf_handle_info_t* out, int max); /* the total, even past max */
 int cf_threads(cf_thread_info_t* out, int max); /* Linux; -ENOSYS elsewhere */
 int cf_thread_count(void);
+/* settle.c: waits up to max_us until none of tids is running (Linux; 0 at once
+ * elsewhere). Returns how many were still running when it gave up. */
+int cf_settle_threads(const int32_t* tids, size_t n, int max_us);
 
 /* wait.c: status is the exit code, or -1 when term_signal is set. */
 typedef struct {

@@ -8,6 +8,9 @@ import { forgetForkWarnings, noteConnectionsBeforeFork, noteThreadsBeforeFork, w
 import { HUP, READ, native } from './native';
 import { warnIfPoolUnrepaired } from './pool-repair';
 import { prepareRandom, reseedRandom } from './random';
+import { forgetParentWorkers, settleWorkers, trackWorkers } from './workers';
+
+trackWorkers();
 
 const SINGLE_THREADED = new Set(['--single-threaded', '--single_threaded']);
 
@@ -210,6 +213,7 @@ function childHygiene(): void {
   forgetForkWarnings();
   resetNodePools();
   watchInheritedWrites();
+  forgetParentWorkers();
   for (const h of hooks) h.child?.();
 }
 
@@ -249,7 +253,10 @@ export interface ForkOptions {
   keepFds?: number[];
   /** The child gets SIGKILL when the parent dies (Linux). */
   dieWithParent?: boolean;
-  /** For long-lived workers: warn once, naming `who`, about client connections the child would inherit dead. */
+  /**
+   * For long-lived workers: warn once, naming `who`, about client connections
+   * the child would inherit dead, unless an atFork({ child }) hook is registered.
+   */
   warnInheritedConnections?: string;
   /** Test-only flags that skip hygiene steps, to show each hazard is real. */
   unsafeFlags?: number;
@@ -275,7 +282,11 @@ export function forkChild(body: () => number | Promise<number>, options: ForkOpt
   warnIfImmediatesUnknown();
   for (let i = hooks.length - 1; i >= 0; i--) hooks[i].prepare?.();
   noteThreadsBeforeFork();
-  if (options.warnInheritedConnections) noteConnectionsBeforeFork(options.warnInheritedConnections);
+  if (!(testUnsafeFlags() & native.FORK_FLAGS.SKIP_SETTLE_WORKERS)) settleWorkers();
+  // An app with an atFork({ child }) hook re-creates its clients there (docs/recipes.md): no warning.
+  if (options.warnInheritedConnections && !hooks.some((h) => h.child)) {
+    noteConnectionsBeforeFork(options.warnInheritedConnections);
+  }
   let pid: number;
   try {
     const flags = (options.unsafeFlags ?? 0) | testUnsafeFlags() | (options.dieWithParent ? native.FORK_FLAGS.SET_PDEATHSIG : 0);

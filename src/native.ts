@@ -82,6 +82,8 @@ export interface Native {
   threads(): Array<[number, string]>;
   /** How many threads the process has (Linux; ENOSYS elsewhere). */
   threadCount(): number;
+  /** Waits up to maxMs until none of these threads is running; returns how many still were (Linux; 0 elsewhere). */
+  settleThreads(tids: Int32Array, maxMs: number): number;
   readonly DOFORK: {
     readonly RANGED: number;
     readonly WALK: number;
@@ -105,6 +107,7 @@ export interface Native {
     readonly SKIP_PARENT_IMMEDIATES: number;
     readonly SKIP_COND_RESET: number;
     readonly SKIP_POOL: number;
+    readonly SKIP_SETTLE_WORKERS: number;
   };
   /** Exit codes of a forked child that cowfork itself failed (native/cowfork.h); describeExit() names them. */
   readonly EXIT_CODES: {

@@ -2,7 +2,8 @@
 // the worker thread is not yet joined when the promise settles), then forks
 // children and prefork workers that start Workers of their own. A child must
 // never abort because of the parent's Worker (it used to, in
-// node::worker::Worker::JoinThread, with SIGABRT).
+// node::worker::Worker::JoinThread, with SIGABRT). Isolation children, many
+// runs of them, are test/fork-worker-threads.test.ts.
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { map } from '../../src/index';
@@ -18,24 +19,8 @@ function runWorker(): Promise<unknown> {
 }
 
 describe('worker_threads, after the parent awaited a Worker', () => {
-  it('8 isolation children that start Workers: 0 aborts in 20 runs (the worker-join reproducer)', async () => {
-    const bad: string[] = [];
-    // The first bad run ends the loop: its outcomes tell what went wrong, and
-    // the test stays short when it fails.
-    for (let run = 0; run < 20 && bad.length === 0; run++) {
-      expect(await runWorker()).toBe(42);
-      const out = await map(Array.from({ length: 8 }, (_, i) => i), () => runWorker(), {
-        ...MODES.isolation,
-        timeout: 5000,
-        settle: true,
-      });
-      for (const [i, s] of out.entries()) if (s.status !== 'fulfilled' || s.value !== 42) bad.push(`run ${run} item ${i}: ${String(outcome(s))}`);
-    }
-    expect(bad).toEqual([]);
-  }, 300_000); // 160 forks and 180 Worker starts, on a machine that may be busy; each item has its own timeout
-
   it('pool children start Workers one after another', async () => {
-    // Isolation mode is the test above; here two long-lived children take 6 items of 2 Workers each.
+    // Two long-lived children take 6 items of 2 Workers each.
     expect(await runWorker()).toBe(42);
     const items = [0, 1, 2, 3, 4, 5];
     const out = await map(items, async () => [await runWorker(), await runWorker()], { ...MODES.pool, timeout: 5000, settle: true });

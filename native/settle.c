@@ -1,0 +1,75 @@
+/* Letting a parent's worker_threads settle before a fork.
+ *
+ * fork() copies only the calling thread, with every lock exactly as it was.
+ * A Node Worker's thread takes process-wide locks while it starts and while
+ * it tears down: the main isolate's interrupt lock (the inspector tells the
+ * main thread about each Worker it starts and finishes), V8's Wasm engine
+ * lock around isolate creation and disposal (Node 22+), the platform's
+ * per-isolate lock. A fork that lands inside one of those short sections
+ * leaves the lock held by a thread that does not exist in the child, and the
+ * child waits on it forever (measured: about 1 child in 300 that starts a
+ * Worker right after its parent's Worker answered, docs/hazards.md).
+ *
+ * Those sections never block: a thread inside one is running (or runnable,
+ * preempted), never asleep. So before forking, the parent waits, for a
+ * bounded time, until each Worker thread it knows of is asleep or gone,
+ * reading each thread's state from /proc. Layout-independent: nothing of
+ * Node's or V8's memory is read. */
+#include "cowfork.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__linux__)
+/* 1 when the thread is running or runnable (R) or in uninterruptible sleep
+ * (D), 0 when asleep, stopped or gone. */
+static int cf__thread_busy(int tid) {
+  char path[64], buf[512];
+  int fd;
+  ssize_t len;
+  snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
+  do
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+  while (fd < 0 && errno == EINTR);
+  if (fd < 0) return 0; /* exited (and joined) */
+  do
+    len = read(fd, buf, sizeof(buf) - 1);
+  while (len < 0 && errno == EINTR);
+  close(fd);
+  if (len <= 0) return 0;
+  buf[len] = '\0';
+  /* The name (field 2) may hold spaces and parentheses: the state follows the last ')'. */
+  char* p = strrchr(buf, ')');
+  if (p == NULL || p[1] != ' ') return 0;
+  return p[2] == 'R' || p[2] == 'D';
+}
+
+static int64_t cf__now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+#endif
+
+int cf_settle_threads(const int32_t* tids, size_t n, int max_us) {
+#if defined(__linux__)
+  int64_t deadline = cf__now_us() + max_us;
+  for (;;) {
+    int busy = 0;
+    for (size_t i = 0; i < n; i++) busy += cf__thread_busy(tids[i]);
+    if (busy == 0 || cf__now_us() >= deadline) return busy;
+    /* Give the core to the busy thread: on a small machine it may be waiting for ours. */
+    struct timespec pause = {0, 100000};
+    nanosleep(&pause, NULL);
+  }
+#else
+  (void)tids;
+  (void)n;
+  (void)max_us;
+  return 0;
+#endif
+}

@@ -9,9 +9,12 @@
 // `npm run test:versions` builds dist/ first (pretest:versions), as `npm test`
 // does; CI calls this script directly, after `npm test` has built it.
 //
-// Usage: node scripts/test-versions.js [major...] [--jobs N] [--with-report <report.json>] [-- vitest args]
+// Usage: node scripts/test-versions.js [major...] [--jobs N] [--full] [--with-report <report.json>] [-- vitest args]
 //   --jobs N       run N versions at a time (default 1: the suite's process
 //                  and fork tests are sensitive to a loaded machine).
+//   --full         the full repetition counts; by default each version runs
+//                  every test with COWFORK_TEST_LIGHT=1 (fewer forks in the
+//                  heaviest ones, see test/helpers.ts), as CI does.
 //   --with-report  fold an existing report of the running node into the
 //                  summary (CI: the report `npm test` wrote).
 //   -- args        passed on to vitest, e.g. `-- test/native.test.ts`.
@@ -28,7 +31,7 @@ const RESULTS = path.join(ROOT, 'test-results');
 const VERSION_TIMEOUT_MS = 20 * 60_000;
 
 function parseArgs(argv) {
-  const opts = { majors: [], jobs: 1, withReports: [], vitestArgs: [] };
+  const opts = { majors: [], jobs: 1, full: false, withReports: [], vitestArgs: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--') {
@@ -36,6 +39,7 @@ function parseArgs(argv) {
       break;
     }
     if (a === '--jobs') opts.jobs = Number(argv[++i]);
+    else if (a === '--full') opts.full = true;
     else if (a === '--with-report') opts.withReports.push(argv[++i]);
     else if (/^\d+$/.test(a)) opts.majors.push(a);
     else throw new TypeError(`test-versions: unknown argument '${a}'`);
@@ -49,7 +53,7 @@ function parseArgs(argv) {
 const live = new Set();
 
 /** Runs the suite under one major; resolves with its label, report path and seconds taken. */
-function runVersion(major, stream, vitestArgs) {
+function runVersion(major, stream, vitestArgs, full) {
   const dir = path.join(ROOT, '.cache', 'node', major);
   const node = path.join(dir, 'bin', 'node');
   const version = spawnSync(node, ['-v'], { encoding: 'utf8' }).stdout.trim();
@@ -64,6 +68,8 @@ function runVersion(major, stream, vitestArgs) {
     // node-gyp (the package tests build the addon) uses this version's headers, with no download.
     npm_config_nodedir: dir,
     COWFORK_TEST_NODE_MAJOR: major,
+    // Every test, with the heaviest repetitions cut (test/helpers.ts reps()); --full keeps them.
+    ...(full ? {} : { COWFORK_TEST_LIGHT: '1' }),
   };
   const started = Date.now();
   if (stream) console.log(`\n=== node ${version}: vitest run ===`);
@@ -119,7 +125,7 @@ async function main() {
   const done = [];
   const queue = [...opts.majors];
   const worker = async () => {
-    for (let major = queue.shift(); major !== undefined; major = queue.shift()) done.push(await runVersion(major, opts.jobs === 1, opts.vitestArgs));
+    for (let major = queue.shift(); major !== undefined; major = queue.shift()) done.push(await runVersion(major, opts.jobs === 1, opts.vitestArgs, opts.full));
   };
   await Promise.all(Array.from({ length: Math.min(opts.jobs, opts.majors.length) }, worker));
 

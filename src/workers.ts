@@ -52,7 +52,9 @@ export function trackWorkers(): void {
   known = new Set(threads().map(([tid]) => tid));
   process.on('worker', (worker: Worker) => {
     const now = threads();
-    const fresh = now.filter(([tid, name]) => !known!.has(tid) && !NOT_A_WORKER.test(name));
+    // In a child that has not looked yet, every thread but the main one is new.
+    const before = known ?? new Set([process.pid]);
+    const fresh = now.filter(([tid, name]) => !before.has(tid) && !NOT_A_WORKER.test(name));
     known = new Set(now.map(([tid]) => tid));
     if (fresh.length === 0) return;
     const entry: Tracked = { tids: fresh.map(([tid]) => tid), online: false };
@@ -75,8 +77,8 @@ export function settleWorkers(): number {
   return native.settleThreads(Int32Array.from(entries.flatMap((e) => e.tids)), SETTLE_RUNNING_MAX_MS);
 }
 
-/** In a child: the parent's Workers are not this process's. */
+/** In a child: the parent's Workers are not this process's (and its threads are not known until needed). */
 export function forgetParentWorkers(): void {
   live.clear();
-  known = new Set(threads().map(([tid]) => tid));
+  known = null;
 }

@@ -11,6 +11,10 @@ import zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { map } from '../src/index';
 import { native } from '../src/native';
+import { reps } from './helpers';
+
+/** 200: issue 10's acceptance. */
+const CHILDREN = reps(200, 60);
 
 type Kind = 'fs' | 'crypto' | 'zlib' | 'dns';
 
@@ -98,8 +102,8 @@ describe("the parent's threadpool completions in children", () => {
     expect(dropped).toBe(-40); // -1 from each child: the repair did not run
   }, 300_000);
 
-  it('with the repair (the default): none in 200 children while the parent keeps 8 fs requests in flight', async () => {
-    const { ran, dropped } = await childrenUnderLoad(200, { fs: 8 });
+  it(`with the repair (the default): none in ${CHILDREN} children while the parent keeps 8 fs requests in flight`, async () => {
+    const { ran, dropped } = await childrenUnderLoad(CHILDREN, { fs: 8 });
     expect(ran).toEqual({ fs: 0, crypto: 0, zlib: 0, dns: 0 });
     // The hazard was there: children inherited finished requests, and dropped them.
     expect(dropped).toBeGreaterThan(0);

@@ -9,6 +9,19 @@ import vm from 'node:vm';
 export const ROOT = path.resolve(__dirname, '..');
 export const FIXTURES = path.join(__dirname, 'fixtures');
 
+/**
+ * COWFORK_TEST_LIGHT=1 (set by scripts/test-versions.js for the other Node
+ * majors): every test still runs, and each hazard still shows, but the
+ * heaviest repetitions (hundreds of forks) are cut, to keep CI's four runs of
+ * the suite short. `npm test` runs the full counts.
+ */
+export const LIGHT = process.env.COWFORK_TEST_LIGHT === '1';
+
+/** A repetition count: `full` normally, `light` under COWFORK_TEST_LIGHT=1. */
+export function reps(full: number, light: number): number {
+  return LIGHT ? light : full;
+}
+
 /** Open fds of this process. */
 export function fdCount(): number {
   return fs.readdirSync('/proc/self/fd').length;

@@ -7,7 +7,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { fileStore } from '../src/index';
-import { FIXTURES, ROOT, isAlive, tempDir, waitFor, zombiesOf } from './helpers';
+import { FIXTURES, ROOT, isAlive, reps, tempDir, waitFor, zombiesOf } from './helpers';
+
+const SIGTERM_REPS = reps(5, 2);
 
 const RUN = path.join(FIXTURES, 'iterate-run.js');
 const HAMMER = path.join(FIXTURES, 'iterate-hammer.js');
@@ -100,9 +102,9 @@ const randomInt = (lo: number, hi: number): number => lo + Math.floor(Math.rando
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('iterate: SIGTERM to the parent', () => {
-  it('4 instances over 100,000 items, SIGTERM at random points, resumed until complete; 5 times', async () => {
+  it(`4 instances over 100,000 items, SIGTERM at random points, resumed until complete; ${SIGTERM_REPS} times`, async () => {
     const TOTAL = 100_000;
-    for (let rep = 0; rep < 5; rep++) {
+    for (let rep = 0; rep < SIGTERM_REPS; rep++) {
       const dir = scratch();
       const wanted = randomInt(1, 3);
       let interrupts = 0;

@@ -186,3 +186,18 @@ describe('shared counters', () => {
     expect(() => native.shmLoad(shm, 2)).toThrow(expect.objectContaining({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE' }));
   });
 });
+
+describe('settleThreads: waiting for threads to be asleep (native/settle.c)', () => {
+  it('returns at once for threads asleep or gone, and gives up after maxMs on a running one', () => {
+    // Node's own helper threads are parked; this (main) thread is running.
+    const asleep = native.threads().map(([tid]) => tid).filter((tid) => tid !== process.pid);
+    expect(asleep.length).toBeGreaterThan(0);
+    let t = performance.now();
+    expect(native.settleThreads(Int32Array.from(asleep), 1000)).toBe(0);
+    expect(native.settleThreads(Int32Array.of(2 ** 31 - 1), 1000)).toBe(0); // no such thread
+    expect(performance.now() - t).toBeLessThan(900);
+    t = performance.now();
+    expect(native.settleThreads(Int32Array.of(process.pid), 30)).toBe(1);
+    expect(performance.now() - t).toBeGreaterThanOrEqual(29);
+  });
+});

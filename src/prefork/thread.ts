@@ -47,5 +47,7 @@ async function main(): Promise<void> {
 
 main().catch((err) => {
   process.stderr.write(`prefork thread: ${(err as Error)?.stack ?? String(err)}\n`);
-  process.exit(70);
+  // A thread's exit code only reaches its worker, which logs it and exits with
+  // cowfork's code for an uncaught error (native.EXIT_CODES.UNCAUGHT).
+  process.exit(1);
 });

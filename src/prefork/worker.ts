@@ -202,7 +202,7 @@ class ThreadHost {
           t.once('exit', (code) => {
             if (!this.stopping) {
               process.stderr.write(`prefork worker ${this.ctx.num}: thread ${i} exited with code ${code}\n`);
-              exitChild(70);
+              exitChild(native.EXIT_CODES.UNCAUGHT);
             }
             resolve();
           });
@@ -210,7 +210,7 @@ class ThreadHost {
       );
       t.on('error', (err) => {
         process.stderr.write(`prefork worker ${this.ctx.num}: thread ${i} failed: ${err?.stack ?? String(err)}\n`);
-        exitChild(70);
+        exitChild(native.EXIT_CODES.UNCAUGHT);
       });
       this.threads.push(t);
     }

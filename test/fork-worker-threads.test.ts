@@ -12,8 +12,8 @@ import { native } from '../src/native';
 import { FIXTURES, reps, runCommand } from './helpers';
 
 /** 20 runs of 8: issue 10's acceptance. */
-const RUNS = reps(20, 6);
-const CHURN_CHILDREN = reps(50, 30);
+const RUNS = reps(20, 4);
+const CHURN_CHILDREN = reps(50, 20);
 
 interface Outcome {
   ok: number;

@@ -2,10 +2,10 @@
  *
  * fork() copies only the calling thread, with every lock exactly as it was.
  * A Node Worker's thread takes process-wide locks while it starts and while
- * it tears down: the main isolate's interrupt lock (the inspector tells the
- * main thread about each Worker it starts and finishes), V8's Wasm engine
- * lock around isolate creation and disposal (Node 22+), the platform's
- * per-isolate lock. A fork that lands inside one of those short sections
+ * it tears down: Node's options lock while it makes the Worker's isolate,
+ * the main isolate's interrupt lock (the inspector tells the main thread
+ * about each Worker it starts and finishes), V8's Wasm engine lock around
+ * isolate creation (seen on Node 24 and 26). A fork that lands inside one of those short sections
  * leaves the lock held by a thread that does not exist in the child, and the
  * child waits on it forever (measured: about 1 child in 300 that starts a
  * Worker right after its parent's Worker answered, docs/hazards.md).
@@ -14,7 +14,8 @@
  * preempted), never asleep. So before forking, the parent waits, for a
  * bounded time, until each Worker thread it knows of is asleep or gone,
  * reading each thread's state from /proc. Layout-independent: nothing of
- * Node's or V8's memory is read. */
+ * Node's or V8's memory is read. It narrows the window to the moment between
+ * the last look and fork(); it does not close it. */
 #include "cowfork.h"
 
 #include <errno.h>
@@ -25,8 +26,8 @@
 #include <unistd.h>
 
 #if defined(__linux__)
-/* 1 when the thread is running or runnable (R) or in uninterruptible sleep
- * (D), 0 when asleep, stopped or gone. */
+/* 1 when the thread is running or runnable (R), in uninterruptible sleep (D)
+ * or cannot be looked at, 0 when asleep, stopped or gone. */
 static int cf__thread_busy(int tid) {
   char path[64], buf[512];
   int fd;
@@ -35,7 +36,7 @@ static int cf__thread_busy(int tid) {
   do
     fd = open(path, O_RDONLY | O_CLOEXEC);
   while (fd < 0 && errno == EINTR);
-  if (fd < 0) return 0; /* exited (and joined) */
+  if (fd < 0) return errno == ENOENT || errno == ESRCH ? 0 : 1; /* gone, or unknown: wait (bounded) */
   do
     len = read(fd, buf, sizeof(buf) - 1);
   while (len < 0 && errno == EINTR);

@@ -42,6 +42,8 @@ export interface AtForkHooks {
 }
 
 const hooks: AtForkHooks[] = [];
+/** Hooks cowfork registers for itself (the scheduler's); the rest are the app's. */
+const ownHooks = new WeakSet<AtForkHooks>();
 
 /** Registers fork hooks. Returns a function that unregisters them. */
 export function atFork(h: AtForkHooks): () => void {
@@ -51,7 +53,17 @@ export function atFork(h: AtForkHooks): () => void {
       throw new TypeError(`atFork(hooks): hooks.${key} must be a function`);
     }
   }
+  return addHooks({ ...h });
+}
+
+/** atFork for cowfork's own modules: not counted as the app re-creating its clients. */
+export function libraryAtFork(h: AtForkHooks): () => void {
   const entry = { ...h };
+  ownHooks.add(entry);
+  return addHooks(entry);
+}
+
+function addHooks(entry: AtForkHooks): () => void {
   hooks.push(entry);
   return () => {
     const i = hooks.indexOf(entry);
@@ -282,14 +294,15 @@ export function forkChild(body: () => number | Promise<number>, options: ForkOpt
   warnIfImmediatesUnknown();
   for (let i = hooks.length - 1; i >= 0; i--) hooks[i].prepare?.();
   noteThreadsBeforeFork();
-  if (!(testUnsafeFlags() & native.FORK_FLAGS.SKIP_SETTLE_WORKERS)) settleWorkers();
   // An app with an atFork({ child }) hook re-creates its clients there (docs/recipes.md): no warning.
-  if (options.warnInheritedConnections && !hooks.some((h) => h.child)) {
+  if (options.warnInheritedConnections && !hooks.some((h) => h.child && !ownHooks.has(h))) {
     noteConnectionsBeforeFork(options.warnInheritedConnections);
   }
+  const flags = (options.unsafeFlags ?? 0) | testUnsafeFlags() | (options.dieWithParent ? native.FORK_FLAGS.SET_PDEATHSIG : 0);
+  // Last before the fork: the parent's Worker threads asleep (src/workers.ts).
+  if (!(flags & native.FORK_FLAGS.SKIP_SETTLE_WORKERS)) settleWorkers();
   let pid: number;
   try {
-    const flags = (options.unsafeFlags ?? 0) | testUnsafeFlags() | (options.dieWithParent ? native.FORK_FLAGS.SET_PDEATHSIG : 0);
     pid = native.fork(options.keepFds ?? [], flags);
   } catch (err) {
     if (death) death.forEach((fd) => native.close(fd));

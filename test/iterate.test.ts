@@ -284,7 +284,7 @@ describe('iterate', () => {
         // Long enough for some progress in every run even on a loaded machine, short enough to need several.
         maxRuntime: 250,
         checkpointEvery: { items: 10 },
-        build: range(0, 400),
+        build: range(0, 2000),
         each: recorder<number>(() => spin(1)),
       });
       if (!result.complete) expect(result.interruptedBy).toBe('maxRuntime');
@@ -292,7 +292,7 @@ describe('iterate', () => {
     expect(result.complete).toBe(true);
     expect(runs).toBeGreaterThan(1);
     const all = (recorded() as number[]).sort((a, b) => a - b);
-    expect(all).toEqual(Array.from({ length: 400 }, (_, i) => i));
+    expect(all).toEqual(Array.from({ length: 2000 }, (_, i) => i));
   });
 
   it('refuses a different instance count with a clear error, unless reshard: "restart"', async () => {

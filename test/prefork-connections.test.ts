@@ -6,7 +6,7 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ROOT } from './helpers';
+import { FIXTURES, ROOT, runNode } from './helpers';
 
 const { startProcess } = require('./fixtures/prefork-harness.js');
 const CLI = path.join(ROOT, 'bin', 'cowfork.js');
@@ -45,5 +45,20 @@ describe('prefork and the master\'s client connections', () => {
       new Promise<never>((_, rej) => setTimeout(() => rej(new Error('master did not exit')), 15_000)),
     ]);
     expect(code).toBe(0);
+  });
+
+  it('prefork() from code warns the same way, unless the app registered an atFork({ child }) hook', async () => {
+    const server = net.createServer((s) => s.on('error', () => {}));
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    cleanups.push(() => server.close());
+    const env = { DB_PORT: String((server.address() as AddressInfo).port) };
+    const script = path.join(FIXTURES, 'prefork-api-db.js');
+    const bare = await runNode(['--single-threaded', script], { env, timeoutMs: 30_000 });
+    expect(bare.stdout).toContain('stopped');
+    expect(bare.stderr).toContain('COWFORK_INHERITED_CONNECTIONS');
+    const hooked = await runNode(['--single-threaded', script, 'hook'], { env, timeoutMs: 30_000 });
+    expect(hooked.stdout).toContain('stopped');
+    expect(hooked.stderr).not.toContain('COWFORK_INHERITED_CONNECTIONS');
   });
 });

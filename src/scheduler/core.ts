@@ -21,7 +21,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { CancelledError, FiberFailedError, SchedulerError } from '../errors';
-import { atFork, libraryTimeout } from '../fork';
+import { libraryAtFork, libraryTimeout } from '../fork';
 import { ERR, HUP, READ, WRITE, type WatchHandle, native } from '../native';
 import { drainMicrotasks, hasSyncDrain } from './drain';
 import { type HeapEntry, TimerHeap } from './heap';
@@ -158,7 +158,7 @@ const busyCores = new Set<Core>();
 /** This process's pid; process.pid is refreshed in a child before at-fork child hooks run. */
 let ownPid = process.pid;
 
-atFork({
+libraryAtFork({
   child() {
     ownPid = process.pid;
     for (const core of busyCores) core.forgetAfterFork();

@@ -8,6 +8,7 @@
         "native/binding_watch.c",
         "native/binding_pool.c",
         "native/binding_inspect.c",
+        "native/binding_store.c",
         "native/fork.c",
         "native/fd.c",
         "native/dofork.c",

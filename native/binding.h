@@ -103,6 +103,18 @@ napi_value cf__ForkPoolLocated(napi_env env, napi_callback_info info);
 napi_value cf__TestPark(napi_env env, napi_callback_info info);
 napi_value cf__TestUnpark(napi_env env, napi_callback_info info);
 
+/* binding_store.c */
+napi_value cf__ScratchCreate(napi_env env, napi_callback_info info);
+napi_value cf__ScratchOpen(napi_env env, napi_callback_info info);
+napi_value cf__ScratchRemove(napi_env env, napi_callback_info info);
+napi_value cf__Hmac(napi_env env, napi_callback_info info);
+napi_value cf__Memeq(napi_env env, napi_callback_info info);
+napi_value cf__ShmCreate(napi_env env, napi_callback_info info);
+napi_value cf__ShmAdd(napi_env env, napi_callback_info info);
+napi_value cf__ShmLoad(napi_env env, napi_callback_info info);
+napi_value cf__ShmStore(napi_env env, napi_callback_info info);
+napi_value cf__ShmClaim(napi_env env, napi_callback_info info);
+
 /* binding_inspect.c */
 napi_value cf__InheritedPeer(napi_env env, napi_callback_info info);
 napi_value cf__InheritedCount(napi_env env, napi_callback_info info);

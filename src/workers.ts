@@ -79,10 +79,6 @@ function onWorker(worker: Worker): void {
 export function trackWorkers(): void {
   if (tracking) return;
   tracking = true;
-  // Start libuv's threadpool now (its threads start with the first request),
-  // so that on Node 20 and 22, where every thread is "node", they are known
-  // before any Worker and are never taken for a Worker's.
-  fs.stat(__filename, () => {});
   known = new Set(threads().map(([tid]) => tid));
   process.on('worker', onWorker);
 }

@@ -337,6 +337,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       CF__FN("threads", cf__Threads),
       CF__FN("threadCount", cf__ThreadCount),
       CF__FN("settleThreads", cf__SettleThreads),
+      CF__FN("settleBeforeFork", cf__SettleBeforeFork),
       CF__FN("forkParentWork", ForkParentWork),
       CF__FN("immediatesFound", ImmediatesFound),
       CF__FN("forkCensusPasses", cf__ForkCensusPasses),

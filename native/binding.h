@@ -122,6 +122,7 @@ napi_value cf__InspectHandles(napi_env env, napi_callback_info info);
 napi_value cf__Threads(napi_env env, napi_callback_info info);
 napi_value cf__ThreadCount(napi_env env, napi_callback_info info);
 napi_value cf__SettleThreads(napi_env env, napi_callback_info info);
+napi_value cf__SettleBeforeFork(napi_env env, napi_callback_info info);
 
 /* binding_watch.c */
 napi_value cf__Watch(napi_env env, napi_callback_info info);

@@ -76,6 +76,18 @@ napi_value cf__ThreadCount(napi_env env, napi_callback_info info) {
   return cf__int(env, n);
 }
 
+/* settleBeforeFork(tids: Int32Array, maxMs): the next fork waits up to maxMs,
+ * just before fork(), until none of those threads is running. */
+napi_value cf__SettleBeforeFork(napi_env env, napi_callback_info info) {
+  CF__ARGS("settleBeforeFork", 2);
+  int32_t* tids;
+  size_t n;
+  int64_t max_ms;
+  CF__TRY(cf__arg_i32s(env, cf__fn, "tids", argv[0], &tids, &n));
+  CF__TRY(cf__arg_int(env, cf__fn, "maxMs", argv[1], 0, 10000, &max_ms));
+  return cf__int(env, cf_fork_settle_next(tids, n, (int)max_ms * 1000));
+}
+
 /* settleThreads(tids: Int32Array, maxMs): waits up to maxMs until none of
  * those threads is running; returns how many still were. */
 napi_value cf__SettleThreads(napi_env env, napi_callback_info info) {

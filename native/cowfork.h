@@ -141,6 +141,10 @@ int cf_thread_count(void);
 /* settle.c: waits up to max_us until none of tids is running (Linux; 0 at once
  * elsewhere). Returns how many were still running when it gave up. */
 int cf_settle_threads(const int32_t* tids, size_t n, int max_us);
+/* The next cf_fork waits the same way for these threads, up to max_us, after
+ * its census and just before fork() (the first 256 are kept). Returns how many. */
+int cf_fork_settle_next(const int32_t* tids, size_t n, int max_us);
+void cf_fork_settle_run(void); /* cf_fork's own call */
 
 /* wait.c: status is the exit code, or -1 when term_signal is set. */
 typedef struct {

@@ -55,6 +55,8 @@ int cf_fork(uv_loop_t* loop, const int* keep_fds, int nkeep, int flags) {
   sigdelset(&all, SIGSYS);
   if ((err = pthread_sigmask(SIG_SETMASK, &all, &saved)) != 0) return -err;
   if (!(flags & CF_FORK_SKIP_WAITERS)) cf_waiters_census(&plan, flags);
+  /* Last before fork(): the threads registered by cf_fork_settle_next. */
+  cf_fork_settle_run();
   uv_mutex_lock(&loop->wq_mutex);
 
   pid = fork();

@@ -56,6 +56,27 @@ static int64_t cf__now_us(void) {
 }
 #endif
 
+/* The threads the next cf_fork waits for, right before fork(): set by
+ * cf_fork_settle_next, used once. Only the main thread forks. */
+#define CF__SETTLE_MAX 256
+static int32_t cf__next_tids[CF__SETTLE_MAX];
+static size_t cf__next_n;
+static int cf__next_max_us;
+
+int cf_fork_settle_next(const int32_t* tids, size_t n, int max_us) {
+  if (n > CF__SETTLE_MAX) n = CF__SETTLE_MAX;
+  memcpy(cf__next_tids, tids, n * sizeof(*tids));
+  cf__next_n = n;
+  cf__next_max_us = max_us;
+  return (int)n;
+}
+
+void cf_fork_settle_run(void) {
+  size_t n = cf__next_n;
+  cf__next_n = 0;
+  if (n > 0) cf_settle_threads(cf__next_tids, n, cf__next_max_us);
+}
+
 int cf_settle_threads(const int32_t* tids, size_t n, int max_us) {
 #if defined(__linux__)
   int64_t deadline = cf__now_us() + max_us;

@@ -84,6 +84,8 @@ export interface Native {
   threadCount(): number;
   /** Waits up to maxMs until none of these threads is running; returns how many still were (Linux; 0 elsewhere). */
   settleThreads(tids: Int32Array, maxMs: number): number;
+  /** The next fork waits up to maxMs, just before fork(), until none of these threads is running; returns how many it kept. */
+  settleBeforeFork(tids: Int32Array, maxMs: number): number;
   readonly DOFORK: {
     readonly RANGED: number;
     readonly WALK: number;

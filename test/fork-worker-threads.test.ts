@@ -76,7 +76,8 @@ describe('worker_threads: Workers starting and finishing in the parent while it 
       failures.push(...out.failures);
     }
     expect(failures.length).toBeGreaterThan(0);
-    expect(new Set(failures)).toEqual(new Set(['TimeoutError']));
+    // A hang mostly; on Node 26 a child has also crashed on the inherited lock's state.
+    for (const f of failures) expect(f).toMatch(/^(TimeoutError|WorkerCrashedError SIG[A-Z]+)$/);
   }, 600_000);
 
   // On Node 24 and 26 about 1 child in 30 still hangs with the settling: a lock

@@ -76,16 +76,26 @@ napi_value cf__ThreadCount(napi_env env, napi_callback_info info) {
   return cf__int(env, n);
 }
 
+/* The arguments of settleBeforeFork and settleThreads: (tids: Int32Array, maxMs). */
+static bool cf__settle_args(napi_env env, const char* fn, napi_value* argv, int32_t** tids, size_t* n,
+                            int* max_us) {
+  int64_t max_ms;
+  if (!cf__arg_i32s(env, fn, "tids", argv[0], tids, n) ||
+      !cf__arg_int(env, fn, "maxMs", argv[1], 0, 10000, &max_ms))
+    return false;
+  *max_us = (int)max_ms * 1000;
+  return true;
+}
+
 /* settleBeforeFork(tids: Int32Array, maxMs): the next fork waits up to maxMs,
  * just before fork(), until none of those threads is running. */
 napi_value cf__SettleBeforeFork(napi_env env, napi_callback_info info) {
   CF__ARGS("settleBeforeFork", 2);
   int32_t* tids;
   size_t n;
-  int64_t max_ms;
-  CF__TRY(cf__arg_i32s(env, cf__fn, "tids", argv[0], &tids, &n));
-  CF__TRY(cf__arg_int(env, cf__fn, "maxMs", argv[1], 0, 10000, &max_ms));
-  return cf__int(env, cf_fork_settle_next(tids, n, (int)max_ms * 1000));
+  int max_us;
+  CF__TRY(cf__settle_args(env, cf__fn, argv, &tids, &n, &max_us));
+  return cf__int(env, cf_fork_settle_next(tids, n, max_us));
 }
 
 /* settleThreads(tids: Int32Array, maxMs): waits up to maxMs until none of
@@ -94,8 +104,7 @@ napi_value cf__SettleThreads(napi_env env, napi_callback_info info) {
   CF__ARGS("settleThreads", 2);
   int32_t* tids;
   size_t n;
-  int64_t max_ms;
-  CF__TRY(cf__arg_i32s(env, cf__fn, "tids", argv[0], &tids, &n));
-  CF__TRY(cf__arg_int(env, cf__fn, "maxMs", argv[1], 0, 10000, &max_ms));
-  return cf__int(env, cf_settle_threads(tids, n, (int)max_ms * 1000));
+  int max_us;
+  CF__TRY(cf__settle_args(env, cf__fn, argv, &tids, &n, &max_us));
+  return cf__int(env, cf_settle_threads(tids, n, max_us));
 }

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { native } from '../src/native';
-import { FIXTURES, runNode, tempDir } from './helpers';
+import { FIXTURES, runNode, tempDir, unsafeFlagsEnv } from './helpers';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -23,7 +23,7 @@ async function childLookups(unsafeFlags: number): Promise<{ blocked: number; got
   const fifo = path.join(dir, 'aliases');
   execFileSync('mkfifo', [fifo]);
   const r = await runNode(['--single-threaded', path.join(FIXTURES, 'dns-blocked.js'), '4'], {
-    env: { HOSTALIASES: fifo, COWFORK_TEST_UNSAFE_FLAGS: String(unsafeFlags | Number(process.env.COWFORK_TEST_UNSAFE_FLAGS ?? 0)) },
+    env: { ...unsafeFlagsEnv(unsafeFlags), HOSTALIASES: fifo },
     timeoutMs: 60_000,
   });
   expect(r.code, r.stderr.slice(-2000)).toBe(0);

@@ -9,7 +9,7 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { native } from '../src/native';
-import { FIXTURES, reps, runCommand } from './helpers';
+import { FIXTURES, reps, runCommand, unsafeFlagsEnv } from './helpers';
 
 /** 20 runs of 8: issue 10's acceptance. */
 const RUNS = reps(20, 4);
@@ -25,7 +25,7 @@ interface Outcome {
 async function runFixture(runs: number, children: number, unsafeFlags = 0): Promise<Outcome> {
   const script = `ulimit -c 0; exec "$0" --single-threaded "$1" ${runs} ${children}`;
   const r = await runCommand('/bin/sh', ['-c', script, process.execPath, path.join(FIXTURES, 'worker-join.js')], {
-    env: { ...process.env, COWFORK_TEST_UNSAFE_FLAGS: String(unsafeFlags | Number(process.env.COWFORK_TEST_UNSAFE_FLAGS ?? 0)) },
+    env: unsafeFlagsEnv(unsafeFlags),
     // A Worker starts in ~50 ms on an idle machine; allow for a loaded one.
     timeoutMs: 280_000,
   });
@@ -58,7 +58,7 @@ interface Churn {
 /** test/fixtures/worker-churn.js: `children` isolation children, each running a Worker, while 3 Workers churn in the parent. */
 async function churn(children: number, unsafeFlags = 0): Promise<Churn> {
   const r = await runCommand(process.execPath, ['--single-threaded', path.join(FIXTURES, 'worker-churn.js'), String(children), '3', '3000'], {
-    env: { ...process.env, COWFORK_TEST_UNSAFE_FLAGS: String(unsafeFlags | Number(process.env.COWFORK_TEST_UNSAFE_FLAGS ?? 0)) },
+    env: unsafeFlagsEnv(unsafeFlags),
     timeoutMs: 120_000,
   });
   expect(r.code, r.stderr.slice(-2000)).toBe(0);

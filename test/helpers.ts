@@ -17,6 +17,11 @@ export const FIXTURES = path.join(__dirname, 'fixtures');
  */
 export const LIGHT = process.env.COWFORK_TEST_LIGHT === '1';
 
+/** The environment for a fixture run with test-only FORK_FLAGS added to any COWFORK_TEST_UNSAFE_FLAGS already set. */
+export function unsafeFlagsEnv(unsafeFlags: number): NodeJS.ProcessEnv {
+  return { ...process.env, COWFORK_TEST_UNSAFE_FLAGS: String(unsafeFlags | Number(process.env.COWFORK_TEST_UNSAFE_FLAGS ?? 0)) };
+}
+
 /** A repetition count: `full` normally, `light` under COWFORK_TEST_LIGHT=1. */
 export function reps(full: number, light: number): number {
   return LIGHT ? light : full;

@@ -1,12 +1,26 @@
-// The public Scheduler: cooperative fibers (async functions) that park on
-// timers or on any fd's readiness. A thin facade: it validates input, picks
-// the scheduler, and delegates to the engine in core.ts. docs/scheduler.md
+// The public Scheduler: cooperative fibers (generator functions or async
+// functions) that park on timers, on any fd's readiness, on promises and on
+// each other. A thin facade: it validates input, picks the scheduler, and
+// delegates to the engine (tables.ts, loop.ts, drive.ts). docs/scheduler.md
 // has the model, both driving modes and the pitfalls.
 import { ERR, HUP, READ, WRITE } from '../native';
 import { boolean, optionsObject, rejectUnknown } from '../validate';
-import { Core, type FiberImpl, type FiberState, currentFiber } from './core';
+import { fdArg, fiberFunction, milliseconds, modeArg, seconds, spawnOptions, timeoutArg, timeoutSeconds } from './args';
+import { Core } from './drive';
+import { type FiberImpl, type FiberState, currentFiber } from './fiber';
+import { Op } from './op';
+import { withTimeout } from './timeout';
 
-export type { FiberState } from './core';
+export type { FiberState } from './fiber';
+
+/**
+ * What pause() and ioWait() return: a promise to `await` in an async fiber,
+ * and, inside a generator fiber, a park to `yield` (untyped result) or to
+ * `yield*` (typed result).
+ */
+export interface Parking<T> extends Promise<T> {
+  [Symbol.iterator](): Generator<unknown, T, unknown>;
+}
 
 /** A spawned fiber. */
 export interface Fiber<T = unknown> {
@@ -14,8 +28,8 @@ export interface Fiber<T = unknown> {
   readonly id: number;
   /**
    * `new` (not started), `running` (runs, or awaits something the scheduler
-   * does not own), `parked` (in pause/ioWait), `ready` (woken, resumes in the
-   * next pass), `done`.
+   * does not own), `parked` (in pause/ioWait, or a generator fiber waiting on
+   * a promise or a fiber), `ready` (woken, resumes in the next pass), `done`.
    */
   readonly state: FiberState;
   /**
@@ -26,13 +40,26 @@ export interface Fiber<T = unknown> {
   readonly done: Promise<T>;
   /**
    * Raises CancelledError inside the fiber at the park it waits in (and at
-   * every later one); a fiber that never started settles without running.
-   * No-op once the fiber is done.
+   * every later one), and cancels its children; a fiber that never started
+   * settles without running. No-op once the fiber is done.
    */
   cancel(reason?: unknown): void;
+  /** Spawns a child fiber on the same scheduler: it is cancelled when this fiber is. */
+  spawn<U>(fn: GeneratorFiberFunction<U>, options?: SpawnOptions): Fiber<U>;
+  spawn<U>(fn: FiberFunction<U>, options?: SpawnOptions): Fiber<U>;
+  /** In a generator fiber, `const r = yield* fiber` joins it, with `r` typed. */
+  [Symbol.iterator](): Generator<unknown, T, unknown>;
 }
 
+/** A generator fiber: parks by yielding pause()/ioWait(), a promise, or another fiber. */
+export type GeneratorFiberFunction<T> = (fiber: Fiber<T>) => Generator<unknown, T, any>;
+/** An async fiber: parks by awaiting pause()/ioWait(). */
 export type FiberFunction<T> = (fiber: Fiber<T>) => T | PromiseLike<T>;
+
+export interface SpawnOptions {
+  /** Seconds. When they pass, the fiber's park raises TimeoutError (and its children are cancelled). */
+  timeout?: number;
+}
 
 export interface SchedulerOptions {
   /**
@@ -44,47 +71,8 @@ export interface SchedulerOptions {
 }
 
 // ---------------------------------------------------------------------------
-// Validation. Async methods reject; the synchronous drivers throw.
-
-function seconds(v: unknown, name: string): number {
-  if (typeof v !== 'number' || Number.isNaN(v)) throw new TypeError(`${name} must be a number of seconds, got ${describe(v)}`);
-  if (v < 0 || !Number.isFinite(v)) throw new RangeError(`${name} must be a non-negative finite number of seconds, got ${v}`);
-  return v * 1000;
-}
-
-function milliseconds(v: unknown, name: string): number {
-  if (typeof v !== 'number' || Number.isNaN(v)) throw new TypeError(`${name} must be a number of milliseconds, got ${describe(v)}`);
-  if (v < 0) throw new RangeError(`${name} must be a non-negative number of milliseconds, got ${v}`);
-  return v;
-}
-
-function fdArg(v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v)) {
-    throw new TypeError(`ioWait(fd, mode, timeout): fd must be an integer file descriptor, got ${describe(v)}`);
-  }
-  if (v < 0 || v > 0x7fffffff) throw new RangeError(`ioWait(fd, mode, timeout): fd must be a non-negative file descriptor, got ${v}`);
-  return v;
-}
-
-function modeArg(v: unknown): number {
-  const what = 'ioWait(fd, mode, timeout): mode must be Scheduler.READ (1), Scheduler.WRITE (2) or Scheduler.READ | Scheduler.WRITE (3)';
-  if (typeof v !== 'number' || !Number.isInteger(v)) throw new TypeError(`${what}, got ${describe(v)}`);
-  if (v < 1 || v > 3) throw new RangeError(`${what}, got ${v}`);
-  return v;
-}
-
-function timeoutArg(v: unknown): number {
-  if (v === undefined || v === null || v === Infinity) return Infinity;
-  return seconds(v, 'ioWait(fd, mode, timeout): timeout');
-}
-
-function describe(v: unknown): string {
-  return typeof v === 'string' ? JSON.stringify(v) : v === null ? 'null' : typeof v === 'object' ? 'an object' : String(v);
-}
-
-// ---------------------------------------------------------------------------
 // The per-process default scheduler. A forked child gets a fresh one: the
-// pid check covers it, and core.ts also forgets copied state in an atFork
+// pid check covers it, and tables.ts also forgets copied state in an atFork
 // child hook so nothing the parent parked keeps a child's loop alive.
 
 let defaultScheduler: Scheduler | null = null;
@@ -100,7 +88,7 @@ function theDefault(): Scheduler {
 
 /** Inside a fiber, the fiber's own scheduler; outside, the default one. */
 function ambient(): Core {
-  return currentFiber()?.core ?? coreOf(theDefault());
+  return (currentFiber()?.core as Core | undefined) ?? coreOf(theDefault());
 }
 
 const cores = new WeakMap<Scheduler, Core>();
@@ -108,31 +96,43 @@ function coreOf(s: Scheduler): Core {
   return cores.get(s)!;
 }
 
-function doPause(core: Core, secs: unknown): Promise<void> {
+// Async methods reject rather than throw; inside a generator fiber the
+// rejection is yielded and thrown at the yield.
+function doPause(core: Core, secs: unknown): Parking<void> {
   try {
     core.checkPid();
     const fiber = core.owner('pause');
-    return core.pause(fiber, seconds(secs, 'pause(seconds): seconds'));
+    const ms = seconds(secs, 'pause(seconds): seconds');
+    if (fiber !== null && fiber.isGen) return new Op<void>(core, -1, 0, ms);
+    return core.pause(fiber, ms) as Parking<void>;
   } catch (err) {
-    return Promise.reject(err);
+    return Promise.reject(err) as Parking<void>;
   }
 }
 
-function doIoWait(core: Core, fd: unknown, mode: unknown, timeout: unknown): Promise<number> {
+function doIoWait(core: Core, fd: unknown, mode: unknown, timeout: unknown): Parking<number> {
   try {
     core.checkPid();
     const fiber = core.owner('ioWait');
-    return core.ioWait(fiber, fdArg(fd), modeArg(mode), timeoutArg(timeout));
+    const args = [fdArg(fd), modeArg(mode), timeoutArg(timeout)] as const;
+    if (fiber !== null && fiber.isGen) return new Op<number>(core, ...args);
+    return core.ioWait(fiber, ...args) as Parking<number>;
   } catch (err) {
-    return Promise.reject(err);
+    return Promise.reject(err) as Parking<number>;
   }
 }
 
+function doSpawn<T>(core: Core, fn: unknown, options: unknown): Fiber<T> {
+  fiberFunction(fn, 'spawn(fn)');
+  return core.spawn(fn as (f: FiberImpl<T>) => unknown, spawnOptions(options), null) as Fiber<T>;
+}
+
 /**
- * Cooperative fibers that park on timers (`pause`) or on an fd's readiness
- * (`ioWait`). Static methods use the per-process default scheduler (inside a
- * fiber, `pause` and `ioWait` use that fiber's own); `new Scheduler()` gives
- * an independent one with the same methods.
+ * Cooperative fibers that park on timers (`pause`), on an fd's readiness
+ * (`ioWait`), and, for generator fibers, on promises and other fibers. Static
+ * methods use the per-process default scheduler (inside a fiber, `pause` and
+ * `ioWait` use that fiber's own); `new Scheduler()` gives an independent one
+ * with the same methods.
  *
  * Fibers make progress in two ways, which can be mixed: synchronously, when
  * `tick`, `runUntilEmpty` or `runFor` drive them (blocking in poll(2)), and on
@@ -161,14 +161,20 @@ export class Scheduler {
 
   // -- spawning -------------------------------------------------------------
 
-  /** Registers `fn` as a fiber. It starts in the next pass: a driver call, or the event loop's next turn. */
-  spawn<T>(fn: FiberFunction<T>): Fiber<T> {
-    if (typeof fn !== 'function') throw new TypeError(`spawn(fn): fn must be a function, got ${describe(fn)}`);
-    return coreOf(this).spawn(fn as (f: FiberImpl<T>) => T | PromiseLike<T>);
+  /**
+   * Registers `fn` as a fiber. It starts in the next pass: a driver call, or
+   * the event loop's next turn. A generator function makes a generator fiber.
+   */
+  spawn<T>(fn: GeneratorFiberFunction<T>, options?: SpawnOptions): Fiber<T>;
+  spawn<T>(fn: FiberFunction<T>, options?: SpawnOptions): Fiber<T>;
+  spawn<T>(fn: unknown, options?: SpawnOptions): Fiber<T> {
+    return doSpawn<T>(coreOf(this), fn, options);
   }
 
-  static spawn<T>(fn: FiberFunction<T>): Fiber<T> {
-    return theDefault().spawn(fn);
+  static spawn<T>(fn: GeneratorFiberFunction<T>, options?: SpawnOptions): Fiber<T>;
+  static spawn<T>(fn: FiberFunction<T>, options?: SpawnOptions): Fiber<T>;
+  static spawn<T>(fn: unknown, options?: SpawnOptions): Fiber<T> {
+    return doSpawn<T>(coreOf(theDefault()), fn, options);
   }
 
   // -- parking --------------------------------------------------------------
@@ -177,11 +183,11 @@ export class Scheduler {
    * Parks the current fiber for at least `seconds`. Outside any fiber it is a
    * plain awaitable timer, woken by the event loop or by a driver.
    */
-  pause(seconds_: number): Promise<void> {
+  pause(seconds_: number): Parking<void> {
     return doPause(coreOf(this), seconds_);
   }
 
-  static pause(seconds_: number): Promise<void> {
+  static pause(seconds_: number): Parking<void> {
     return doPause(ambient(), seconds_);
   }
 
@@ -191,12 +197,26 @@ export class Scheduler {
    * ready bits, or 0 on timeout. Any number of fibers may wait on one fd. The
    * fd should be non-blocking; in event-loop mode libuv makes it so.
    */
-  ioWait(fd: number, mode: number, timeout?: number): Promise<number> {
+  ioWait(fd: number, mode: number, timeout?: number): Parking<number> {
     return doIoWait(coreOf(this), fd, mode, timeout);
   }
 
-  static ioWait(fd: number, mode: number, timeout?: number): Promise<number> {
+  static ioWait(fd: number, mode: number, timeout?: number): Parking<number> {
     return doIoWait(ambient(), fd, mode, timeout);
+  }
+
+  /**
+   * Runs `fn` in the current fiber with a deadline (trio's fail_after): when
+   * `seconds` pass before it ends, the park it waits in raises TimeoutError.
+   * A generator function gives a generator (`yield* Scheduler.withTimeout(1, function* () {...})`),
+   * any other function a promise (`await Scheduler.withTimeout(1, async () => {...})`).
+   */
+  static withTimeout<T>(seconds_: number, fn: () => Generator<unknown, T, any>): Generator<unknown, T, unknown>;
+  static withTimeout<T>(seconds_: number, fn: () => T | PromiseLike<T>): Promise<T>;
+  static withTimeout(seconds_: number, fn: () => unknown): unknown {
+    const s = timeoutSeconds(seconds_);
+    fiberFunction(fn, 'withTimeout(seconds, fn)');
+    return withTimeout(s * 1000, fn);
   }
 
   // -- synchronous drivers --------------------------------------------------
@@ -250,9 +270,19 @@ export class Scheduler {
     return coreOf(this).size;
   }
 
-  /** Parks waiting on a deadline (pause, or ioWait with a timeout). */
+  /** The default scheduler's `size`. */
+  static get size(): number {
+    return theDefault().size;
+  }
+
+  /** Entries in the timer heap: parks with a deadline, and fiber deadlines (options.timeout, withTimeout). */
   get pendingTimers(): number {
     return coreOf(this).pendingTimers;
+  }
+
+  /** The default scheduler's `pendingTimers`. */
+  static get pendingTimers(): number {
+    return theDefault().pendingTimers;
   }
 
   /** Active libuv fd watchers: one per fd with parked fibers. */
@@ -260,8 +290,13 @@ export class Scheduler {
     return coreOf(this).watchers;
   }
 
+  /** The default scheduler's `watchers`. */
+  static get watchers(): number {
+    return theDefault().watchers;
+  }
+
   /** The fiber whose code is running, or null outside any fiber. */
   static current(): Fiber | null {
-    return currentFiber();
+    return currentFiber() as Fiber | null;
   }
 }

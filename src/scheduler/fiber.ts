@@ -99,7 +99,8 @@ export class FiberImpl<T = unknown> {
     readonly core: FiberTables,
     readonly id: number,
     readonly fn: (fiber: FiberImpl<T>) => unknown,
-    readonly isGen: boolean,
+    /** Set at spawn for a generator function, or at start for a function that returned a generator. */
+    public isGen: boolean,
     readonly parent: FiberImpl<any> | null,
   ) {}
 

@@ -48,6 +48,16 @@ function isThenable(v: unknown): v is PromiseLike<unknown> {
   return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as PromiseLike<unknown>).then === 'function';
 }
 
+function isGenerator(v: unknown): v is Generator<unknown, unknown, unknown> {
+  return (
+    v !== null &&
+    typeof v === 'object' &&
+    typeof (v as Generator).next === 'function' &&
+    typeof (v as Generator).throw === 'function' &&
+    typeof (v as Generator)[Symbol.iterator] === 'function'
+  );
+}
+
 export abstract class FiberTables {
   pid = process.pid;
   readonly fibers = new Set<FiberImpl<any>>();
@@ -181,6 +191,14 @@ export abstract class FiberTables {
       r = runAsAsync(f, f.fn);
     } catch (err) {
       return this.finish(f, Outcome.Rejected, err);
+    }
+    if (isGenerator(r)) {
+      // A plain function that returned a generator (`() => helper(x)`): a generator fiber after all.
+      f.isGen = true;
+      asyncFiberGone();
+      this.asyncFibers--;
+      f.gen = r;
+      return this.step(f, false, undefined);
     }
     if (isThenable(r)) {
       Promise.resolve(r).then(

@@ -73,4 +73,38 @@ describe('scheduler: scale', () => {
     expect(s.watchers).toBe(0);
     expect(fdCount()).toBe(before);
   });
+
+  it(`${N} generator fibers parked at once (pause, ioWait, promise), driven synchronously inside a microtask: all complete, no new fds`, async () => {
+    const s = new Scheduler();
+    const p = pipe();
+    cleanups.push(() => p.close());
+    const before = fdCount();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const counts = { resumed: 0 };
+    const fibers = [];
+    for (let i = 0; i < N; i++) {
+      fibers.push(
+        s.spawn(function* () {
+          if (i % 3 === 0) yield s.pause(0.05 + (i % 7) / 1000);
+          else if (i % 3 === 1) expect(yield* s.ioWait(p.r, Scheduler.READ, 30)).toBe(Scheduler.READ);
+          else yield gate;
+          counts.resumed++;
+        }),
+      );
+    }
+    s.tick();
+    expect(fibers.every((f) => f.state === 'parked')).toBe(true);
+    expect(s.watchers).toBe(1);
+    expect(fdCount()).toBe(before);
+    fs.writeSync(p.w, 'go');
+    release();
+    s.runUntilEmpty();
+    expect(counts.resumed).toBe(N);
+    expect(fibers.every((f) => f.state === 'done')).toBe(true);
+    expect([s.size, s.pendingTimers, s.watchers]).toEqual([0, 0, 0]);
+    expect(fdCount()).toBe(before);
+  });
 });

@@ -55,6 +55,19 @@ export class AbortError extends CowforkError {
   }
 }
 
+/** The input of map / each / stream threw (or rejected) while an item was pulled from it. `cause` is what it threw. */
+export class InputError extends CowforkError {
+  readonly code = 'ERR_INPUT';
+  constructor(
+    message: string,
+    /** The position of the item the input failed to produce. */
+    readonly index: number,
+    cause: unknown,
+  ) {
+    super(message, { cause });
+  }
+}
+
 /** The process cannot fork safely: it was started without V8's --single-threaded. */
 export class ForkUnsafeError extends CowforkError {
   readonly code = 'ERR_FORK_UNSAFE';

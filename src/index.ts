@@ -1,6 +1,6 @@
 // cowfork: real fork() parallelism for Node.js.
-export { map, each, Parallel, ParallelWorker } from './parallel';
-export type { ParallelOptions, Settled } from './parallel';
+export { map, each, stream, Parallel, ParallelWorker } from './parallel';
+export type { ParallelOptions, StreamOptions, ItemContext, ItemFn, Items, Settled } from './parallel';
 export { isForkSafe, atFork, isChild } from './fork';
 export type { AtForkHooks } from './fork';
 export { inspectFork } from './inspect';
@@ -49,6 +49,7 @@ export {
   AbortError,
   ForkUnsafeError,
   ResultIntegrityError,
+  InputError,
   IterateError,
   ReshardError,
   CheckpointError,

@@ -211,9 +211,9 @@ describe('fail-fast', () => {
 
 describe('bad input', () => {
   const bad: [unknown, RegExp, ErrorConstructor][] = [
-    [{ concurrency: 0 }, /options\.concurrency must be a positive integer/, RangeError],
-    [{ concurrency: 1.5 }, /options\.concurrency must be a positive integer/, TypeError],
-    [{ concurrency: '2' }, /options\.concurrency must be a positive integer/, TypeError],
+    [{ concurrency: -1 }, /options\.concurrency must be a non-negative integer/, RangeError],
+    [{ concurrency: 1.5 }, /options\.concurrency must be a non-negative integer/, TypeError],
+    [{ concurrency: '2' }, /options\.concurrency must be a non-negative integer/, TypeError],
     [{ timeout: -1 }, /options\.timeout must be a positive finite number/, RangeError],
     [{ timeout: 'soon' }, /options\.timeout must be a positive number/, TypeError],
     [{ isolation: 'yes' }, /options\.isolation must be a boolean/, TypeError],
@@ -233,7 +233,7 @@ describe('bad input', () => {
   }
 
   it('rejects bad items and a missing function, naming the argument', async () => {
-    expect((await rejection(map(42 as never, (x) => x))).message).toMatch(/map: items must be an array or a synchronous iterable/);
+    expect((await rejection(map(42 as never, (x) => x))).message).toMatch(/map: items must be an array, an iterable or an async iterable/);
     expect((await rejection(map([1], 'fn' as never))).message).toMatch(/map: fn must be a function/);
     expect((await rejection(each(null as never, (x) => x))).message).toMatch(/each: items must be an array/);
   });

@@ -1,91 +1,86 @@
-// The engine behind map / each / Parallel. One `Call` owns everything a call
-// creates: its children, its scratch directory, its HMAC key, its timers, and
-// its outcome. Two strategies extend it: `PoolCall` (pool.ts) and
-// `IsolatedCall` (isolated.ts); run.ts picks one.
+// The parent engine behind map / each / stream. One `Call` owns everything a
+// call creates: its children, its scratch directory, its HMAC key, its shared
+// memory, its timers, and its outcome. Strategies extend it: `PoolCall`
+// (pool.ts, an array over long-lived children), `FeedCall` (feed.ts, lazy
+// input over long-lived children), `IsolatedCall` (isolated.ts, a fork per
+// item) and `SerialCall` (serial.ts, concurrency: 0); run.ts picks one.
+// Children run the one body in child.ts.
 import { AbortError, ResultIntegrityError, TimeoutError, WorkerCrashedError, WorkerError } from '../errors';
-import { type ChildExit, type ForkedChild, describeExit, killAndReapSync, onInterrupt } from '../fork';
-import { BatchWriter, type FrameError, Outcome, type SerializedError, decodeAll, decodeBatch, fromSerializedError, newKey } from '../frame';
+import { type ChildExit, type ForkedChild, describeExit, killAndReapSync, libraryInterval, libraryTimeout, onInterrupt } from '../fork';
+import { type FrameError, Outcome, type RecordOut, type SerializedError, decodeAll, decodeBatch, fromSerializedError, newKey } from '../frame';
 import { foreignThreadsNote } from '../inspect';
+import { type ShmHandle, native } from '../native';
 import { Progress } from '../progress';
 import { createScratch, readScratch, removeScratch } from '../scratch';
-
-export type ItemFn<T, R> = (item: T, index: number) => R | Promise<R>;
-
-export type Settled<R> = { status: 'fulfilled'; value: R } | { status: 'rejected'; reason: Error };
-
-export interface RunOptions {
-  concurrency: number;
-  isolation: boolean;
-  timeout?: number;
-  signal?: AbortSignal;
-  settle: boolean;
-  onProgress?: (done: number, total: number) => void;
-  progress: boolean;
-}
-
-// Shared-memory layout of a pool call.
-export const DONE = 0; // items with a record written
-export const STOP = 1; // set when a fail-fast call must stop claiming
-export const CURSOR = 2; // next position in the current round's list
-export const SLOT_BASE = 4;
-export const SLOT_SIZE = 2; // per child: current index + 1 (0 = idle), start time (ms)
-
-export const enum State {
-  Pending = 0,
-  Done = 1,
-  Failed = 2,
-}
+import { type Collect, Ledger } from './ledger';
+import type { ItemFn, RunOptions } from './options';
+import { SLOT_ASYNC, SLOT_START, STOP, now, shmCount, slotBase } from './shm';
+import type { Source } from './source';
 
 export interface Live {
   child: ForkedChild;
-  slot: number;
-  file: string;
+  worker: number;
   timedOut: boolean;
-  index?: number; // isolation mode: the child's item
+  /** Pool and isolation modes: the child's results file. */
+  file?: string;
+  /** Isolation mode: the child's item. */
+  index?: number;
 }
 
-export const now = (): number => performance.now();
+/** How long a child awaiting an async item may react to ctx.signal after the call stops, before it is killed. */
+export const STOP_GRACE_MS = 250;
 
-function isThenable(v: unknown): v is PromiseLike<unknown> {
-  return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as PromiseLike<unknown>).then === 'function';
+/** A stop that is nobody's failure: a stream's consumer left. The stream swallows it. */
+export class ConsumerLeft extends Error {}
+
+/** What a call does with outcomes. */
+export interface CallKind {
+  /** Where the ledger puts outcomes. */
+  collect: Collect;
+  /** Whether children send values back (map, stream) or only completion (each). */
+  sendValues: boolean;
+  /** A stream's sink. */
+  emit?: (out: unknown) => void;
 }
 
-export class Call<T, R> {
-  readonly n: number;
-  readonly values: (R | undefined)[];
-  readonly reasons = new Map<number, Error>();
-  readonly state: Uint8Array;
+export abstract class Call<T, R> {
   readonly key = newKey();
-  readonly dir = createScratch();
   readonly live = new Map<number, Live>();
+  readonly ledger: Ledger;
   readonly progress: Progress;
+  readonly shm: ShmHandle | undefined;
+  /** Stream mode: results the consumer has taken. */
+  consumed = 0;
+  private scratchDir: string | undefined;
   private failedByParent = 0;
   private stopped = false;
   private outcome: Error | undefined;
   private finished = false;
   private readonly disposers: (() => void)[] = [];
-  private resolve!: (v: (R | undefined)[] | Settled<R | undefined>[]) => void;
+  private resolve!: (v: unknown) => void;
   private reject!: (e: Error) => void;
-  readonly promise: Promise<(R | undefined)[] | Settled<R | undefined>[]>;
+  readonly promise: Promise<unknown>;
 
   constructor(
-    readonly items: readonly T[],
+    readonly source: Source<T>,
     readonly fn: ItemFn<T, R>,
-    readonly collect: boolean,
+    readonly kind: CallKind,
     readonly opts: RunOptions,
+    /** Worker numbers 0..width-1; 0 for a call without children. */
+    readonly width: number,
   ) {
-    this.n = items.length;
-    this.values = new Array(this.n);
-    this.state = new Uint8Array(this.n);
+    const { collect, emit } = kind;
     this.promise = new Promise((res, rej) => {
       this.resolve = res;
       this.reject = rej;
     });
-    this.progress = new Progress(this.n, opts.onProgress, opts.progress);
+    this.ledger = new Ledger({ collect, settle: opts.settle, ordered: opts.ordered, onResult: opts.onResult, emit });
+    this.progress = new Progress(source.array?.length ?? NaN, opts.onProgress, opts.progress);
+    this.shm = width > 0 ? native.shmCreate(shmCount(width)) : undefined;
     this.disposers.push(
       onInterrupt(() => {
         for (const pid of this.live.keys()) killAndReapSync(pid);
-        removeScratch(this.dir);
+        if (this.scratchDir !== undefined) removeScratch(this.scratchDir);
       }),
     );
     const signal = opts.signal;
@@ -96,29 +91,62 @@ export class Call<T, R> {
     }
   }
 
+  abstract start(): void;
+
   get isStopped(): boolean {
     return this.stopped;
   }
 
+  /** The scratch directory for results files. Pool and isolation mode make it before their first fork (feed mode needs none). */
+  get dir(): string {
+    if (this.scratchDir === undefined) throw new Error('cowfork internal error: no scratch directory was made for this call');
+    return this.scratchDir;
+  }
+
+  protected makeScratch(): void {
+    this.scratchDir = createScratch();
+  }
+
+  /** Items whose outcomes the engine may forget: the consumer took them (stream), or they were released in order. */
+  released(): number {
+    return this.kind.collect === 'stream' ? this.consumed : this.ledger.prefix;
+  }
+
+  /** How many items may be pulled but not yet released. */
+  get window(): number {
+    return Math.max(1, this.width) * this.opts.readAhead;
+  }
+
   // -- outcomes ------------------------------------------------------------
 
-  succeed(index: number, value: R | undefined): void {
-    if (this.state[index] !== State.Pending) return;
-    this.state[index] = State.Done;
-    this.values[index] = value;
+  succeed(index: number, value: unknown): void {
+    this.record(index, true, value);
   }
 
   fail(index: number, reason: Error): void {
-    if (this.state[index] !== State.Pending) return;
-    this.state[index] = State.Failed;
-    this.reasons.set(index, reason);
-    if (!this.opts.settle) this.stop(reason);
+    if (this.record(index, false, reason) && !this.opts.settle) this.stop(reason);
   }
 
   failByParent(index: number, reason: Error): void {
-    if (this.state[index] === State.Pending) this.failedByParent++;
+    if (!this.ledger.has(index)) this.failedByParent++;
     this.fail(index, reason);
   }
+
+  private record(index: number, ok: boolean, value: unknown): boolean {
+    let fresh: boolean;
+    try {
+      fresh = this.ledger.record(index, ok, value);
+    } catch (err) {
+      // The user's onResult threw: that ends the call.
+      this.stop(err as Error);
+      return true;
+    }
+    if (fresh) this.settledItem(index);
+    return fresh;
+  }
+
+  /** Called once per item as it settles. */
+  protected settledItem(_index: number): void {}
 
   /** Absorbs the records in one results file. Returns false if the file was bad. */
   absorb(name: string, exitedCleanly: boolean, pid: number): boolean {
@@ -134,19 +162,24 @@ export class Call<T, R> {
       );
       return false;
     }
+    return this.absorbRecords(records, pid, name);
+  }
+
+  /** Applies authenticated records of outcomes. Returns false (and stops the call) if one names an item never handed out. */
+  absorbRecords(records: RecordOut[], pid: number, where: string): boolean {
     for (const r of records) {
       const { indexes, kinds, values } = decodeBatch(r.payload);
       for (let k = 0; k < indexes.length; k++) {
         const index = indexes[k];
-        if (!(index >= 0 && index < this.n)) {
-          this.stop(new ResultIntegrityError(`results file ${name} names item ${index}, outside 0..${this.n - 1}`, index, name));
+        if (!(Number.isInteger(index) && index >= 0 && index < this.source.pulled)) {
+          this.stop(new ResultIntegrityError(`results from child ${pid} name item ${index}, outside 0..${this.source.pulled - 1}`, index, where));
           return false;
         }
         if (kinds[k] === Outcome.Error) {
           const cause = fromSerializedError(values[k] as SerializedError);
           this.fail(index, new WorkerError(`item ${index} failed in child ${pid}: ${cause.message}`, index, pid, cause));
         } else {
-          this.succeed(index, values[k] as R | undefined);
+          this.succeed(index, values[k]);
         }
       }
     }
@@ -169,25 +202,54 @@ export class Call<T, R> {
   reportProgress(done: number): void {
     if (!this.progress.active) return;
     try {
-      this.progress.update(Math.min(done, this.n));
+      const total = this.source.length;
+      this.progress.update(total === undefined ? done : Math.min(done, total));
     } catch (err) {
       this.stop(err as Error);
     }
   }
 
+  /** Pool children: kills a child whose current item has run past the timeout (its slot says which and since when). */
+  watchDeadlines(): void {
+    const timeout = this.opts.timeout!;
+    const shm = this.shm!;
+    const check = (): void => {
+      const t = now();
+      for (const l of this.live.values()) {
+        const base = slotBase(l.worker);
+        if (native.shmLoad(shm, base) === 0) continue;
+        if (t - native.shmLoad(shm, base + SLOT_START) > timeout) {
+          l.timedOut = true;
+          l.child.kill('SIGKILL');
+        }
+      }
+    };
+    this.addDisposer(libraryInterval(check, Math.max(5, Math.min(100, timeout / 4))));
+  }
+
   // -- stopping and finishing ----------------------------------------------
 
-  /** Stops new work and kills every child; the call settles once they are reaped. */
+  /**
+   * Stops new work and kills every child; the call settles once they are
+   * reaped. A child awaiting an async item first sees ctx.signal abort and
+   * gets STOP_GRACE_MS; a child in synchronous code is killed at once.
+   */
   stop(reason: Error): void {
     if (this.stopped) return;
     this.stopped = true;
     this.outcome = reason;
+    if (this.shm !== undefined) native.shmStore(this.shm, STOP, 1);
+    this.source.close();
     this.onStop();
-    for (const l of this.live.values()) l.child.kill('SIGKILL');
+    for (const l of this.live.values()) {
+      const awaiting = this.shm !== undefined && native.shmLoad(this.shm, slotBase(l.worker) + SLOT_ASYNC) !== 0;
+      if (!awaiting) l.child.kill('SIGKILL');
+      else this.disposers.push(libraryTimeout(() => l.child.kill('SIGKILL'), STOP_GRACE_MS));
+    }
     this.maybeFinish();
   }
 
-  onStop(): void {}
+  protected onStop(): void {}
 
   maybeFinish(): void {
     if (this.finished || this.live.size > 0) return;
@@ -196,79 +258,36 @@ export class Call<T, R> {
     for (const d of this.disposers) d();
     let cleanupError: Error | undefined;
     try {
-      removeScratch(this.dir);
+      if (this.scratchDir !== undefined) removeScratch(this.scratchDir);
     } catch (err) {
       cleanupError = err as Error;
     }
     if (this.outcome) return this.reject(this.outcome);
     if (cleanupError) return this.reject(cleanupError);
+    const n = this.source.pulled;
     try {
-      if (this.progress.active) this.progress.finish(this.n);
+      if (this.progress.active) this.progress.finish(n);
     } catch (err) {
       return this.reject(err as Error);
     }
-    if (!this.opts.settle) return this.resolve(this.values);
-    const settled: Settled<R | undefined>[] = new Array(this.n);
-    for (let i = 0; i < this.n; i++) {
-      settled[i] =
-        this.state[i] === State.Failed
-          ? { status: 'rejected', reason: this.reasons.get(i)! }
-          : { status: 'fulfilled', value: this.values[i] };
-    }
-    this.resolve(settled);
+    if (this.kind.collect === 'array') return this.resolve(this.ledger.result(n));
+    this.resolve(undefined);
   }
 
-  /** Called once no child is live: true if the call goes on (a pool may start a new round). */
-  continueWork(): boolean {
+  /** Called once no child is live: true if the call goes on. */
+  protected continueWork(): boolean {
     return false;
   }
+
+  /** A stream's consumer took a result: there may be room to pull more. */
+  consume(): void {
+    this.consumed++;
+    this.onRoom();
+  }
+
+  protected onRoom(): void {}
 
   addDisposer(fn: () => void): void {
     this.disposers.push(fn);
   }
-
-  // -- the child side ------------------------------------------------------
-
-  /**
-   * Runs one item in a child and adds its outcome to the batch. Returns a
-   * promise only for async items. The batch is flushed when it is full, old,
-   * or holds a failure, and before an async item is awaited.
-   */
-  runItem(out: BatchWriter, index: number, after: () => void): void | Promise<void> {
-    let v: R | Promise<R>;
-    try {
-      v = this.fn(this.items[index], index);
-    } catch (err) {
-      out.add(index, Outcome.Error, err, now());
-      this.flush(out);
-      return after();
-    }
-    if (!isThenable(v)) {
-      out.add(index, this.collect ? Outcome.Value : Outcome.Done, this.collect ? v : undefined, now());
-      if (out.size >= 256 || out.age(now()) >= 2) this.flush(out);
-      return after();
-    }
-    this.flush(out);
-    return Promise.resolve(v).then(
-      (value) => {
-        out.add(index, this.collect ? Outcome.Value : Outcome.Done, this.collect ? value : undefined, now());
-        this.flush(out);
-        after();
-      },
-      (err) => {
-        out.add(index, Outcome.Error, err, now());
-        this.flush(out);
-        after();
-      },
-    );
-  }
-
-  flush(out: BatchWriter): void {
-    if (out.flush()) this.childFailed = true;
-  }
-
-  childFailed = false;
 }
-
-// ---------------------------------------------------------------------------
-// Pool mode.

@@ -1,37 +1,98 @@
 // Isolation mode: one fresh fork per item, with a per-index results file.
-import { exitChild, forkChild, libraryMacrotask, libraryTimeout, onChildFatal } from '../fork';
-import { BatchWriter, Outcome } from '../frame';
+// Each item is pulled just before its fork, so the child reads it
+// copy-on-write whatever the input is; a fork takes a free worker number.
+import { forkChild, libraryMacrotask, libraryTimeout } from '../fork';
+import { BatchWriter } from '../frame';
 import { native } from '../native';
 import { writeAll } from '../scratch';
-import { Call, type Live, now } from './call';
+import { isThenable } from '../util';
+import { Call, type CallKind, type Live } from './call';
+import { ChildBody } from './child';
+import type { ItemFn, RunOptions } from './options';
+import { slotBase } from './shm';
+import type { Pulled, Source } from './source';
 
 export class IsolatedCall<T, R> extends Call<T, R> {
-  private next = 0;
   private scheduled = false;
+  private pulling = false;
   private doneItems = 0;
+  private readonly free: number[] = [];
+
+  constructor(source: Source<T>, fn: ItemFn<T, R>, kind: CallKind, opts: RunOptions) {
+    super(source, fn, kind, opts, Math.min(opts.concurrency, source.array?.length ?? Infinity));
+    for (let w = this.width - 1; w >= 0; w--) this.free.push(w);
+    this.makeScratch();
+  }
 
   start(): void {
     this.schedulePump();
   }
 
-  override continueWork(): boolean {
-    return this.scheduled || this.next < this.n;
+  protected override continueWork(): boolean {
+    return this.scheduled || this.pulling || !this.source.done;
+  }
+
+  protected override onRoom(): void {
+    this.schedulePump();
   }
 
   private schedulePump(): void {
-    if (this.scheduled) return;
+    if (this.scheduled || this.pulling) return;
+    this.scheduled = true;
+    libraryMacrotask(() => {
+      this.scheduled = false;
+      this.pump();
+    });
+  }
+
+  /** Runs in a library macrotask: pulls items and forks one child for each while there is room. */
+  private pump(): void {
+    while (!this.isStopped && this.free.length > 0 && !this.source.done && this.source.pulled - this.released() < this.window) {
+      let r: Pulled<T> | Promise<Pulled<T>>;
+      try {
+        r = this.source.next();
+      } catch (err) {
+        return this.stop(err as Error);
+      }
+      if (isThenable(r)) {
+        this.pulling = true;
+        r.then(
+          (v) => {
+            this.pulling = false;
+            // Forking must happen in a library macrotask: hand the item to one.
+            if (!v.done) this.forkLater(this.source.pulled - 1, v.value);
+            else this.maybeFinish();
+            this.schedulePump();
+          },
+          (err: Error) => {
+            this.pulling = false;
+            this.stop(err);
+          },
+        );
+        return;
+      }
+      if (r.done) break;
+      this.spawnItem(this.source.pulled - 1, r.value);
+    }
+    this.maybeFinish();
+  }
+
+  private forkLater(index: number, item: T): void {
     this.scheduled = true;
     libraryMacrotask(() => {
       this.scheduled = false;
       if (this.isStopped) return this.maybeFinish();
-      while (this.live.size < this.opts.concurrency && this.next < this.n) this.spawnItem(this.next++);
+      this.spawnItem(index, item);
+      this.pump();
     });
   }
 
-  private spawnItem(index: number): void {
+  private spawnItem(index: number, item: T): void {
     const file = String(index);
-    const child = forkChild(() => this.childMain(index, file));
-    const live: Live = { child, slot: 0, file, timedOut: false, index };
+    const worker = this.free.pop()!;
+    native.shmStore(this.shm!, slotBase(worker), 0);
+    const child = forkChild(() => this.childMain(worker, index, item, file));
+    const live: Live = { child, worker, file, timedOut: false, index };
     this.live.set(child.pid, live);
     let cancelTimer: (() => void) | undefined;
     if (this.opts.timeout !== undefined) {
@@ -43,26 +104,32 @@ export class IsolatedCall<T, R> extends Call<T, R> {
     child.exited.then((exit) => {
       cancelTimer?.();
       this.live.delete(child.pid);
+      this.free.push(worker);
       const clean = exit.exitCode === 0 && !live.timedOut;
-      if (this.absorb(file, clean, exit.pid) && this.state[index] === 0 && !this.isStopped) {
+      if (this.absorb(file, clean, exit.pid) && !this.ledger.has(index) && !this.isStopped) {
         this.failByParent(index, this.crashError(index, exit, live.timedOut));
       }
       this.doneItems++;
       this.reportProgress(this.doneItems);
-      if (!this.isStopped && this.next < this.n) this.schedulePump();
+      if (!this.isStopped) this.schedulePump();
       this.maybeFinish();
     });
   }
 
   // Runs in the child.
-  private childMain(index: number, file: string): number | Promise<number> {
-    const out = new BatchWriter(native.scratchOpen(this.dir, file, true), this.key, writeAll);
-    onChildFatal((err) => {
-      out.add(index, Outcome.Error, err, now());
-      out.flush();
-      exitChild(0);
-    });
-    const r = this.runItem(out, index, () => this.flush(out));
-    return r === undefined ? 0 : r.then(() => 0);
+  private childMain(worker: number, index: number, item: T, file: string): number | Promise<number> {
+    let given = false;
+    return new ChildBody<T, R>({
+      fn: this.fn,
+      collect: this.kind.sendValues,
+      settle: this.opts.settle,
+      stopOnFailure: false,
+      worker,
+      shm: this.shm!,
+      out: new BatchWriter(native.scratchOpen(this.dir, file, true), this.key, writeAll),
+      next: () => (given ? null : ((given = true), index)),
+      item: () => item,
+      timed: false,
+    }).run();
   }
 }

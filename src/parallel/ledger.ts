@@ -1,0 +1,84 @@
+// Outcomes of a call, and their delivery. Items settle in any order; the
+// ledger releases them in input order (onResult, an ordered stream) or as
+// they arrive (an unordered stream), and keeps only what it must: every
+// value for map, nothing for each, a bounded window for a stream.
+import type { Settled } from './options';
+
+export type Collect = 'array' | 'none' | 'stream';
+
+interface Entry {
+  ok: boolean;
+  value: unknown;
+}
+
+export interface LedgerOptions {
+  collect: Collect;
+  settle: boolean;
+  ordered: boolean;
+  onResult?: (value: unknown, index: number) => void;
+  /** Where a stream's outcomes go: values, or Settled records with settle. */
+  emit?: (out: unknown) => void;
+}
+
+export class Ledger {
+  /** Every index below it has settled and has been released. */
+  prefix = 0;
+  settled = 0;
+  readonly values: unknown[] = [];
+  readonly reasons = new Map<number, Error>();
+  private readonly ahead = new Map<number, Entry | null>();
+
+  constructor(private readonly opts: LedgerOptions) {}
+
+  has(index: number): boolean {
+    return index < this.prefix || this.ahead.has(index);
+  }
+
+  /**
+   * Records an outcome; false if the item had one already. Throws what the
+   * user's onResult throws (the index is released all the same).
+   */
+  record(index: number, ok: boolean, value: unknown): boolean {
+    if (this.has(index)) return false;
+    this.settled++;
+    const o = this.opts;
+    const entry: Entry = { ok, value };
+    if (o.collect === 'array') {
+      if (ok) this.values[index] = value;
+      else this.reasons.set(index, value as Error);
+    }
+    if (o.collect === 'stream' && !o.ordered) this.emit(entry);
+    const hold = (o.collect === 'stream' && o.ordered) || o.onResult !== undefined;
+    this.ahead.set(index, hold ? entry : null);
+    while (this.ahead.has(this.prefix)) {
+      const e = this.ahead.get(this.prefix)!;
+      const at = this.prefix;
+      this.ahead.delete(at);
+      this.prefix++;
+      if (e === null) continue;
+      if (o.collect === 'stream' && o.ordered) this.emit(e);
+      if (o.onResult !== undefined && e.ok) o.onResult(e.value, at);
+    }
+    return true;
+  }
+
+  /** map's result: the values, or Settled records with settle. */
+  result(n: number): unknown[] {
+    if (!this.opts.settle) {
+      this.values.length = n;
+      return this.values;
+    }
+    const out: Settled<unknown>[] = new Array(n);
+    for (let i = 0; i < n; i++) {
+      const reason = this.reasons.get(i);
+      out[i] = reason !== undefined ? { status: 'rejected', reason } : { status: 'fulfilled', value: this.values[i] };
+    }
+    return out;
+  }
+
+  private emit(e: Entry): void {
+    if (!this.opts.settle && !e.ok) return; // fail-fast: the failure ends the stream instead
+    const out: unknown = this.opts.settle ? (e.ok ? { status: 'fulfilled', value: e.value } : { status: 'rejected', reason: e.value }) : e.value;
+    this.opts.emit!(out);
+  }
+}

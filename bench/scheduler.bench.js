@@ -6,6 +6,7 @@
 const { AsyncLocalStorage } = require('node:async_hooks');
 const fs = require('node:fs');
 const net = require('node:net');
+const os = require('node:os');
 const { spawn } = require('node:child_process');
 const { Scheduler } = require('../dist');
 const { native } = require('../dist/native');
@@ -15,6 +16,7 @@ const STEPS = Number(process.env.BENCH_STEPS || 100);
 const REPS = Number(process.env.BENCH_REPS || 5);
 const ROUND_TRIPS = Number(process.env.BENCH_ROUND_TRIPS || 2000);
 const PAUSES = Number(process.env.BENCH_PAUSES || 300);
+const MEM_FIBERS = 10_000;
 
 const tickCallback = process._tickCallback;
 
@@ -44,17 +46,30 @@ function inMacrotask(fn) {
   );
 }
 
-async function best(label, fn) {
-  await fn(); // warm-up
-  const runs = [];
-  for (let i = 0; i < REPS; i++) {
-    global.gc?.();
-    const t = performance.now();
-    await fn();
-    runs.push(performance.now() - t);
+async function time(fn) {
+  global.gc?.();
+  const t = performance.now();
+  await fn();
+  return performance.now() - t;
+}
+
+/**
+ * Runs every kind once per round, in turn, REPS rounds after a warm-up
+ * round, so a burst of load from other jobs hits all kinds alike. Returns,
+ * per kind, the median time and the median of its per-round ratio to the
+ * first kind (the baseline).
+ */
+async function rounds(kinds) {
+  for (const k of kinds) await k.fn(); // warm-up
+  const times = kinds.map(() => []);
+  for (let r = 0; r < REPS; r++) {
+    for (let i = 0; i < kinds.length; i++) times[i].push(await time(kinds[i].fn));
   }
-  log(`  ${label}: ${runs.map((r) => r.toFixed(1)).join(' ')} ms`);
-  return median(runs);
+  return kinds.map((k, i) => {
+    const ratios = times[i].map((t, r) => t / times[0][r]);
+    log(`  ${k.label}: ${times[i].map((t) => t.toFixed(1)).join(' ')} ms; ratios ${ratios.map((x) => x.toFixed(2)).join(' ')}`);
+    return { ...k, ms: median(times[i]), ratio: median(ratios) };
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -79,6 +94,31 @@ function schedulerLoop() {
     fibers.push(
       s.spawn(async () => {
         for (let k = 0; k < STEPS; k++) await s.pause(0);
+      }),
+    );
+  }
+  return Promise.all(fibers.map((f) => f.done));
+}
+
+function generatorSync() {
+  const s = new Scheduler({ eventLoop: false });
+  return inMacrotask(() => {
+    for (let i = 0; i < FIBERS; i++) {
+      s.spawn(function* () {
+        for (let k = 0; k < STEPS; k++) yield s.pause(0);
+      });
+    }
+    s.runUntilEmpty();
+  });
+}
+
+function generatorLoop() {
+  const s = new Scheduler();
+  const fibers = [];
+  for (let i = 0; i < FIBERS; i++) {
+    fibers.push(
+      s.spawn(function* () {
+        for (let k = 0; k < STEPS; k++) yield s.pause(0);
       }),
     );
   }
@@ -122,6 +162,45 @@ function immediates() {
     );
   }
   return Promise.all(all);
+}
+
+// ---------------------------------------------------------------------------
+// 1b. Memory: heap bytes per parked fiber, MEM_FIBERS fibers parked in a
+// long pause at once, for each kind. Kinds take turns, REPS rounds.
+
+async function parkedBytes(kind) {
+  const s = new Scheduler({ eventLoop: false });
+  return inMacrotask(() => {
+    global.gc();
+    const before = process.memoryUsage().heapUsed;
+    const fibers = new Array(MEM_FIBERS);
+    for (let i = 0; i < MEM_FIBERS; i++) {
+      fibers[i] =
+        kind === 'generator'
+          ? s.spawn(function* () {
+              yield s.pause(60);
+            })
+          : s.spawn(async () => {
+              await s.pause(60);
+            });
+    }
+    s.tick(); // every fiber starts and parks
+    if (s.pendingTimers !== MEM_FIBERS) throw new Error(`${kind}: ${s.pendingTimers} parked, not ${MEM_FIBERS}`);
+    global.gc();
+    const bytes = (process.memoryUsage().heapUsed - before) / MEM_FIBERS;
+    for (const f of fibers) f.cancel();
+    s.runUntilEmpty();
+    return bytes;
+  });
+}
+
+async function memory() {
+  const out = { async: [], generator: [] };
+  for (let r = 0; r < REPS; r++) {
+    for (const kind of ['async', 'generator']) out[kind].push(await parkedBytes(kind));
+  }
+  for (const kind of Object.keys(out)) log(`  ${kind}: ${out[kind].map((b) => b.toFixed(0)).join(' ')} bytes/fiber`);
+  return { async: median(out.async), generator: median(out.generator) };
 }
 
 // ---------------------------------------------------------------------------
@@ -274,15 +353,22 @@ async function overshoots() {
 
 async function main() {
   const resumes = FIBERS * STEPS;
-  log(`resume cost (${FIBERS} fibers x ${STEPS} resumes)`);
-  const bare = await best('bare promise', () => barePromises(null));
+  log(`resume cost (${FIBERS} fibers x ${STEPS} resumes, ${REPS} rounds, kinds taking turns)`);
   const als = new AsyncLocalStorage();
-  const bareAls = await best('bare promise in AsyncLocalStorage', () => barePromises(als));
-  const sync = await best('scheduler, runUntilEmpty', schedulerSync);
-  const loop = await best('scheduler, event loop', schedulerLoop);
-  const imm = await best('setImmediate', immediates);
-  const ns = (ms) => ((ms * 1e6) / resumes).toFixed(0);
-  const ratio = (ms) => (ms / bare).toFixed(2);
+  const [bare, bareAls, sync, loop, genSync, genLoop, imm] = await rounds([
+    { label: 'bare promise', fn: () => barePromises(null) },
+    { label: 'bare promise in AsyncLocalStorage', fn: () => barePromises(als) },
+    { label: 'async fiber, runUntilEmpty', fn: schedulerSync },
+    { label: 'async fiber, event loop', fn: schedulerLoop },
+    { label: 'generator fiber, runUntilEmpty', fn: generatorSync },
+    { label: 'generator fiber, event loop', fn: generatorLoop },
+    { label: 'setImmediate', fn: immediates },
+  ]);
+  const ns = (k) => ((k.ms * 1e6) / resumes).toFixed(0);
+  const row = (what, k) => `| ${what} | ${k.ms.toFixed(1)} ms | ${ns(k)} ns | ${k.ratio.toFixed(2)}× |`;
+
+  log(`memory (${MEM_FIBERS} parked fibers, ${REPS} rounds)`);
+  const mem = await memory();
 
   log(`wake-up latency (${ROUND_TRIPS} round trips through cat)`);
   const wSocket = await latency('net.Socket data', pingSocket);
@@ -299,20 +385,39 @@ async function main() {
   const lines = [
     '## Scheduler',
     '',
-    `Numbers from a shared, busy 2-core machine (other jobs were running); compare the ratios within a ` +
-      `table, not absolute numbers. Fibers are async functions. The AsyncLocalStorage that tells the ` +
-      `scheduler which fiber is running is on while any fiber lives, and on Node 20 it slows every ` +
-      `promise in the process: the second row shows that share of the gap to a bare promise.`,
+    `Numbers from a shared, busy 2-core machine (other jobs were running; load average ${os.loadavg()[0].toFixed(1)} ` +
+      `when the suite started); compare the ratios within a table, not absolute numbers. The AsyncLocalStorage ` +
+      `that tells the scheduler which async fiber is running is on while any async fiber lives, and on Node 20 it ` +
+      `slows every promise in the process: the second row shows that share of the gap to a bare promise. ` +
+      `Generator fibers need no AsyncLocalStorage and no microtask drain: the drivers call the generator.`,
     '',
-    `### Resume cost: ${FIBERS} fibers × ${STEPS} resumes (\`await pause(0)\`, a yield that skips the timer heap), median of ${REPS}`,
+    `### Resume cost: ${FIBERS} fibers × ${STEPS} resumes (\`pause(0)\`, a yield that skips the timer heap)`,
+    '',
+    `The kinds take turns, ${REPS} rounds after a warm-up round. *total* is the median time of a round; ` +
+      `*vs bare promise* is the median of the per-round ratios to the bare promise row of the same round.`,
     '',
     '| how a fiber is resumed | total | per resume | vs bare promise |',
     '|---|---|---|---|',
-    `| bare promise resolution + \`process._tickCallback()\` per round | ${bare.toFixed(1)} ms | ${ns(bare)} ns | 1.00× |`,
-    `| bare promise, inside \`AsyncLocalStorage.run\` | ${bareAls.toFixed(1)} ms | ${ns(bareAls)} ns | ${ratio(bareAls)}× |`,
-    `| Scheduler, \`runUntilEmpty()\` | ${sync.toFixed(1)} ms | ${ns(sync)} ns | ${ratio(sync)}× |`,
-    `| Scheduler, event loop | ${loop.toFixed(1)} ms | ${ns(loop)} ns | ${ratio(loop)}× |`,
-    `| \`await new Promise(setImmediate)\` | ${imm.toFixed(1)} ms | ${ns(imm)} ns | ${ratio(imm)}× |`,
+    row('bare promise resolution + `process._tickCallback()` per round', bare),
+    row('bare promise, inside `AsyncLocalStorage.run`', bareAls),
+    row('async fiber (`await s.pause(0)`), `runUntilEmpty()`', sync),
+    row('async fiber, event loop', loop),
+    row('**generator fiber (`yield s.pause(0)`), `runUntilEmpty()`**', genSync),
+    row('generator fiber, event loop', genLoop),
+    row('`await new Promise(setImmediate)`', imm),
+    '',
+    `Target for a generator fiber resume under \`runUntilEmpty()\`: at most 1.5× a bare promise resolution: ` +
+      `${genSync.ratio <= 1.5 ? 'met' : '**not met**'} (${genSync.ratio.toFixed(2)}×).`,
+    '',
+    `### Memory: ${MEM_FIBERS} fibers parked at once in \`pause(60)\`, median of ${REPS} rounds taking turns`,
+    '',
+    'Heap growth after a full GC, divided by the fiber count; it includes the Fiber, its park, and the suspended ' +
+      'function (a generator object, or an async function with its promises).',
+    '',
+    '| fiber kind | bytes per parked fiber |',
+    '|---|---|',
+    `| async function | ${mem.async.toFixed(0)} |`,
+    `| generator function | ${mem.generator.toFixed(0)} |`,
     '',
     `### Wake-up latency: ${ROUND_TRIPS} one-byte round trips through \`cat\` over two pipes`,
     '',

@@ -200,4 +200,32 @@ describe('scheduler: deadlines and cancellation of generator fibers', () => {
     expect(log).toEqual(['child finally']);
     expect(leftovers(s)).toEqual(NONE);
   });
+
+  it('a fiber that only yields pause(0) is cancelled, and times out, at that yield', () => {
+    const s = new Scheduler({ eventLoop: false });
+    const spin = (log: string[]) =>
+      function* () {
+        try {
+          for (;;) yield s.pause(0);
+        } finally {
+          log.push('finally');
+        }
+      };
+    const cancelledLog: string[] = [];
+    const timedLog: string[] = [];
+    const cancelled = s.spawn(spin(cancelledLog));
+    const timed = s.spawn(spin(timedLog), { timeout: 0.01 });
+    const outcomes = Promise.all([cancelled.done, timed.done].map((d) => d.catch((e: unknown) => e)));
+    s.tick();
+    s.tick();
+    expect(cancelled.state).toBe('ready');
+    cancelled.cancel();
+    s.runUntilEmpty();
+    expect([cancelledLog, timedLog]).toEqual([['finally'], ['finally']]);
+    expect(leftovers(s)).toEqual(NONE);
+    return outcomes.then(([c, t]) => {
+      expect(c).toBeInstanceOf(CancelledError);
+      expect(t).toBeInstanceOf(TimeoutError);
+    });
+  });
 });

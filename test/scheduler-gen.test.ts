@@ -144,6 +144,15 @@ describe('scheduler: generator fibers', () => {
     return expect(f.done).resolves.toMatch(/^TypeError: fiber \d+ yielded number/);
   });
 
+  it('a plain function that returns a generator makes a generator fiber too', async () => {
+    const s = new Scheduler();
+    function* helper(x: number) {
+      yield s.pause(0.001);
+      return x + 1;
+    }
+    await expect(s.spawn(() => helper(1)).done).resolves.toBe(2);
+  });
+
   it('Scheduler.current() is the generator fiber while it runs', () => {
     const s = new Scheduler({ eventLoop: false });
     let seen: unknown = null;

@@ -11,7 +11,7 @@ import { performance } from 'node:perf_hooks';
 import { SchedulerError } from '../errors';
 import { ERR, HUP, native } from '../native';
 import { drainMicrotasks, hasSyncDrain } from './drain';
-import { Deadline, type FdEntry, FiberImpl, Outcome, type Park, readyBits } from './fiber';
+import { Deadline, type FdEntry, FiberImpl, type Park, readyBits } from './fiber';
 import { LoopTables } from './loop';
 import { flush } from './promises';
 
@@ -87,7 +87,7 @@ export class Core extends LoopTables {
     let n = 0;
     for (const item of queued) {
       if (item instanceof FiberImpl) {
-        if (item.outcome === Outcome.Pending && !item.orphaned) this.start(item);
+        this.runQueued(item);
       } else {
         item.queued = false;
         this.detach(item);

@@ -91,10 +91,8 @@ function ambient(): Core {
   return (currentFiber()?.core as Core | undefined) ?? coreOf(theDefault());
 }
 
-const cores = new WeakMap<Scheduler, Core>();
-function coreOf(s: Scheduler): Core {
-  return cores.get(s)!;
-}
+/** A scheduler's engine, read through the private field (set in the class's static block). */
+let coreOf: (s: Scheduler) => Core;
 
 // Async methods reject rather than throw; inside a generator fiber the
 // rejection is yielded and thrown at the yield.
@@ -103,7 +101,7 @@ function doPause(core: Core, secs: unknown): Parking<void> {
     core.checkPid();
     const fiber = core.owner('pause');
     const ms = seconds(secs, 'pause(seconds): seconds');
-    if (fiber !== null && fiber.isGen) return new Op<void>(core, -1, 0, ms);
+    if (fiber !== null && fiber.isGen) return ms === 0 ? core.yieldOp : new Op<void>(core, -1, 0, ms);
     return core.pause(fiber, ms) as Parking<void>;
   } catch (err) {
     return Promise.reject(err) as Parking<void>;
@@ -148,10 +146,16 @@ export class Scheduler {
   /** Set in ioWait's result on an error condition, or an fd closed under its park. */
   static readonly ERR = ERR;
 
+  readonly #core: Core;
+
+  static {
+    coreOf = (s) => s.#core;
+  }
+
   constructor(options?: SchedulerOptions) {
     const o = optionsObject(options);
     rejectUnknown(o, ['eventLoop']);
-    cores.set(this, new Core(boolean(o.eventLoop, 'options.eventLoop', true)));
+    this.#core = new Core(boolean(o.eventLoop, 'options.eventLoop', true));
   }
 
   /** The per-process default scheduler the static methods use (fresh in a forked child). */

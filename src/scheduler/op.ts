@@ -6,8 +6,6 @@
 import type { FiberTables } from './tables';
 
 export class Op<T> implements Promise<T> {
-  private promise: Promise<T> | null = null;
-
   constructor(
     readonly core: FiberTables,
     /** -1 for pause(). */
@@ -25,12 +23,10 @@ export class Op<T> implements Promise<T> {
     return 'Promise';
   }
 
+  /** A plain awaitable for this park. Not cached: the scheduler's pause(0) Op is shared. */
   private asPromise(): Promise<T> {
-    if (this.promise === null) {
-      const c = this.core;
-      this.promise = (this.fd < 0 ? c.pause(null, this.ms) : c.ioWait(null, this.fd, this.mode, this.ms)) as Promise<T>;
-    }
-    return this.promise;
+    const c = this.core;
+    return (this.fd < 0 ? c.pause(null, this.ms) : c.ioWait(null, this.fd, this.mode, this.ms)) as Promise<T>;
   }
 
   then<A = T, B = never>(

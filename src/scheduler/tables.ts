@@ -76,6 +76,8 @@ export abstract class FiberTables {
   /** A promise park or an async fiber woke in this pass: drain microtasks at its end. */
   protected needDrain = false;
   private unobserved: FiberImpl<any>[] = [];
+  /** What pause(0) returns in every generator fiber: a yield needs no park of its own. */
+  readonly yieldOp: Op<void> = new Op<void>(this, -1, 0, 0);
   private reportQueued = false;
 
   /**
@@ -173,7 +175,16 @@ export abstract class FiberTables {
     }
   }
 
-  protected start(f: FiberImpl<any>): void {
+  /** A fiber from the run queue: a new one starts; a generator fiber that yielded pause(0) resumes. */
+  protected runQueued(f: FiberImpl<any>): void {
+    if (f.outcome !== Outcome.Pending || f.orphaned) return;
+    if (f.state === 'new') return this.start(f);
+    // Cancelled or out of time since it yielded: raised at that yield.
+    const raising = f.raising();
+    this.step(f, raising !== null, raising ?? undefined);
+  }
+
+  private start(f: FiberImpl<any>): void {
     const raising = f.raising();
     if (raising !== null) return this.finish(f, Outcome.Rejected, raising);
     f.state = 'running';
@@ -347,6 +358,11 @@ export abstract class FiberTables {
     const raising = f.raising();
     // Level-triggered, as for async fibers: every park of a cancelled fiber raises.
     if (raising !== null) return this.queueError(f, raising);
+    // pause(0), the cheapest park: the fiber itself waits in the run queue.
+    if (y === this.yieldOp) {
+      f.state = 'ready';
+      return this.enqueue(f);
+    }
     if (y instanceof Op) {
       if (y.core !== this) return this.queueError(f, new SchedulerError('a fiber yielded a park of another Scheduler'));
       if (y.fd < 0) return this.placePause(new Park(Kind.Timer, f, -1, 0, null, null), y.ms);

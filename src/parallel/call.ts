@@ -133,6 +133,8 @@ export abstract class Call<T, R> {
   }
 
   private record(index: number, ok: boolean, value: unknown): boolean {
+    // A stopped call has its outcome: what still arrives is not released.
+    if (this.stopped) return false;
     let fresh: boolean;
     try {
       fresh = this.ledger.record(index, ok, value);

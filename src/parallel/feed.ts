@@ -247,11 +247,13 @@ export class FeedCall<T, R> extends Call<T, R> {
 
   /** Runs in a library macrotask: forks a child for each free worker number while there is work for it. */
   private spawnFree(): void {
+    // One new child per item waiting, at most: a child forked with nothing
+    // to do would only wait for the end.
     let work = this.available();
     for (let w = 0; w < this.width && work > 0 && !this.isStopped; w++) {
       if (this.feeders[w] !== undefined) continue;
       this.spawn(w);
-      work -= this.room(undefined);
+      work--;
     }
   }
 

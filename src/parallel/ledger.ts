@@ -27,6 +27,7 @@ export class Ledger {
   readonly values: unknown[] = [];
   readonly reasons = new Map<number, Error>();
   private readonly ahead = new Map<number, Entry | null>();
+  private halted = false;
 
   constructor(private readonly opts: LedgerOptions) {}
 
@@ -39,9 +40,15 @@ export class Ledger {
    * user's onResult throws (the index is released all the same).
    */
   record(index: number, ok: boolean, value: unknown): boolean {
-    if (this.has(index)) return false;
+    if (this.has(index) || this.halted) return false;
     this.settled++;
     const o = this.opts;
+    if (!ok && !o.settle) {
+      // Fail-fast: the failure ends the call; nothing after it is released.
+      this.halted = true;
+      this.reasons.set(index, value as Error);
+      return true;
+    }
     const entry: Entry = { ok, value };
     if (o.collect === 'array') {
       if (ok) this.values[index] = value;
@@ -77,7 +84,6 @@ export class Ledger {
   }
 
   private emit(e: Entry): void {
-    if (!this.opts.settle && !e.ok) return; // fail-fast: the failure ends the stream instead
     const out: unknown = this.opts.settle ? (e.ok ? { status: 'fulfilled', value: e.value } : { status: 'rejected', reason: e.value }) : e.value;
     this.opts.emit!(out);
   }

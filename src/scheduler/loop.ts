@@ -10,7 +10,8 @@ import { performance } from 'node:perf_hooks';
 import { libraryTimeout } from '../fork';
 import { ERR, READ, native } from '../native';
 import type { FdEntry } from './fiber';
-import { FiberTables, busyCores, watchError } from './tables';
+import { busyCores, watchError } from './parks';
+import { FiberTables } from './tables';
 
 export abstract class LoopTables extends FiberTables {
   private watchCount = 0;

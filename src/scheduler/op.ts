@@ -3,11 +3,11 @@
 // `yield* op` does the same and types the result. Used as a promise instead
 // (awaited, or passed to Promise.all by code the fiber calls), it becomes a
 // plain awaitable, as pause()/ioWait() are outside any fiber.
-import type { FiberTables } from './tables';
+import type { ParkTables } from './parks';
 
 export class Op<T> implements Promise<T> {
   constructor(
-    readonly core: FiberTables,
+    readonly core: ParkTables,
     /** -1 for pause(). */
     readonly fd: number,
     readonly mode: number,

@@ -245,16 +245,29 @@ export class FeedCall<T, R> extends Call<T, R> {
 
   // -- children ----------------------------------------------------------------
 
-  /** Runs in a library macrotask: forks a child for each free worker number while there is work for it. */
+  /**
+   * Runs in a library macrotask: forks a child for each free worker number
+   * while there is work the live children cannot take. With
+   * maxItemsPerChild, "cannot take" counts the items each live child may
+   * still be sent, so over an input of known length the last children end
+   * exactly at their quota: n items make ceil(n / maxItemsPerChild) forks.
+   */
   private spawnFree(): void {
-    // One new child per item waiting, at most: a child forked with nothing
-    // to do would only wait for the end.
-    let work = this.available();
-    for (let w = 0; w < this.width && work > 0 && !this.isStopped; w++) {
+    const quota = this.opts.maxItemsPerChild;
+    let waiting = this.available() + this.unpulled();
+    if (quota !== undefined) for (const f of this.feeders) if (f !== undefined) waiting -= f.quota;
+    for (let w = 0; w < this.width && waiting > 0 && this.available() > 0 && !this.isStopped; w++) {
       if (this.feeders[w] !== undefined) continue;
       this.spawn(w);
-      work--;
+      waiting -= quota ?? 1;
     }
+  }
+
+  /** Items the input still holds: exact for an array, unbounded for a lazy input that has not ended. */
+  private unpulled(): number {
+    const a = this.source.array;
+    if (a !== undefined) return a.length - this.source.pulled;
+    return this.source.done ? 0 : Infinity;
   }
 
   private spawn(worker: number): void {

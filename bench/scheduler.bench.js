@@ -75,54 +75,34 @@ async function rounds(kinds) {
 // ---------------------------------------------------------------------------
 // 1. Resume cost: FIBERS fibers each resumed STEPS times.
 
-function schedulerSync() {
-  const s = new Scheduler({ eventLoop: false });
-  return inMacrotask(() => {
-    for (let i = 0; i < FIBERS; i++) {
-      s.spawn(async () => {
-        for (let k = 0; k < STEPS; k++) await s.pause(0);
-      });
-    }
-    s.runUntilEmpty();
-  });
+// Fiber bodies that resume STEPS times, one of each kind.
+const asyncBody = (s) => async () => {
+  for (let k = 0; k < STEPS; k++) await s.pause(0);
+};
+const generatorBody = (s) =>
+  function* () {
+    for (let k = 0; k < STEPS; k++) yield s.pause(0);
+  };
+
+/** FIBERS fibers of `body` driven by runUntilEmpty() (from a macrotask, as async fibers need). */
+function resumeSync(body) {
+  return () => {
+    const s = new Scheduler({ eventLoop: false });
+    return inMacrotask(() => {
+      for (let i = 0; i < FIBERS; i++) s.spawn(body(s));
+      s.runUntilEmpty();
+    });
+  };
 }
 
-function schedulerLoop() {
-  const s = new Scheduler();
-  const fibers = [];
-  for (let i = 0; i < FIBERS; i++) {
-    fibers.push(
-      s.spawn(async () => {
-        for (let k = 0; k < STEPS; k++) await s.pause(0);
-      }),
-    );
-  }
-  return Promise.all(fibers.map((f) => f.done));
-}
-
-function generatorSync() {
-  const s = new Scheduler({ eventLoop: false });
-  return inMacrotask(() => {
-    for (let i = 0; i < FIBERS; i++) {
-      s.spawn(function* () {
-        for (let k = 0; k < STEPS; k++) yield s.pause(0);
-      });
-    }
-    s.runUntilEmpty();
-  });
-}
-
-function generatorLoop() {
-  const s = new Scheduler();
-  const fibers = [];
-  for (let i = 0; i < FIBERS; i++) {
-    fibers.push(
-      s.spawn(function* () {
-        for (let k = 0; k < STEPS; k++) yield s.pause(0);
-      }),
-    );
-  }
-  return Promise.all(fibers.map((f) => f.done));
+/** FIBERS fibers of `body` driven by the event loop. */
+function resumeLoop(body) {
+  return () => {
+    const s = new Scheduler();
+    const fibers = [];
+    for (let i = 0; i < FIBERS; i++) fibers.push(s.spawn(body(s)));
+    return Promise.all(fibers.map((f) => f.done));
+  };
 }
 
 // The same shape without a scheduler: async functions awaiting promises whose
@@ -358,10 +338,10 @@ async function main() {
   const [bare, bareAls, sync, loop, genSync, genLoop, imm] = await rounds([
     { label: 'bare promise', fn: () => barePromises(null) },
     { label: 'bare promise in AsyncLocalStorage', fn: () => barePromises(als) },
-    { label: 'async fiber, runUntilEmpty', fn: schedulerSync },
-    { label: 'async fiber, event loop', fn: schedulerLoop },
-    { label: 'generator fiber, runUntilEmpty', fn: generatorSync },
-    { label: 'generator fiber, event loop', fn: generatorLoop },
+    { label: 'async fiber, runUntilEmpty', fn: resumeSync(asyncBody) },
+    { label: 'async fiber, event loop', fn: resumeLoop(asyncBody) },
+    { label: 'generator fiber, runUntilEmpty', fn: resumeSync(generatorBody) },
+    { label: 'generator fiber, event loop', fn: resumeLoop(generatorBody) },
     { label: 'setImmediate', fn: immediates },
   ]);
   const ns = (k) => ((k.ms * 1e6) / resumes).toFixed(0);

@@ -13,20 +13,11 @@ import {
   type Park,
   asyncFiberBorn,
   asyncFiberGone,
+  isNativeGenerator,
   runAsAsync,
   stepGenerator,
 } from './fiber';
 import { ParkTables, busyCores, isThenable } from './parks';
-
-function isGenerator(v: unknown): v is Generator<unknown, unknown, unknown> {
-  return (
-    v !== null &&
-    typeof v === 'object' &&
-    typeof (v as Generator).next === 'function' &&
-    typeof (v as Generator).throw === 'function' &&
-    typeof (v as Generator)[Symbol.iterator] === 'function'
-  );
-}
 
 export abstract class FiberTables extends ParkTables {
   private nextId = 1;
@@ -119,7 +110,7 @@ export abstract class FiberTables extends ParkTables {
     } catch (err) {
       return this.finish(f, Outcome.Rejected, err);
     }
-    if (isGenerator(r)) {
+    if (isNativeGenerator(r)) {
       // A plain function that returned a generator (`() => helper(x)`): a generator fiber after all.
       f.isGen = true;
       asyncFiberGone();

@@ -51,6 +51,7 @@ export class FeedCall<T, R> extends Call<T, R> {
   private ended = false;
   private perItemMs = NaN;
   private draining = false;
+  private windowFull = false;
   private readonly maxBatch: number;
 
   constructor(source: Source<T>, fn: ItemFn<T, R>, kind: CallKind, opts: RunOptions) {
@@ -99,6 +100,9 @@ export class FeedCall<T, R> extends Call<T, R> {
   }
 
   protected override onRoom(): void {
+    // Results drive the loop; a consumer's take matters only when the window stopped the pulling.
+    if (!this.windowFull) return;
+    this.windowFull = false;
     this.feed();
   }
 
@@ -142,7 +146,11 @@ export class FeedCall<T, R> extends Call<T, R> {
     let want = 0;
     for (const f of this.feeders) want += this.room(f);
     want -= this.available();
-    while (want > 0 && !this.sourceExhausted() && this.source.pulled - this.released() < this.window) {
+    while (want > 0 && !this.sourceExhausted()) {
+      if (this.source.pulled - this.released() >= this.window) {
+        this.windowFull = true;
+        return;
+      }
       let r: Pulled<T> | Promise<Pulled<T>>;
       try {
         r = this.source.next();

@@ -6,7 +6,7 @@ export type { AtForkHooks } from './fork';
 export { inspectFork } from './inspect';
 export type { ForkInspection, ThreadInfo, SocketInfo } from './inspect';
 export { Scheduler } from './scheduler';
-export type { Fiber, FiberFunction, FiberState, SchedulerOptions } from './scheduler';
+export type { Fiber, FiberFunction, FiberOptions, FiberState, GeneratorFiberFunction, Parking, SchedulerOptions } from './scheduler';
 export { CancelledError, SchedulerError, FiberFailedError } from './errors';
 export { iterate, fromArray, range, lines, byKey, fileStore } from './iterate';
 export type {

@@ -45,8 +45,8 @@ export interface Fiber<T = unknown> {
    */
   cancel(reason?: unknown): void;
   /** Spawns a child fiber on the same scheduler: it is cancelled when this fiber is. */
-  spawn<U>(fn: GeneratorFiberFunction<U>, options?: SpawnOptions): Fiber<U>;
-  spawn<U>(fn: FiberFunction<U>, options?: SpawnOptions): Fiber<U>;
+  spawn<U>(fn: GeneratorFiberFunction<U>, options?: FiberOptions): Fiber<U>;
+  spawn<U>(fn: FiberFunction<U>, options?: FiberOptions): Fiber<U>;
   /** In a generator fiber, `const r = yield* fiber` joins it, with `r` typed. */
   [Symbol.iterator](): Generator<unknown, T, unknown>;
 }
@@ -56,7 +56,7 @@ export type GeneratorFiberFunction<T> = (fiber: Fiber<T>) => Generator<unknown, 
 /** An async fiber: parks by awaiting pause()/ioWait(). */
 export type FiberFunction<T> = (fiber: Fiber<T>) => T | PromiseLike<T>;
 
-export interface SpawnOptions {
+export interface FiberOptions {
   /** Seconds. When they pass, the fiber's park raises TimeoutError (and its children are cancelled). */
   timeout?: number;
 }
@@ -169,15 +169,15 @@ export class Scheduler {
    * Registers `fn` as a fiber. It starts in the next pass: a driver call, or
    * the event loop's next turn. A generator function makes a generator fiber.
    */
-  spawn<T>(fn: GeneratorFiberFunction<T>, options?: SpawnOptions): Fiber<T>;
-  spawn<T>(fn: FiberFunction<T>, options?: SpawnOptions): Fiber<T>;
-  spawn<T>(fn: unknown, options?: SpawnOptions): Fiber<T> {
+  spawn<T>(fn: GeneratorFiberFunction<T>, options?: FiberOptions): Fiber<T>;
+  spawn<T>(fn: FiberFunction<T>, options?: FiberOptions): Fiber<T>;
+  spawn<T>(fn: unknown, options?: FiberOptions): Fiber<T> {
     return doSpawn<T>(coreOf(this), fn, options);
   }
 
-  static spawn<T>(fn: GeneratorFiberFunction<T>, options?: SpawnOptions): Fiber<T>;
-  static spawn<T>(fn: FiberFunction<T>, options?: SpawnOptions): Fiber<T>;
-  static spawn<T>(fn: unknown, options?: SpawnOptions): Fiber<T> {
+  static spawn<T>(fn: GeneratorFiberFunction<T>, options?: FiberOptions): Fiber<T>;
+  static spawn<T>(fn: FiberFunction<T>, options?: FiberOptions): Fiber<T>;
+  static spawn<T>(fn: unknown, options?: FiberOptions): Fiber<T> {
     return doSpawn<T>(coreOf(theDefault()), fn, options);
   }
 

@@ -197,20 +197,23 @@ export class FeedCall<T, R> extends Call<T, R> {
 
   // -- handing out -------------------------------------------------------------
 
+  /** One batch per child per pass, so idle children all get work before any child gets a second batch. */
   private dispatchAll(): void {
-    for (const f of this.feeders) if (f !== undefined) this.dispatch(f);
+    for (let sent = true; sent; ) {
+      sent = false;
+      for (const f of this.feeders) if (f !== undefined && this.dispatchOne(f)) sent = true;
+    }
   }
 
-  private dispatch(f: Feeder): void {
-    for (;;) {
-      const b = Math.min(this.room(f), this.batchSize(), this.available());
-      if (b <= 0) return;
-      // Wait for a fuller batch while the child still has work, unless no more is coming.
-      if (b < this.batchSize() && f.outstanding > 0 && !this.sourceExhausted()) return;
-      const indexes: number[] = [];
-      for (let k = 0; k < b; k++) indexes.push(this.take());
-      this.send(f, indexes);
-    }
+  private dispatchOne(f: Feeder): boolean {
+    const b = Math.min(this.room(f), this.batchSize(), this.available());
+    if (b <= 0) return false;
+    // Wait for a fuller batch while the child still has work, unless no more is coming.
+    if (b < this.batchSize() && f.outstanding > 0 && !this.sourceExhausted()) return false;
+    const indexes: number[] = [];
+    for (let k = 0; k < b; k++) indexes.push(this.take());
+    this.send(f, indexes);
+    return true;
   }
 
   private send(f: Feeder, indexes: number[]): void {

@@ -158,39 +158,48 @@ export class Core extends LoopTables {
   tick(timeoutMs: number): number {
     this.enterDriver('tick');
     if (!this.canProgress()) return 0;
-    return this.bracket(() => this.pass(timeoutMs, false));
+    return this.bracket(this.passPolling, timeoutMs);
   }
 
   runUntilEmpty(): number {
     this.enterDriver('runUntilEmpty');
-    const total = this.bracket(() => {
-      let n = 0;
-      while (this.fibers.size > 0) {
-        if (!this.canProgress()) {
-          throw new SchedulerError(
-            `runUntilEmpty(): ${this.fibers.size} fiber${this.fibers.size === 1 ? '' : 's'} wait on something the ` +
-              'scheduler does not drive (a promise only the event loop can settle, such as fs.promises or fetch), ' +
-              'so driving synchronously would hang. Let the event loop run instead: await fiber.done.',
-          );
-        }
-        n += this.pass(Infinity, false);
-      }
-      return n;
-    });
+    const total = this.bracket(this.passUntilEmpty, undefined);
     this.throwUnobserved();
     return total;
   }
 
   runFor(ms: number): number {
     this.enterDriver('runFor');
-    const deadline = performance.now() + ms;
-    return this.bracket(() => {
-      let n = 0;
-      do {
-        if (!this.canProgress()) break;
-        n += this.pass(Math.max(0, Math.ceil(deadline - performance.now())), false);
-      } while (performance.now() < deadline);
-      return n;
-    });
+    return this.bracket(this.passUntil, performance.now() + ms);
+  }
+
+  // The drivers' bodies, run inside bracket().
+
+  private passPolling(waitMs: number): number {
+    return this.pass(waitMs, false);
+  }
+
+  private passUntilEmpty(): number {
+    let n = 0;
+    while (this.fibers.size > 0) {
+      if (!this.canProgress()) {
+        throw new SchedulerError(
+          `runUntilEmpty(): ${this.fibers.size} fiber${this.fibers.size === 1 ? '' : 's'} wait on something the ` +
+            'scheduler does not drive (a promise only the event loop can settle, such as fs.promises or fetch), ' +
+            'so driving synchronously would hang. Let the event loop run instead: await fiber.done.',
+        );
+      }
+      n += this.pass(Infinity, false);
+    }
+    return n;
+  }
+
+  private passUntil(deadline: number): number {
+    let n = 0;
+    do {
+      if (!this.canProgress()) break;
+      n += this.pass(Math.max(0, Math.ceil(deadline - performance.now())), false);
+    } while (performance.now() < deadline);
+    return n;
   }
 }

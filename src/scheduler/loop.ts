@@ -71,7 +71,11 @@ export abstract class LoopTables extends FiberTables {
 
   private loopPass(): void {
     if (this.depth > 0 || !this.hasWork()) return;
-    this.bracket(() => this.pass(0, true));
+    this.bracket(this.passFromLoop, undefined);
+  }
+
+  private passFromLoop(): number {
+    return this.pass(0, true);
   }
 
   protected startWatch(e: FdEntry, mode: number): void {

@@ -66,13 +66,15 @@ export abstract class ParkTables {
   protected abstract pauseWatch(e: FdEntry): void;
 
   /**
-   * Runs `fn` as a driver or a pass: watcher and timer changes wait until it
-   * ends, then reconcile() applies them at once.
+   * Runs `fn(arg)` as a driver or a pass: watcher and timer changes wait
+   * until it ends, then reconcile() applies them at once. `fn` is a method,
+   * not a closure made per call: a new closure per driver call would give V8
+   * a new function to optimize each time.
    */
-  protected bracket<T>(fn: () => T): T {
+  protected bracket<A, R>(fn: (this: this, arg: A) => R, arg: A): R {
     this.depth++;
     try {
-      return fn();
+      return fn.call(this, arg);
     } finally {
       this.depth--;
       this.reconcile();

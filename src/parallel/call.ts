@@ -12,10 +12,11 @@ import { foreignThreadsNote } from '../inspect';
 import { type ShmHandle, native } from '../native';
 import { Progress } from '../progress';
 import { createScratch, readScratch, removeScratch } from '../scratch';
+import { isThenable } from '../util';
 import { type Collect, Ledger } from './ledger';
 import type { ItemFn, RunOptions } from './options';
 import { SLOT_ASYNC, SLOT_START, STOP, now, shmCount, slotBase } from './shm';
-import type { Source } from './source';
+import type { Pulled, Source } from './source';
 
 export interface Live {
   child: ForkedChild;
@@ -105,6 +106,37 @@ export abstract class Call<T, R> {
 
   protected makeScratch(): void {
     this.scratchDir = createScratch();
+  }
+
+  /** True while an async input is producing the next item. */
+  protected pulling = false;
+
+  /**
+   * The input's next item when it gives one synchronously; null while an
+   * async input works on it (`resume` gets it then) or when the input
+   * failed (the call is stopped with its InputError).
+   */
+  protected pullNext(resume: (r: Pulled<T>) => void): Pulled<T> | null {
+    let r: Pulled<T> | Promise<Pulled<T>>;
+    try {
+      r = this.source.next();
+    } catch (err) {
+      this.stop(err as Error);
+      return null;
+    }
+    if (!isThenable(r)) return r;
+    this.pulling = true;
+    r.then(
+      (v) => {
+        this.pulling = false;
+        resume(v);
+      },
+      (err: Error) => {
+        this.pulling = false;
+        this.stop(err);
+      },
+    );
+    return null;
   }
 
   /** Items whose outcomes the engine may forget: the consumer took them (stream), or they were released in order. */

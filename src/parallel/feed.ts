@@ -10,13 +10,12 @@ import v8 from 'node:v8';
 import { type ChildExit, forkChild, isChildUnwind, libraryMacrotask } from '../fork';
 import { BatchWriter, Kind, type RecordOut, encode } from '../frame';
 import { HUP, READ, type WatchHandle, native } from '../native';
-import { isThenable } from '../util';
 import { Call, type CallKind, type Live } from './call';
 import { FrameReader, PipeWriter, writeBlocking } from './channel';
 import { ChildBody } from './child';
 import type { ItemFn, RunOptions } from './options';
 import { now, slotBase } from './shm';
-import type { Pulled, Source } from './source';
+import type { Source } from './source';
 
 interface Feeder {
   readonly worker: number;
@@ -47,7 +46,6 @@ export class FeedCall<T, R> extends Call<T, R> {
   private retry: number[] = [];
   private readonly feeders: (Feeder | undefined)[];
   private spawnScheduled = false;
-  private pulling = false;
   private ended = false;
   private perItemMs = NaN;
   private draining = false;
@@ -151,28 +149,12 @@ export class FeedCall<T, R> extends Call<T, R> {
         this.windowFull = true;
         return;
       }
-      let r: Pulled<T> | Promise<Pulled<T>>;
-      try {
-        r = this.source.next();
-      } catch (err) {
-        return this.stop(err as Error);
-      }
-      if (isThenable(r)) {
-        this.pulling = true;
-        r.then(
-          (v) => {
-            this.pulling = false;
-            if (!v.done) this.accept(v.value);
-            this.feed();
-            this.maybeFinish();
-          },
-          (err: Error) => {
-            this.pulling = false;
-            this.stop(err);
-          },
-        );
-        return;
-      }
+      const r = this.pullNext((v) => {
+        if (!v.done) this.accept(v.value);
+        this.feed();
+        this.maybeFinish();
+      });
+      if (r === null) return;
       if (r.done) break;
       this.accept(r.value);
       want--;

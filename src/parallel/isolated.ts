@@ -5,16 +5,14 @@ import { forkChild, libraryMacrotask, libraryTimeout } from '../fork';
 import { BatchWriter } from '../frame';
 import { native } from '../native';
 import { writeAll } from '../scratch';
-import { isThenable } from '../util';
 import { Call, type CallKind, type Live } from './call';
 import { ChildBody } from './child';
 import type { ItemFn, RunOptions } from './options';
 import { slotBase } from './shm';
-import type { Pulled, Source } from './source';
+import type { Source } from './source';
 
 export class IsolatedCall<T, R> extends Call<T, R> {
   private scheduled = false;
-  private pulling = false;
   private doneItems = 0;
   private readonly free: number[] = [];
 
@@ -48,29 +46,13 @@ export class IsolatedCall<T, R> extends Call<T, R> {
   /** Runs in a library macrotask: pulls items and forks one child for each while there is room. */
   private pump(): void {
     while (!this.isStopped && this.free.length > 0 && !this.source.done && this.source.pulled - this.released() < this.window) {
-      let r: Pulled<T> | Promise<Pulled<T>>;
-      try {
-        r = this.source.next();
-      } catch (err) {
-        return this.stop(err as Error);
-      }
-      if (isThenable(r)) {
-        this.pulling = true;
-        r.then(
-          (v) => {
-            this.pulling = false;
-            // Forking must happen in a library macrotask: hand the item to one.
-            if (!v.done) this.forkLater(this.source.pulled - 1, v.value);
-            else this.maybeFinish();
-            this.schedulePump();
-          },
-          (err: Error) => {
-            this.pulling = false;
-            this.stop(err);
-          },
-        );
-        return;
-      }
+      const r = this.pullNext((v) => {
+        // Forking must happen in a library macrotask: hand the item to one.
+        if (!v.done) this.forkLater(this.source.pulled - 1, v.value);
+        else this.maybeFinish();
+        this.schedulePump();
+      });
+      if (r === null) return;
       if (r.done) break;
       this.spawnItem(this.source.pulled - 1, r.value);
     }

@@ -89,6 +89,21 @@ describe('scheduler: generator fibers', () => {
     });
   }
 
+  it('event-loop mode: ioWait gives READ when a timer writes the pipe, and 0 on timeout; nothing is left armed', async () => {
+    const s = new Scheduler();
+    const p = pipe();
+    cleanups.push(() => p.close());
+    const f = s.spawn(function* () {
+      const first: number = yield* s.ioWait(p.r, Scheduler.READ, 0.01);
+      setTimeout(() => fs.writeSync(p.w, 'x'), 5);
+      const second: number = yield* s.ioWait(p.r, Scheduler.READ, 5);
+      return [first, second];
+    });
+    await expect(f.done).resolves.toEqual([0, Scheduler.READ]);
+    await new Promise((r) => setImmediate(r));
+    expect([s.size, s.pendingTimers, s.watchers]).toEqual([0, 0, 0]);
+  });
+
   it('yield fiber joins it: its value, or its error thrown at the yield; yield* types the result', () => {
     const s = new Scheduler({ eventLoop: false });
     const f = s.spawn(function* () {

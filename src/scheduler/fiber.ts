@@ -1,6 +1,6 @@
 // Fibers and the parks they wait in: the records the scheduler's tables hold.
 // No behaviour lives here beyond what a record says about itself; the
-// tables (tables.ts) create, park, wake and finish them.
+// tables (parks.ts, tables.ts) create, park, wake and finish them.
 //
 // A fiber is one of two kinds:
 // - an async function: it parks by awaiting a promise from pause()/ioWait(),

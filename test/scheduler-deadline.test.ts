@@ -130,17 +130,8 @@ describe('scheduler: deadlines and cancellation of generator fibers', () => {
     const s = new Scheduler();
     const log: string[] = [];
     const f = s.spawn(async () => {
-      try {
-        await Scheduler.withTimeout(0.01, async () => {
-          try {
-            await s.pause(30);
-          } finally {
-            log.push('finally');
-          }
-        });
-      } catch (err) {
-        log.push((err as Error).constructor.name);
-      }
+      const parked = () => s.pause(30).finally(() => log.push('finally'));
+      await Scheduler.withTimeout(0.01, parked).catch((err: Error) => log.push(err.constructor.name));
       return s.pendingTimers;
     });
     await expect(f.done).resolves.toBe(0);

@@ -32,7 +32,7 @@ describe('concurrency: 0', () => {
   it('gives the forked modes\' results for an array, a generator, each, stream and onResult', async () => {
     const f = (x: number, i: number): string => `${x * 7}/${i}`;
     function* gen(): Generator<number> {
-      for (let i = 0; i < 12; i++) yield i * 3;
+      for (let i = 0; i < 6; i++) yield i * 3;
     }
     const expected = Array.from(gen(), f);
     for (const { opts } of modes) {

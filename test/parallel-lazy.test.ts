@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { InputError, each, map } from '../src/index';
+import { InputError, TimeoutError, each, map } from '../src/index';
 import { childrenOf, fdCount, scratchDirsOf, tempDir, zombiesOf } from './helpers';
 
 function* numbers(n: number, seen?: { pulled: number }): Generator<number> {
@@ -119,6 +119,24 @@ describe('lazy input', () => {
       expectNothingLeft(fds);
     });
   }
+
+  it('a timeout, a crash and onProgress work over a lazy input too', async () => {
+    const err = await map(numbers(20), (x) => {
+      if (x === 3) for (;;);
+      return x;
+    }, { concurrency: 2, timeout: 1_000 }).catch((e: unknown) => e as Error);
+    expect(err).toBeInstanceOf(TimeoutError);
+    expect((err as TimeoutError).index).toBe(3);
+    const done: number[] = [];
+    const out = await map(numbers(30), (x) => {
+      if (x === 7) process.kill(process.pid, 'SIGKILL');
+      return x;
+    }, { concurrency: 2, settle: true, onProgress: (d) => done.push(d) });
+    expect(out.filter((s) => s.status === 'fulfilled').length).toBe(29);
+    expect(out[7].status).toBe('rejected');
+    expect(done[done.length - 1]).toBe(30);
+    for (let k = 1; k < done.length; k++) expect(done[k]).toBeGreaterThan(done[k - 1]);
+  });
 
   it('isolation mode pulls each item just before its fork', async () => {
     const seen = { pulled: 0 };

@@ -12,7 +12,7 @@ import { foreignThreadsNote } from '../inspect';
 import { type ShmHandle, native } from '../native';
 import { Progress } from '../progress';
 import { createScratch, readScratch, removeScratch } from '../scratch';
-import { isThenable } from '../util';
+import { deferred, isThenable } from '../util';
 import { type Collect, Ledger } from './ledger';
 import type { ItemFn, RunOptions } from './options';
 import { SLOT_ASYNC, SLOT_START, STOP, now, shmCount, slotBase } from './shm';
@@ -58,9 +58,9 @@ export abstract class Call<T, R> {
   private outcome: Error | undefined;
   private finished = false;
   private readonly disposers: (() => void)[] = [];
-  private resolve!: (v: unknown) => void;
-  private reject!: (e: Error) => void;
-  readonly promise: Promise<unknown>;
+  private readonly outcomeOf = deferred<unknown>();
+  /** Settles once every child is reaped and the scratch is gone. */
+  readonly promise = this.outcomeOf.promise;
 
   constructor(
     readonly source: Source<T>,
@@ -71,10 +71,6 @@ export abstract class Call<T, R> {
     readonly width: number,
   ) {
     const { collect, emit } = kind;
-    this.promise = new Promise((res, rej) => {
-      this.resolve = res;
-      this.reject = rej;
-    });
     this.ledger = new Ledger({ collect, settle: opts.settle, ordered: opts.ordered, onResult: opts.onResult, emit });
     this.progress = new Progress(source.array?.length ?? NaN, opts.onProgress, opts.progress);
     this.shm = width > 0 ? native.shmCreate(shmCount(width)) : undefined;
@@ -296,16 +292,16 @@ export abstract class Call<T, R> {
     } catch (err) {
       cleanupError = err as Error;
     }
-    if (this.outcome) return this.reject(this.outcome);
-    if (cleanupError) return this.reject(cleanupError);
+    if (this.outcome) return this.outcomeOf.reject(this.outcome);
+    if (cleanupError) return this.outcomeOf.reject(cleanupError);
     const n = this.source.pulled;
     try {
       if (this.progress.active) this.progress.finish(n);
     } catch (err) {
-      return this.reject(err as Error);
+      return this.outcomeOf.reject(err as Error);
     }
-    if (this.kind.collect === 'array') return this.resolve(this.ledger.result(n));
-    this.resolve(undefined);
+    if (this.kind.collect === 'array') return this.outcomeOf.resolve(this.ledger.result(n));
+    this.outcomeOf.resolve(undefined);
   }
 
   /** Called once no child is live: true if the call goes on. */

@@ -338,7 +338,7 @@ export class FeedCall<T, R> extends Call<T, R> {
       f.sent = f.sent.slice(f.head);
       f.head = 0;
     }
-    this.reportProgress(this.doneCount(this.ledger.settled));
+    this.reportProgress(this.ledger.settled);
   }
 
   private onExit(f: Feeder, exit: ChildExit): void {

@@ -55,6 +55,12 @@ export class Ledger {
       else this.reasons.set(index, value as Error);
     }
     if (o.collect === 'stream' && !o.ordered) this.emit(entry);
+    if (index === this.prefix && this.ahead.size === 0) {
+      // The common case, in order: release at once, without the map.
+      this.prefix++;
+      this.release(entry, index);
+      return true;
+    }
     const hold = (o.collect === 'stream' && o.ordered) || o.onResult !== undefined;
     this.ahead.set(index, hold ? entry : null);
     while (this.ahead.has(this.prefix)) {
@@ -62,11 +68,15 @@ export class Ledger {
       const at = this.prefix;
       this.ahead.delete(at);
       this.prefix++;
-      if (e === null) continue;
-      if (o.collect === 'stream' && o.ordered) this.emit(e);
-      if (o.onResult !== undefined && e.ok) o.onResult(e.value, at);
+      if (e !== null) this.release(e, at);
     }
     return true;
+  }
+
+  private release(e: Entry, index: number): void {
+    const o = this.opts;
+    if (o.collect === 'stream' && o.ordered) this.emit(e);
+    if (o.onResult !== undefined && e.ok) o.onResult(e.value, index);
   }
 
   /** map's result: the values, or Settled records with settle. */

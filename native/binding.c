@@ -51,12 +51,14 @@ static napi_value ForkPoolEmptied(napi_env env, napi_callback_info info) {
 /* forkParentWork(): in a child, what its fork forgot of the parent's work:
  * [finished threadpool requests dropped, the slow I/O count reset to zero
  * (loop.c), callbacks other threads had queued for the parent dropped
- * (immediates.c)]; -1 for each step that did not run. */
+ * (immediates.c), Node's options lock re-initialized (1) or found free (0)
+ * (locks.c)]; -1 for each step that did not run. */
 static napi_value ForkParentWork(napi_env env, napi_callback_info info) {
   napi_value out = NULL;
-  int64_t v[3] = {cf_fork_parent_work_dropped(), cf_fork_slow_io_reset(), cf_fork_parent_immediates_dropped()};
-  bool ok = napi_create_array_with_length(env, 3, &out) == napi_ok;
-  for (uint32_t i = 0; ok && i < 3; i++) ok = cf__set(env, out, i, cf__int(env, v[i]));
+  int64_t v[4] = {cf_fork_parent_work_dropped(), cf_fork_slow_io_reset(), cf_fork_parent_immediates_dropped(),
+                  cf_fork_locks_released()};
+  bool ok = napi_create_array_with_length(env, 4, &out) == napi_ok;
+  for (uint32_t i = 0; ok && i < 4; i++) ok = cf__set(env, out, i, cf__int(env, v[i]));
   return ok ? out : cf__napi_fail(env);
 }
 
@@ -66,6 +68,12 @@ static napi_value ImmediatesFound(napi_env env, napi_callback_info info) {
   uv_loop_t* loop;
   CF__CHECK(napi_get_uv_event_loop(env, &loop));
   return cf__bool(env, cf_env_immediates_found(loop) != 0);
+}
+
+/* optionsLockFound(): whether Node's process-wide options lock can be found,
+ * so that a child can release it when a parent's Worker held it (locks.c). */
+static napi_value OptionsLockFound(napi_env env, napi_callback_info info) {
+  return cf__bool(env, cf_locks_found() != 0);
 }
 
 /* doforkAll(flags = 0): the madvise() calls made; flags are CF_DOFORK_* (tests). */
@@ -340,6 +348,8 @@ static napi_value Init(napi_env env, napi_value exports) {
       CF__FN("settleBeforeFork", cf__SettleBeforeFork),
       CF__FN("forkParentWork", ForkParentWork),
       CF__FN("immediatesFound", ImmediatesFound),
+      CF__FN("optionsLockFound", OptionsLockFound),
+      CF__FN("testHoldOptionsLock", cf__TestHoldOptionsLock),
       CF__FN("forkCensusPasses", cf__ForkCensusPasses),
       CF__FN("forkPoolLocated", cf__ForkPoolLocated),
       CF__FN("testPark", cf__TestPark),
@@ -357,6 +367,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"SKIP_COND_RESET", CF_FORK_SKIP_COND_RESET},
       {"SKIP_POOL", CF_FORK_SKIP_POOL},
       {"SKIP_SETTLE_WORKERS", CF_FORK_SKIP_SETTLE_WORKERS},
+      {"SKIP_NODE_LOCKS", CF_FORK_SKIP_NODE_LOCKS},
   };
   const cf__const_t dofork[] = {
       {"RANGED", CF_DOFORK_RANGED},

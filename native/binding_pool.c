@@ -1,5 +1,6 @@
 /* The binding's entry points for the fork repair's record in the parent
- * (waiters.c) and for the test-only parked thread (testhooks.c). */
+ * (waiters.c), for the test-only parked thread (testhooks.c) and for the
+ * test-only holder of Node's options lock (locks.c). */
 #include "binding.h"
 
 #include <stdio.h>
@@ -55,5 +56,16 @@ napi_value cf__TestUnpark(napi_env env, napi_callback_info info) {
   CF__TRY(cf__arg_handle(env, cf__fn, "handle", argv[0], &cf__park_tag, "park", &p));
   int r = cf_test_unpark(p);
   CF__ERR(r);
+  return cf__undefined(env);
+}
+
+/* testHoldOptionsLock(ms): a thread holds Node's options lock for ms, as a
+ * parent's starting Worker does; returns once it holds it. ENOENT where this
+ * Node's lock cannot be found. */
+napi_value cf__TestHoldOptionsLock(napi_env env, napi_callback_info info) {
+  CF__ARGS("testHoldOptionsLock", 1);
+  int64_t ms;
+  CF__TRY(cf__arg_int(env, cf__fn, "ms", argv[0], 1, 60000, &ms));
+  CF__ERR(cf_test_hold_options_lock((int)ms));
   return cf__undefined(env);
 }

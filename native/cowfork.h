@@ -26,7 +26,8 @@ enum {
   CF_FORK_SKIP_POOL = 1 << 8, /* leave the child's V8 worker pool its vanished threads */
   /* Read by the JavaScript side only: fork without letting the parent's
    * Worker threads settle first (src/workers.ts). */
-  CF_FORK_SKIP_SETTLE_WORKERS = 1 << 9
+  CF_FORK_SKIP_SETTLE_WORKERS = 1 << 9,
+  CF_FORK_SKIP_NODE_LOCKS = 1 << 10 /* leave Node's options lock as the fork found it */
 };
 
 /* Exit codes a forked child uses for cowfork's own failures, so that the
@@ -101,6 +102,14 @@ void cf_loop_before_fork(void);              /* parent: finds libuv's slow I/O c
 int cf_loop_forget_parent_work(uv_loop_t* loop);
 int cf_fork_parent_work_dropped(void);       /* child: requests dropped by its fork, or -1 */
 int cf_fork_slow_io_reset(void);             /* child: the slow I/O count its fork reset, or -1 */
+
+/* locks.c: Node's process-wide options lock, re-initialized in a child that
+ * inherited it held by a thread of the parent (a Worker starting). */
+void cf_locks_before_fork(void);     /* parent: finds the lock, once */
+int cf_locks_found(void);            /* 1 if this Node's options lock can be found */
+int cf_locks_release_in_child(void); /* child: 1 if it was held and was re-initialized */
+int cf_fork_locks_released(void);    /* child: what its fork did (0 or 1), or -1 */
+int cf_test_hold_options_lock(int ms); /* tests: a thread holds it for ms; -ENOENT if not found */
 
 /* symbols.c: a file-local variable of the ELF object holding in_object, by
  * name and size, from its symbol table; 0 when there is not exactly one. */

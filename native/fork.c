@@ -35,12 +35,20 @@ int cf_fork(uv_loop_t* loop, const int* keep_fds, int nkeep, int flags) {
   pid_t parent = getpid();
 #endif
 
+  /* First, the wait for the threads registered by cf_fork_settle_next (a
+   * parent's Workers, src/workers.ts): every later step must see the process
+   * as it is at fork(). While a Worker starts it maps memory and parks and
+   * wakes threads; a wait after the MADV_DOFORK pass or the census would let
+   * the child inherit a mapping the pass never saw or repair condvars that
+   * were freed meanwhile (both measured: children died of SIGSEGV). */
+  cf_fork_settle_run();
   if (!(flags & CF_FORK_SKIP_DOFORK)) {
     err = cf_dofork_all();
     if (err < 0) return err;
   }
 
   if (!(flags & CF_FORK_SKIP_PARENT_WORK)) cf_loop_before_fork();
+  cf_locks_before_fork();
 
   /* Program failures stay deliverable, as in libuv's uv_spawn: a fault in
    * the child's repairs must kill it at once through the normal handlers, not
@@ -55,8 +63,6 @@ int cf_fork(uv_loop_t* loop, const int* keep_fds, int nkeep, int flags) {
   sigdelset(&all, SIGSYS);
   if ((err = pthread_sigmask(SIG_SETMASK, &all, &saved)) != 0) return -err;
   if (!(flags & CF_FORK_SKIP_WAITERS)) cf_waiters_census(&plan, flags);
-  /* Last before fork(): the threads registered by cf_fork_settle_next. */
-  cf_fork_settle_run();
   uv_mutex_lock(&loop->wq_mutex);
 
   pid = fork();
@@ -66,6 +72,7 @@ int cf_fork(uv_loop_t* loop, const int* keep_fds, int nkeep, int flags) {
 
   if (pid == 0) {
     cf_waiters_release(&plan);
+    if (!(flags & CF_FORK_SKIP_NODE_LOCKS)) cf_locks_release_in_child();
     if (!(flags & CF_FORK_SKIP_PARENT_WORK)) cf_loop_forget_parent_work(loop);
     if (!(flags & CF_FORK_SKIP_PARENT_IMMEDIATES)) cf_env_forget_parent_immediates(loop);
 #if defined(__linux__)

@@ -8,7 +8,7 @@ import { forgetForkWarnings, noteConnectionsBeforeFork, noteThreadsBeforeFork, w
 import { HUP, READ, native } from './native';
 import { warnIfPoolUnrepaired } from './pool-repair';
 import { prepareRandom, reseedRandom } from './random';
-import { forgetParentWorkers, settleWorkers, trackWorkers } from './workers';
+import { forgetParentWorkers, forgetSettle, settleWorkers, trackWorkers } from './workers';
 
 trackWorkers();
 
@@ -305,6 +305,7 @@ export function forkChild(body: () => number | Promise<number>, options: ForkOpt
   try {
     pid = native.fork(options.keepFds ?? [], flags);
   } catch (err) {
+    forgetSettle();
     if (death) death.forEach((fd) => native.close(fd));
     throw err;
   }

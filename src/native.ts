@@ -68,10 +68,14 @@ export interface Native {
   forkWaitersReleased(): number;
   /** In a forked child: whether its fork made Node's V8 worker pool report zero threads (so V8 posts it nothing). */
   forkPoolEmptied(): boolean;
-  /** In a forked child: [the parent's finished threadpool requests its fork dropped, the slow I/O count it reset, callbacks other threads had queued for the parent that it dropped]; -1 where not done. */
-  forkParentWork(): [number, number, number];
+  /** In a forked child: [the parent's finished threadpool requests its fork dropped, the slow I/O count it reset, callbacks other threads had queued for the parent that it dropped, Node's options lock re-initialized (1) or free (0)]; -1 where not done. */
+  forkParentWork(): [number, number, number, number];
   /** Whether this Node's queue of callbacks from other threads can be found, so children can drop the parent's. */
   immediatesFound(): boolean;
+  /** Whether Node's process-wide options lock can be found, so children can release it when a parent's Worker held it. */
+  optionsLockFound(): boolean;
+  /** Tests only: a thread holds Node's options lock for ms (as a starting Worker does); returns once it does. ENOENT where not found. */
+  testHoldOptionsLock(ms: number): void;
   /** In a forked child: the peer address of the parent's connection that fd was, or null. */
   inheritedPeer(fd: number): string | null;
   /** In a forked child: how many of the parent's connections it inherited (dead: writes fail with EPIPE). */
@@ -110,6 +114,7 @@ export interface Native {
     readonly SKIP_COND_RESET: number;
     readonly SKIP_POOL: number;
     readonly SKIP_SETTLE_WORKERS: number;
+    readonly SKIP_NODE_LOCKS: number;
   };
   /** Exit codes of a forked child that cowfork itself failed (native/cowfork.h); describeExit() names them. */
   readonly EXIT_CODES: {

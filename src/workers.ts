@@ -26,9 +26,6 @@ export const SETTLE_RUNNING_MAX_MS = 50;
 
 /** Threads that are not a Worker's own, by name (libuv 1.50+ and Node 24+ name their own threads). */
 const NOT_A_WORKER = /libuv-worker|V8Worker|DelayedTaskSche|SignalInspector/;
-/** Node 24+ names a Worker's thread; before that every thread is "node". */
-const WORKER_THREAD = 'WorkerThread';
-
 /**
  * The threads of this process's live Workers. Several Workers made in one
  * tick are announced together, after all their threads started, so the ids
@@ -52,13 +49,13 @@ function onWorker(worker: Worker): void {
   const now = threads();
   // In a child that has not looked yet, every thread but the main one is new.
   const before = known ?? new Set([process.pid]);
-  const named = now.some(([, name]) => name === WORKER_THREAD);
   for (const [tid, name] of now) {
-    if (before.has(tid)) continue;
-    // Where Node names Workers' threads, only those; elsewhere, every new one
-    // that is not a pool's (a threadpool thread started meanwhile counts too:
+    // Every new thread that is not a pool's. Node 24+ names a Worker's thread
+    // 'WorkerThread', but only once that thread runs: a thread that has not
+    // yet renamed itself still bears its creator's name, so a match on the
+    // name would miss it (a threadpool thread started meanwhile counts too:
     // it only makes a fork wait while it is busy).
-    if (named ? name === WORKER_THREAD : !NOT_A_WORKER.test(name)) tids.add(tid);
+    if (!before.has(tid) && !NOT_A_WORKER.test(name)) tids.add(tid);
   }
   known = new Set(now.map(([tid]) => tid));
   starting++;
@@ -84,15 +81,20 @@ export function trackWorkers(): void {
 }
 
 /**
- * Before a fork: waits until every live Worker's thread is asleep or gone,
- * up to SETTLE_STARTING_MAX_MS while a Worker is still starting, then up to
- * SETTLE_RUNNING_MAX_MS. Returns how many were still running (0: none).
+ * Before a fork: has the fork wait, right before fork() and after every other
+ * step of the parent's side (native/settle.c), until every live Worker's
+ * thread is asleep or gone: up to SETTLE_STARTING_MAX_MS while a Worker is
+ * still starting, otherwise up to SETTLE_RUNNING_MAX_MS. Returns how many
+ * threads the fork will look at.
  */
 export function settleWorkers(): number {
   if (tids.size === 0) return 0;
-  const list = Int32Array.from(tids);
-  if (starting > 0) native.settleThreads(list, SETTLE_STARTING_MAX_MS);
-  return native.settleThreads(list, SETTLE_RUNNING_MAX_MS);
+  return native.settleBeforeFork(Int32Array.from(tids), starting > 0 ? SETTLE_STARTING_MAX_MS : SETTLE_RUNNING_MAX_MS);
+}
+
+/** After a fork that failed: the fork's wait must not carry over to the next one. */
+export function forgetSettle(): void {
+  if (tids.size > 0) native.settleBeforeFork(new Int32Array(0), 0);
 }
 
 /** In a child: the parent's Workers are not this process's (and its threads are not known until needed). */

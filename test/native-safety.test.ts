@@ -67,7 +67,7 @@ describe('napi_status is checked, and a throwing argument stops the call (§1)',
   });
 
   // Zero-argument entry points; every other one must appear in the table below.
-  const NO_ARGS = ['doforkAll', 'doforkLast', 'benchForkRoundtrip', 'benchCpuNs', 'getpid', 'getppid', 'forkWaitersReleased', 'forkPoolEmptied', 'inheritedCount', 'inspectHandles', 'threads', 'threadCount', 'forkParentWork', 'immediatesFound', 'forkCensusPasses', 'forkPoolLocated'];
+  const NO_ARGS = ['doforkAll', 'doforkLast', 'benchForkRoundtrip', 'benchCpuNs', 'getpid', 'getppid', 'forkWaitersReleased', 'forkPoolEmptied', 'inheritedCount', 'inspectHandles', 'threads', 'threadCount', 'forkParentWork', 'immediatesFound', 'optionsLockFound', 'forkCensusPasses', 'forkPoolLocated'];
 
   it('every entry point rejects bad arguments with a TypeError or RangeError naming the call and the argument', () => {
     const shm = native.shmCreate(2);
@@ -138,6 +138,8 @@ describe('napi_status is checked, and a throwing argument stops the call (§1)',
             ['doforkAll', [-1], rangeError(/^doforkAll: flags/)],
             ['randomFill', ['x'], typeError(/^randomFill: bytes must be a Buffer or Uint8Array/)],
             ['testPark', [2], rangeError(/^testPark: kind must be an integer from 0 to 1/)],
+            ['testHoldOptionsLock', ['5'], typeError(/^testHoldOptionsLock: ms must be an integer/)],
+            ['testHoldOptionsLock', [0], rangeError(/^testHoldOptionsLock: ms must be an integer from 1 to 60000/)],
             ['testUnpark', [shm], typeError(/^testUnpark: handle must be a park handle, got a native handle/)],
           ];
           for (const [fn, args, expected] of cases) {

@@ -1,0 +1,118 @@
+/* Node's process-wide options lock, released in a child.
+ *
+ * fork() copies only the calling thread, with every mutex as it was. Node
+ * guards its process-wide options with one mutex,
+ * node::per_process::cli_options_mutex, and every Worker's thread takes it
+ * while it makes the Worker's isolate (SetIsolateMiscHandlers). A parent
+ * whose Workers start while it forks can hand a child that mutex held by a
+ * thread that does not exist there; the child's own first Worker then waits
+ * on it forever (gdb on hung children, Node 20 to 26). Letting the parent's
+ * Workers settle first (settle.c) narrows that window but cannot close it:
+ * on Node 24 and 26, with the parent's Workers starting and finishing all the
+ * time, about 1 child in 100 still inherited the lock held.
+ *
+ * The child holds no lock at the fork itself (only the forking thread exists,
+ * and it is not inside Node's C++ code). A mutex it finds held was held by a
+ * vanished thread, whose critical section will never end: the child
+ * re-initializes it, as glibc does with its own locks in a child. The data the
+ * lock guards is read-mostly (the options are parsed at startup); a thread of
+ * the parent that held it was reading.
+ *
+ * The mutex is found by name in Node's dynamic symbol table (Node exports its
+ * symbols for addons) and used only when the symbol's size is that of a
+ * pthread_mutex_t (node::Mutex wraps one uv_mutex_t). Where the symbol is
+ * missing or of another size (a Node built differently, musl, macOS), nothing
+ * is touched and the settling alone applies. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "cowfork.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+#include <time.h>
+
+#if defined(__linux__) && defined(__GLIBC__)
+#include <dlfcn.h>
+#include <elf.h>
+#include <link.h>
+#define CF__HAVE_LOOKUP 1
+#endif
+
+static const char cf__options_mutex_name[] = "_ZN4node11per_process17cli_options_mutexE";
+static pthread_mutex_t* cf__options_mutex;
+static int cf__looked_up;
+static int cf__released = -1;
+
+/* Once, in the parent: the address of Node's options mutex, or NULL. */
+void cf_locks_before_fork(void) {
+  if (cf__looked_up) return;
+  cf__looked_up = 1;
+#if defined(CF__HAVE_LOOKUP)
+  void* addr = dlsym(RTLD_DEFAULT, cf__options_mutex_name);
+  Dl_info info;
+  const ElfW(Sym)* sym = NULL;
+  if (addr == NULL || !dladdr1(addr, &info, (void**)&sym, RTLD_DL_SYMENT) || sym == NULL) return;
+  if (sym->st_size != sizeof(pthread_mutex_t) || ELF64_ST_TYPE(sym->st_info) != STT_OBJECT) return;
+  cf__options_mutex = (pthread_mutex_t*)addr;
+#endif
+}
+
+int cf_locks_found(void) {
+  cf_locks_before_fork();
+  return cf__options_mutex != NULL;
+}
+
+/* In the child, before any JavaScript runs: 1 if the mutex was held (by a
+ * thread of the parent) and was re-initialized, 0 if it was free. */
+int cf_locks_release_in_child(void) {
+  cf__released = 0;
+  if (cf__options_mutex == NULL) return 0;
+  int err = pthread_mutex_trylock(cf__options_mutex);
+  if (err == 0) {
+    pthread_mutex_unlock(cf__options_mutex);
+    return 0;
+  }
+  if (err != EBUSY) return 0;
+  pthread_mutex_init(cf__options_mutex, NULL);
+  cf__released = 1;
+  return 1;
+}
+
+int cf_fork_locks_released(void) {
+  return cf__released;
+}
+
+/* Tests only: a thread that holds Node's options mutex for `ms`, as a parent's
+ * Worker does while its isolate is made. -ENOENT where it was not found. */
+static void* cf__hold(void* arg) {
+  struct timespec ts = {0, 0};
+  long ms = (long)(intptr_t)arg;
+  ts.tv_sec = ms / 1000;
+  ts.tv_nsec = (ms % 1000) * 1000000L;
+  pthread_mutex_lock(cf__options_mutex);
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+  pthread_mutex_unlock(cf__options_mutex);
+  return NULL;
+}
+
+int cf_test_hold_options_lock(int ms) {
+  pthread_t t;
+  pthread_attr_t attr;
+  int err;
+  if (!cf_locks_found()) return -ENOENT;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  err = pthread_create(&t, &attr, cf__hold, (void*)(intptr_t)ms);
+  pthread_attr_destroy(&attr);
+  if (err != 0) return -err;
+  /* Return once the thread holds it, so the caller's next fork inherits it held. */
+  while (pthread_mutex_trylock(cf__options_mutex) == 0) {
+    pthread_mutex_unlock(cf__options_mutex);
+    sched_yield();
+  }
+  return 0;
+}

@@ -71,7 +71,7 @@ export abstract class Call<T, R> {
     readonly width: number,
   ) {
     const { collect, emit } = kind;
-    this.ledger = new Ledger({ collect, settle: opts.settle, ordered: opts.ordered, onResult: opts.onResult, emit });
+    this.ledger = new Ledger({ collect, settle: opts.settle, ordered: opts.ordered, onResult: opts.onResult, emit }, source.array?.length);
     this.progress = new Progress(source.array?.length ?? NaN, opts.onProgress, opts.progress);
     this.shm = width > 0 ? native.shmCreate(shmCount(width)) : undefined;
     this.disposers.push(

@@ -39,6 +39,7 @@ export class ChildBody<T, R> {
   private readonly controller = new AbortController();
   private readonly ctx: ItemContext;
   private current = -1;
+  private readonly idle = (): void => this.flush();
   private done = 0;
   private failed = false;
 
@@ -53,7 +54,7 @@ export class ChildBody<T, R> {
     const s = this.s;
     for (;;) {
       if (this.stopped() || this.recycleDue()) return this.finish();
-      const index = s.next(() => this.flush());
+      const index = s.next(this.idle);
       if (index === null) return this.finish();
       const r = this.runItem(index);
       if (r !== undefined) return r.then(() => this.run());

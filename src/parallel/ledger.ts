@@ -24,14 +24,26 @@ export class Ledger {
   /** Every index below it has settled and has been released. */
   prefix = 0;
   settled = 0;
-  readonly values: unknown[] = [];
+  readonly values: unknown[];
   readonly reasons = new Map<number, Error>();
+  /** Outcomes at or above `prefix`: held for release (null: nothing to release). */
   private readonly ahead = new Map<number, Entry | null>();
+  /** When the input's length is known (an array): one byte per item, so results arriving out of order cost no map. */
+  private readonly state: Uint8Array | undefined;
+  private readonly hold: boolean;
   private halted = false;
 
-  constructor(private readonly opts: LedgerOptions) {}
+  constructor(
+    private readonly opts: LedgerOptions,
+    length?: number,
+  ) {
+    this.hold = (opts.collect === 'stream' && opts.ordered) || opts.onResult !== undefined;
+    this.state = length === undefined ? undefined : new Uint8Array(length);
+    this.values = length === undefined || opts.collect !== 'array' ? [] : new Array(length);
+  }
 
   has(index: number): boolean {
+    if (this.state !== undefined) return this.state[index] !== 0;
     return index < this.prefix || this.ahead.has(index);
   }
 
@@ -42,6 +54,7 @@ export class Ledger {
   record(index: number, ok: boolean, value: unknown): boolean {
     if (this.has(index) || this.halted) return false;
     this.settled++;
+    if (this.state !== undefined) this.state[index] = 1;
     const o = this.opts;
     if (!ok && !o.settle) {
       // Fail-fast: the failure ends the call; nothing after it is released.
@@ -49,26 +62,39 @@ export class Ledger {
       this.reasons.set(index, value as Error);
       return true;
     }
-    const entry: Entry = { ok, value };
     if (o.collect === 'array') {
       if (ok) this.values[index] = value;
       else this.reasons.set(index, value as Error);
     }
+    const entry: Entry = { ok, value };
     if (o.collect === 'stream' && !o.ordered) this.emit(entry);
+    if (this.state !== undefined) return this.advanceKnown(index, entry);
     if (index === this.prefix && this.ahead.size === 0) {
       // The common case, in order: release at once, without the map.
       this.prefix++;
       this.release(entry, index);
       return true;
     }
-    const hold = (o.collect === 'stream' && o.ordered) || o.onResult !== undefined;
-    this.ahead.set(index, hold ? entry : null);
+    this.ahead.set(index, this.hold ? entry : null);
     while (this.ahead.has(this.prefix)) {
       const e = this.ahead.get(this.prefix)!;
       const at = this.prefix;
       this.ahead.delete(at);
       this.prefix++;
       if (e !== null) this.release(e, at);
+    }
+    return true;
+  }
+
+  private advanceKnown(index: number, entry: Entry): boolean {
+    const state = this.state!;
+    if (this.hold && index !== this.prefix) this.ahead.set(index, entry);
+    while (this.prefix < state.length && state[this.prefix] !== 0) {
+      const at = this.prefix++;
+      if (!this.hold) continue;
+      const e = at === index ? entry : this.ahead.get(at)!;
+      this.ahead.delete(at);
+      this.release(e, at);
     }
     return true;
   }

@@ -39,6 +39,7 @@ function forkOnce() {
 }
 
 async function main() {
+  const loadBefore = require('node:os').loadavg().map((x) => x.toFixed(1)).join(' / ');
   const pool = new Piscina({ filename: path.join(__dirname, 'workers', 'fib.js'), minThreads: 2, maxThreads: 2 });
   const fibItems = Array.from({ length: FIB_ITEMS }, () => FIB_N);
   const expect = fib(FIB_N);
@@ -103,10 +104,13 @@ async function main() {
   const us = (ms, n) => ((ms * 1000) / n).toFixed(1);
   const x = (a, b) => (a / b).toFixed(2);
   const heapMb = (process.memoryUsage().heapUsed / 1048576).toFixed(0);
+  const loadAfter = require('node:os').loadavg().map((x) => x.toFixed(1)).join(' / ');
   console.log(`## Parallel (map / each)
 
 Command: \`npm run bench -- parallel\` (bench/parallel.bench.js). Median of ${REPS} runs after a warm-up;
 every peer measured in the same process, one after another. 2 workers everywhere (this machine has 2 cores).
+Load average (1 / 5 / 15 min) at the start: ${loadBefore}; at the end: ${loadAfter}. Above 2, other processes hold
+the cores, and no method can show a 2-core speedup.
 
 ### CPU-bound: ${FIB_ITEMS} × fib(${FIB_N})
 

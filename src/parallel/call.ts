@@ -13,6 +13,7 @@ import { type ShmHandle, native } from '../native';
 import { Progress } from '../progress';
 import { createScratch, readScratch, removeScratch } from '../scratch';
 import { deferred, isThenable } from '../util';
+import { ChildBody, type ChildSetup } from './child';
 import { type Collect, Ledger } from './ledger';
 import type { ItemFn, RunOptions } from './options';
 import { SLOT_ASYNC, SLOT_START, STOP, now, shmCount, slotBase } from './shm';
@@ -316,6 +317,11 @@ export abstract class Call<T, R> {
   }
 
   protected onRoom(): void {}
+
+  /** Runs in a child: the one child body, fed this call's part of the setup and the strategy's. */
+  protected runChild(setup: Omit<ChildSetup<T, R>, 'fn' | 'collect' | 'settle' | 'shm'>): number | Promise<number> {
+    return new ChildBody<T, R>({ fn: this.fn, collect: this.kind.sendValues, settle: this.opts.settle, shm: this.shm!, ...setup }).run();
+  }
 
   addDisposer(fn: () => void): void {
     this.disposers.push(fn);

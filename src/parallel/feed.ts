@@ -12,7 +12,6 @@ import { BatchWriter, Kind, type RecordOut, encode } from '../frame';
 import { HUP, READ, type WatchHandle, native } from '../native';
 import { Call, type CallKind, type Live } from './call';
 import { FrameReader, PipeWriter, writeBlocking } from './channel';
-import { ChildBody } from './child';
 import type { ItemFn, RunOptions } from './options';
 import { now, slotBase } from './shm';
 import type { Source } from './source';
@@ -419,19 +418,15 @@ export class FeedCall<T, R> extends Call<T, R> {
       }
       return held.get(i) as T;
     };
-    return new ChildBody<T, R>({
-      fn: this.fn,
-      collect: this.kind.sendValues,
-      settle: this.opts.settle,
+    return this.runChild({
       stopOnFailure: false,
       worker,
-      shm: this.shm!,
       out: new BatchWriter(resultWrite, this.key, writeBlocking),
       next,
       item,
       timed: this.opts.timeout !== undefined,
       maxItems: this.opts.maxItemsPerChild,
       maxMemory: this.opts.maxMemoryPerChild,
-    }).run();
+    });
   }
 }

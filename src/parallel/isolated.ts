@@ -6,7 +6,6 @@ import { BatchWriter } from '../frame';
 import { native } from '../native';
 import { writeAll } from '../scratch';
 import { Call, type CallKind, type Live } from './call';
-import { ChildBody } from './child';
 import type { ItemFn, RunOptions } from './options';
 import { slotBase } from './shm';
 import type { Source } from './source';
@@ -101,17 +100,13 @@ export class IsolatedCall<T, R> extends Call<T, R> {
   // Runs in the child.
   private childMain(worker: number, index: number, item: T, file: string): number | Promise<number> {
     let given = false;
-    return new ChildBody<T, R>({
-      fn: this.fn,
-      collect: this.kind.sendValues,
-      settle: this.opts.settle,
+    return this.runChild({
       stopOnFailure: false,
       worker,
-      shm: this.shm!,
       out: new BatchWriter(native.scratchOpen(this.dir, file, true), this.key, writeAll),
       next: () => (given ? null : ((given = true), index)),
       item: () => item,
       timed: false,
-    }).run();
+    });
   }
 }

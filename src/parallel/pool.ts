@@ -9,7 +9,6 @@ import { BatchWriter } from '../frame';
 import { type ShmHandle, native } from '../native';
 import { writeAll } from '../scratch';
 import { Call, type CallKind, type Live } from './call';
-import { ChildBody } from './child';
 import type { ItemFn, RunOptions } from './options';
 import { CURSOR, DONE, STOP, slotBase } from './shm';
 import type { Source } from './source';
@@ -129,17 +128,13 @@ export class PoolCall<T, R> extends Call<T, R> {
       }
       return list === null ? p++ : list[p++];
     };
-    return new ChildBody<T, R>({
-      fn: this.fn,
-      collect: this.kind.sendValues,
-      settle: this.opts.settle,
+    return this.runChild({
       stopOnFailure: true,
       worker,
-      shm,
       out: new BatchWriter(native.scratchOpen(this.dir, file, true), this.key, writeAll),
       next,
       item: (i) => this.items[i],
       timed: this.opts.timeout !== undefined,
-    }).run();
+    });
   }
 }

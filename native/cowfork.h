@@ -106,6 +106,7 @@ int cf_fork_slow_io_reset(void);             /* child: the slow I/O count its fo
 /* locks.c: Node's process-wide options lock, re-initialized in a child that
  * inherited it held by a thread of the parent (a Worker starting). */
 void cf_locks_before_fork(void);     /* parent: finds the lock, once */
+void cf_locks_before_fork_with_workers(void); /* parent with Workers: Abseil's one-time CPU measurement, done */
 int cf_locks_found(void);            /* 1 if this Node's options lock can be found */
 int cf_locks_release_in_child(void); /* child: 1 if it was held and was re-initialized */
 int cf_fork_locks_released(void);    /* child: what its fork did (0 or 1), or -1 */

@@ -60,6 +60,34 @@ void cf_locks_before_fork(void) {
 #endif
 }
 
+/* Abseil (in V8 since Node 22) measures the CPU's frequency once per process,
+ * the first time a mutex is contended, under a call-once flag, and the
+ * measurement sleeps for milliseconds. A Worker thread of the parent that is
+ * measuring when the parent forks leaves the flag "running" in the child, and
+ * the child's first contended mutex then spins on it forever (gdb, Node 26:
+ * NominalCPUFrequency <- absl::Enqueue <- absl::Mutex::LockSlow in a Worker
+ * starting in the child). The settling cannot see it: the measuring thread is
+ * asleep. So, once, before a fork of a process with Workers, the forking
+ * thread asks for the frequency itself: it measures, or waits for the thread
+ * that is measuring, and every later fork finds the flag done. The function
+ * is public in Node's dynamic symbols on 22 to 26; where it is missing,
+ * nothing is done. */
+static const char cf__cpu_frequency_name[] = "_ZN4absl13base_internal19NominalCPUFrequencyEv";
+static int cf__cpu_frequency_known;
+
+void cf_locks_before_fork_with_workers(void) {
+  if (cf__cpu_frequency_known) return;
+  cf__cpu_frequency_known = 1;
+#if defined(CF__HAVE_LOOKUP)
+  void* fn = dlsym(RTLD_DEFAULT, cf__cpu_frequency_name);
+  Dl_info info;
+  const ElfW(Sym)* sym = NULL;
+  if (fn == NULL || !dladdr1(fn, &info, (void**)&sym, RTLD_DL_SYMENT) || sym == NULL) return;
+  if (ELF64_ST_TYPE(sym->st_info) != STT_FUNC) return;
+  ((double (*)(void))fn)();
+#endif
+}
+
 int cf_locks_found(void) {
   cf_locks_before_fork();
   return cf__options_mutex != NULL;

@@ -74,7 +74,9 @@ int cf_fork_settle_next(const int32_t* tids, size_t n, int max_us) {
 void cf_fork_settle_run(void) {
   size_t n = cf__next_n;
   cf__next_n = 0;
-  if (n > 0) cf_settle_threads(cf__next_tids, n, cf__next_max_us);
+  if (n == 0) return;
+  cf_locks_before_fork_with_workers();
+  cf_settle_threads(cf__next_tids, n, cf__next_max_us);
 }
 
 int cf_settle_threads(const int32_t* tids, size_t n, int max_us) {

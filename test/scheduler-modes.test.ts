@@ -18,7 +18,9 @@ async function body(s: Scheduler, fd: number, log: string[]): Promise<string> {
   log.push('paused');
   const bits = await s.ioWait(fd, Scheduler.READ, 10);
   log.push(`ready ${bits}`);
-  const timedOut = await s.ioWait(fd, Scheduler.WRITE | Scheduler.READ, 0.01); // still readable: no wait
+  // Still readable: it returns at once; the long timeout only keeps a loaded
+  // machine from letting the timer win the race with the fd watcher.
+  const timedOut = await s.ioWait(fd, Scheduler.WRITE | Scheduler.READ, 5);
   log.push(`again ${timedOut & Scheduler.READ}`);
   await s.pause(0);
   log.push('end');

@@ -39,6 +39,10 @@
 #include <elf.h>
 #include <link.h>
 #define CF__HAVE_LOOKUP 1
+#else
+/* The ELF symbol types, for the calls below (the lookup finds nothing here). */
+#define STT_OBJECT 1
+#define STT_FUNC 2
 #endif
 
 static const char cf__options_mutex_name[] = "_ZN4node11per_process17cli_options_mutexE";
@@ -46,18 +50,29 @@ static pthread_mutex_t* cf__options_mutex;
 static int cf__looked_up;
 static int cf__released = -1;
 
+/* A symbol of Node's dynamic symbol table, by name, only if it is of that
+ * type (STT_OBJECT, STT_FUNC) and, for size > 0, of that size; else NULL. */
+static void* cf__node_symbol(const char* name, int type, size_t size) {
+#if defined(CF__HAVE_LOOKUP)
+  void* addr = dlsym(RTLD_DEFAULT, name);
+  Dl_info info;
+  const ElfW(Sym)* sym = NULL;
+  if (addr == NULL || !dladdr1(addr, &info, (void**)&sym, RTLD_DL_SYMENT) || sym == NULL) return NULL;
+  if (ELF64_ST_TYPE(sym->st_info) != type || (size > 0 && sym->st_size != size)) return NULL;
+  return addr;
+#else
+  (void)name;
+  (void)type;
+  (void)size;
+  return NULL;
+#endif
+}
+
 /* Once, in the parent: the address of Node's options mutex, or NULL. */
 void cf_locks_before_fork(void) {
   if (cf__looked_up) return;
   cf__looked_up = 1;
-#if defined(CF__HAVE_LOOKUP)
-  void* addr = dlsym(RTLD_DEFAULT, cf__options_mutex_name);
-  Dl_info info;
-  const ElfW(Sym)* sym = NULL;
-  if (addr == NULL || !dladdr1(addr, &info, (void**)&sym, RTLD_DL_SYMENT) || sym == NULL) return;
-  if (sym->st_size != sizeof(pthread_mutex_t) || ELF64_ST_TYPE(sym->st_info) != STT_OBJECT) return;
-  cf__options_mutex = (pthread_mutex_t*)addr;
-#endif
+  cf__options_mutex = cf__node_symbol(cf__options_mutex_name, STT_OBJECT, sizeof(pthread_mutex_t));
 }
 
 /* Abseil (in V8 since Node 22) measures the CPU's frequency once per process,
@@ -78,14 +93,8 @@ static int cf__cpu_frequency_known;
 void cf_locks_before_fork_with_workers(void) {
   if (cf__cpu_frequency_known) return;
   cf__cpu_frequency_known = 1;
-#if defined(CF__HAVE_LOOKUP)
-  void* fn = dlsym(RTLD_DEFAULT, cf__cpu_frequency_name);
-  Dl_info info;
-  const ElfW(Sym)* sym = NULL;
-  if (fn == NULL || !dladdr1(fn, &info, (void**)&sym, RTLD_DL_SYMENT) || sym == NULL) return;
-  if (ELF64_ST_TYPE(sym->st_info) != STT_FUNC) return;
-  ((double (*)(void))fn)();
-#endif
+  void* fn = cf__node_symbol(cf__cpu_frequency_name, STT_FUNC, 0);
+  if (fn != NULL) ((double (*)(void))fn)();
 }
 
 int cf_locks_found(void) {

@@ -1,4 +1,18 @@
 // Small helpers more than one engine needs, kept in one place.
+import fs from 'node:fs';
+
+/**
+ * One read from a non-blocking fd into `chunk`: the byte count, 0 at end of
+ * file, or null when nothing is there yet (EAGAIN).
+ */
+export function readSome(fd: number, chunk: Buffer): number | null {
+  try {
+    return fs.readSync(fd, chunk, 0, chunk.length, null);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return null;
+    throw err;
+  }
+}
 
 /** True for anything `await` would treat as a promise. */
 export function isThenable(v: unknown): v is PromiseLike<unknown> {

@@ -7,6 +7,7 @@
 // the instance writes its pipe, so records never interleave.
 import fs from 'node:fs';
 import { WRITE, native } from '../native';
+import { readSome } from '../util';
 
 export const CURSOR = 0x63; // 'c'
 export const DONE = 0x64; // 'd'
@@ -74,13 +75,8 @@ export class RecordReader {
   /** Reads what the pipe holds. Returns false at end of file (the instance closed its end). */
   drain(): boolean {
     for (;;) {
-      let n: number;
-      try {
-        n = fs.readSync(this.fd, this.chunk, 0, this.chunk.length, null);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return true;
-        throw err;
-      }
+      const n = readSome(this.fd, this.chunk);
+      if (n === null) return true;
       if (n === 0) return false;
       this.feed(this.chunk.subarray(0, n));
     }

@@ -24,6 +24,7 @@ import {
   onChildFatal,
 } from '../fork';
 import { HUP, READ, type ShmHandle, type WatchHandle, native } from '../native';
+import { isThenable } from '../util';
 import type { Builder } from './builders';
 import { type Failure, RecordReader, writeRecord } from './channel';
 import { type CursorStore, type IterateState, acquireLock, checkState } from './store';
@@ -119,10 +120,6 @@ interface Slot {
   readFd?: number;
   watch?: WatchHandle;
   reader?: RecordReader;
-}
-
-function isThenable(v: unknown): v is PromiseLike<unknown> {
-  return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as PromiseLike<unknown>).then === 'function';
 }
 
 function describe(item: unknown): string {

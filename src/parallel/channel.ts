@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import { type RecordOut, decodeAll } from '../frame';
 import { READ, WRITE, type WatchHandle, native } from '../native';
+import { readSome } from '../util';
 
 const HEADER = 20;
 const MAC = 32;
@@ -27,13 +28,8 @@ export class FrameReader {
    */
   drain(take: (records: RecordOut[]) => void): boolean {
     for (;;) {
-      let n: number;
-      try {
-        n = fs.readSync(this.fd, this.chunk, 0, this.chunk.length, null);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return true;
-        throw err;
-      }
+      const n = readSome(this.fd, this.chunk);
+      if (n === null) return true;
       if (n === 0) return false;
       const records = this.feed(this.chunk.subarray(0, n));
       if (records.length > 0) take(records);
@@ -47,11 +43,8 @@ export class FrameReader {
    */
   readBlocking(): RecordOut[] | null {
     for (;;) {
-      let n: number;
-      try {
-        n = fs.readSync(this.fd, this.chunk, 0, this.chunk.length, null);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+      const n = readSome(this.fd, this.chunk);
+      if (n === null) {
         waitFor(this.fd, READ);
         continue;
       }

@@ -13,14 +13,15 @@ import {
   rejectUnknown,
 } from '../validate';
 import type { Builder } from './builders';
-import { type EachFn, type EngineOptions, type InstanceResult, type IterateResult, type StartInfo, runIterate } from './run';
+import { runIterate } from './run';
+import type { EachFn, EngineOptions, InstanceResult, IterateResult, StartInfo } from './types';
 import { type CursorStore, fileStore } from './store';
 
 export { byKey, fromArray, lines, range } from './builders';
 export type { AsyncBuilder, Builder, ByKeyOptions, LinesOptions, Pair, SyncBuilder } from './builders';
 export { fileStore } from './store';
 export type { CursorStore, InstanceCursor, IterateState } from './store';
-export type { EachContext, EachFn, InstanceResult, InterruptReason, IterateResult, StartInfo } from './run';
+export type { EachContext, EachFn, InstanceResult, InterruptReason, IterateResult, StartInfo } from './types';
 
 type Produced<B> = B extends (...args: never[]) => infer R ? R : never;
 type PairOf<R> = R extends Iterable<infer P> ? P : R extends AsyncIterable<infer P> ? P : never;

@@ -8,98 +8,26 @@
 // checkpointEvery.items / .ms, whenever an instance ends, and at the end.
 // A stop (signal, AbortSignal, maxRuntime, failFast) sets a flag in shared
 // memory; each instance sees it between items, finishes nothing more, and
-// exits once its current item is done and reported.
-import util from 'node:util';
+// exits once its current item is done and reported. The instance itself, the
+// child's side, is instance.ts.
 import { CheckpointError, IterateError, ReshardError } from '../errors';
 import {
   type ChildExit,
   type ForkedChild,
   describeExit,
-  exitChild,
   forkChild,
   isChildUnwind,
   libraryInterval,
   libraryMacrotask,
   libraryTimeout,
-  onChildFatal,
 } from '../fork';
 import { HUP, READ, type ShmHandle, type WatchHandle, native } from '../native';
 import { isThenable } from '../util';
-import type { Builder } from './builders';
-import { type Failure, RecordReader, writeRecord } from './channel';
-import { type CursorStore, type IterateState, acquireLock, checkState } from './store';
+import { type Failure, RecordReader } from './channel';
+import { STOP, runInstance } from './instance';
+import { type IterateState, acquireLock, checkState } from './store';
+import type { EngineOptions, InstanceResult, InterruptReason, IterateResult } from './types';
 
-export interface EachContext<C = unknown> {
-  instance: number;
-  instances: number;
-  /** The cursor of the item being processed; it is saved once `each` returns. */
-  cursor: C;
-  /** Aborted when the run is stopping; finish or abandon the item quickly. */
-  signal: AbortSignal;
-}
-
-export type EachFn<I, C> = (item: I, ctx: EachContext<C>) => unknown;
-
-export interface InstanceResult<C = unknown> {
-  instance: number;
-  /** Items finished in this run. */
-  processed: number;
-  /** Items finished over all runs. */
-  processedTotal: number;
-  /** The cursor of the last finished item; null if none has finished yet. */
-  cursor: C | null;
-  /** True once the instance has walked its whole partition. */
-  done: boolean;
-  /** Set when the instance failed in this run. */
-  error?: IterateError;
-}
-
-export type InterruptReason = 'SIGINT' | 'SIGTERM' | 'abort' | 'maxRuntime' | 'failFast' | 'error';
-
-export interface IterateResult<C = unknown> {
-  /** Every instance has walked its whole partition. */
-  complete: boolean;
-  /** The run was stopped before completing; a later run resumes it. */
-  interrupted: boolean;
-  /** What stopped the run, or null. */
-  interruptedBy: InterruptReason | null;
-  instances: InstanceResult<C>[];
-}
-
-export interface StartInfo<C = unknown> {
-  instance: number;
-  instances: number;
-  /** The cursor the instance resumes after; null on its first run. */
-  cursor: C | null;
-  pid: number;
-}
-
-export interface EngineOptions<I, C> {
-  instances: number;
-  store: CursorStore;
-  /** What to call the checkpoint in errors. */
-  where: string;
-  /** Set for file checkpoints: the file to lock. */
-  lockFile?: string;
-  build: Builder<I, C>;
-  each: EachFn<I, C>;
-  maxRuntime?: number;
-  every: { items: number; ms: number };
-  onStart?: (info: StartInfo<C>) => unknown;
-  onComplete?: (info: InstanceResult<C>) => unknown;
-  onAllComplete?: (result: IterateResult<C>) => unknown;
-  onProgress?: (counts: InstanceResult<C>[]) => unknown;
-  signal?: AbortSignal;
-  failFast: boolean;
-  reshard: 'refuse' | 'restart';
-}
-
-// Shared memory: one flag, set when instances must stop after their current item.
-const STOP = 0;
-// How often an instance running synchronous items returns to its event loop to
-// notice its own signals, and how often one waiting on an async item polls STOP.
-const YIELD_MS = 50;
-const POLL_MS = 20;
 const PROGRESS_MS = 100;
 
 interface Slot {
@@ -122,11 +50,6 @@ interface Slot {
   reader?: RecordReader;
 }
 
-function describe(item: unknown): string {
-  const s = util.inspect(item, { depth: 2, breakLength: Infinity, maxStringLength: 200, maxArrayLength: 20 });
-  return s.length > 300 ? `${s.slice(0, 300)}...` : s;
-}
-
 function json(v: unknown): string {
   try {
     return JSON.stringify(v) ?? String(v);
@@ -141,22 +64,6 @@ function reviveError(f: Failure): Error {
   if (f.stack) err.stack = f.stack;
   if (f.code !== undefined) (err as NodeJS.ErrnoException).code = f.code as string;
   return err;
-}
-
-function failureRecord(err: unknown, stage: string, current: readonly [unknown, unknown] | undefined): string {
-  const e = err instanceof Error ? err : new Error(String(err));
-  const f: Failure = { name: e.name, message: e.message, stack: e.stack, stage };
-  const code = (e as NodeJS.ErrnoException).code;
-  if (code !== undefined) f.code = code;
-  if (current !== undefined) {
-    f.item = describe(current[0]);
-    try {
-      f.itemCursor = JSON.parse(JSON.stringify(current[1]) ?? 'null');
-    } catch {
-      f.itemCursor = describe(current[1]);
-    }
-  }
-  return `e${JSON.stringify(f)}\n`;
 }
 
 class Run<I, C> {
@@ -277,7 +184,20 @@ class Run<I, C> {
       const [readFd, writeFd] = native.pipe(true);
       let child: ForkedChild;
       try {
-        child = forkChild(() => this.instanceMain(slot, readFd, writeFd), { dieWithParent: true });
+        child = forkChild(
+          () =>
+            runInstance({
+              instance: slot.instance,
+              instances: this.opts.instances,
+              startCursor: slot.startCursor as C | null,
+              build: this.opts.build,
+              each: this.opts.each,
+              shm: this.shm,
+              readFd,
+              fd: writeFd,
+            }),
+          { dieWithParent: true },
+        );
       } catch (err) {
         // In the child, forkChild unwinds back to the event loop by throwing: let it pass.
         if (isChildUnwind(err)) throw err;
@@ -414,115 +334,6 @@ class Run<I, C> {
     } catch (err) {
       this.fail(err as Error);
     }
-  }
-
-  // -- the instance (runs in the child) ---------------------------------------
-
-  private instanceMain(slot: Slot, readFd: number, fd: number): Promise<number> {
-    native.close(readFd);
-    const { build, each, instances } = this.opts;
-    const instance = slot.instance;
-    const shm = this.shm;
-    const controller = new AbortController();
-    let stopping = false;
-    let signalled: NodeJS.Signals | undefined;
-    const requestStop = (): void => {
-      if (stopping) return;
-      stopping = true;
-      controller.abort(new Error(`iterate instance ${instance} is stopping`));
-    };
-    // Ctrl-C reaches the whole process group. The instance finishes its
-    // current item rather than dying with it, and tells the parent why it stopped.
-    const onSignal = (sig: NodeJS.Signals): void => {
-      signalled ??= sig;
-      requestStop();
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-    const shouldStop = (): boolean => {
-      if (!stopping && native.shmLoad(shm, STOP) !== 0) requestStop();
-      return stopping;
-    };
-    let current: readonly [unknown, unknown] | undefined;
-    const fail = (err: unknown, stage: string): number => {
-      writeRecord(fd, failureRecord(err, stage, current));
-      return 1;
-    };
-    onChildFatal((err) => exitChild(fail(err, current === undefined ? 'iterator' : 'each')));
-
-    const stopped = (): number => {
-      if (signalled !== undefined) writeRecord(fd, `s${signalled}\n`);
-      return 0;
-    };
-
-    const walk = async (): Promise<number> => {
-      let iterator: Iterator<unknown> | AsyncIterator<unknown>;
-      try {
-        const iterable = build(instance, instances, slot.startCursor as C | null) as unknown;
-        const make =
-          (iterable as AsyncIterable<unknown>)?.[Symbol.asyncIterator] ?? (iterable as Iterable<unknown>)?.[Symbol.iterator];
-        if (typeof make !== 'function') throw new TypeError(`build must return an iterable or async iterable, got ${describe(iterable)}`);
-        iterator = make.call(iterable);
-      } catch (err) {
-        return fail(err, 'build');
-      }
-      let poller: NodeJS.Timeout | undefined;
-      let lastYield = Date.now();
-      try {
-        for (;;) {
-          if (shouldStop()) return stopped();
-          if (Date.now() - lastYield >= YIELD_MS) {
-            await new Promise((r) => setImmediate(r));
-            lastYield = Date.now();
-            if (shouldStop()) return stopped();
-          }
-          let step: IteratorResult<unknown>;
-          try {
-            const r = iterator.next();
-            step = isThenable(r) ? await r : (r as IteratorResult<unknown>);
-          } catch (err) {
-            return fail(err, 'iterator');
-          }
-          if (step.done) {
-            writeRecord(fd, 'd\n');
-            return 0;
-          }
-          const pair = step.value;
-          if (!Array.isArray(pair) || pair.length !== 2) {
-            return fail(new TypeError(`build must yield [item, cursor] pairs, got ${describe(pair)}`), 'iterator');
-          }
-          current = pair as [unknown, unknown];
-          let text: string | undefined;
-          try {
-            text = JSON.stringify(pair[1]);
-          } catch {
-            text = undefined;
-          }
-          if (text === undefined) return fail(new TypeError(`the cursor ${describe(pair[1])} is not a JSON value`), 'iterator');
-          try {
-            const v = each(pair[0] as I, { instance, instances, cursor: pair[1] as C, signal: controller.signal });
-            if (isThenable(v)) {
-              poller ??= setInterval(shouldStop, POLL_MS);
-              await v;
-            }
-          } catch (err) {
-            return fail(err, 'each');
-          }
-          current = undefined;
-          // The parent is gone (no one can save this cursor): stop quietly.
-          if (!writeRecord(fd, `c${text}\n`)) return 0;
-        }
-      } finally {
-        if (poller !== undefined) clearInterval(poller);
-        try {
-          const r = iterator.return?.();
-          if (isThenable(r)) await r;
-        } catch {
-          // Closing the iterator is best effort.
-        }
-      }
-    };
-    return walk();
   }
 
   // -- checkpoints -------------------------------------------------------------

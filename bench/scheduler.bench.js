@@ -7,6 +7,8 @@ const { AsyncLocalStorage } = require('node:async_hooks');
 const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
+/** The 1-minute load average when the suite starts, for the section's header. */
+const LOAD_AT_START = os.loadavg()[0];
 const { spawn } = require('node:child_process');
 const { Scheduler } = require('../dist');
 const { native } = require('../dist/native');
@@ -377,8 +379,8 @@ async function main() {
   const lines = [
     '## Scheduler',
     '',
-    `Numbers from a shared, busy 2-core machine (other jobs were running; load average ${os.loadavg()[0].toFixed(1)} ` +
-      `when the suite started); compare the ratios within a table, not absolute numbers. The AsyncLocalStorage ` +
+    `Numbers from a shared 2-core machine, ${LOAD_AT_START > 2 ? 'busy' : 'quiet'} when the suite started (1-minute load ` +
+      `average ${LOAD_AT_START.toFixed(1)}${LOAD_AT_START > 2 ? ': other jobs were running' : ''}); compare the ratios within a table, not absolute numbers. The AsyncLocalStorage ` +
       `that tells the scheduler which async fiber is running is on while any async fiber lives, and on Node 20 it ` +
       `slows every promise in the process: the second row shows that share of the gap to a bare promise. ` +
       `Generator fibers need no AsyncLocalStorage and no microtask drain: the drivers call the generator.`,

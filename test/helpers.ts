@@ -61,12 +61,37 @@ export function isAlive(pid: number): boolean {
   }
 }
 
-/** cowfork scratch directories created by `pid` (default: this process). */
+/**
+ * When `pid` started, in nanoseconds of the clock scratch names carry
+ * (uv_hrtime: monotonic since boot), less 2 s of slack; 0 if unknown. From
+ * /proc/<pid>/stat's starttime, in clock ticks (USER_HZ is 100 on Linux).
+ */
+function startedNs(pid: number): bigint {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const ticks = BigInt(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    const ns = ticks * 10_000_000n - 2_000_000_000n;
+    return ns > 0n ? ns : 0n;
+  } catch {
+    return 0n;
+  }
+}
+
+/**
+ * cowfork scratch directories created by `pid` (default: this process). A
+ * name is cowfork-<pid>-<uv_hrtime at creation>-<n>; one made before `pid`
+ * started belongs to an earlier process that had the same pid (pids wrap
+ * around in a long run), and is not counted.
+ */
 export function scratchDirsOf(pid = process.pid): string[] {
   const out: string[] = [];
+  const since = startedNs(pid);
   for (const base of ['/dev/shm', os.tmpdir()]) {
     try {
-      for (const name of fs.readdirSync(base)) if (name.startsWith(`cowfork-${pid}-`)) out.push(path.join(base, name));
+      for (const name of fs.readdirSync(base)) {
+        const m = /^cowfork-(\d+)-(\d+)-\d+$/.exec(name);
+        if (m && Number(m[1]) === pid && BigInt(m[2]) >= since) out.push(path.join(base, name));
+      }
     } catch {
       // No such base.
     }

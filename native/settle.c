@@ -56,8 +56,9 @@ static int64_t cf__now_us(void) {
 }
 #endif
 
-/* The threads the next cf_fork waits for, right before fork(): set by
- * cf_fork_settle_next, used once. Only the main thread forks. */
+/* The threads the next cf_fork waits for, first thing, before its other
+ * steps (fork.c says why): set by cf_fork_settle_next, used once. Only the
+ * main thread forks. */
 #define CF__SETTLE_MAX 256
 static int32_t cf__next_tids[CF__SETTLE_MAX];
 static size_t cf__next_n;

@@ -299,7 +299,7 @@ export function forkChild(body: () => number | Promise<number>, options: ForkOpt
     noteConnectionsBeforeFork(options.warnInheritedConnections);
   }
   const flags = (options.unsafeFlags ?? 0) | testUnsafeFlags() | (options.dieWithParent ? native.FORK_FLAGS.SET_PDEATHSIG : 0);
-  // Last before the fork: the parent's Worker threads asleep (src/workers.ts).
+  // Registers the fork's first step: waiting until the parent's Worker threads are asleep (src/workers.ts).
   if (!(flags & native.FORK_FLAGS.SKIP_SETTLE_WORKERS)) settleWorkers();
   let pid: number;
   try {

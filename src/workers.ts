@@ -81,9 +81,9 @@ export function trackWorkers(): void {
 }
 
 /**
- * Before a fork: has the fork wait, right before fork() and after every other
- * step of the parent's side (native/settle.c), until every live Worker's
- * thread is asleep or gone: up to SETTLE_STARTING_MAX_MS while a Worker is
+ * Before a fork: has the fork wait, first thing in cf_fork, before its
+ * MADV_DOFORK pass and census (native/fork.c, native/settle.c), until every
+ * live Worker's thread is asleep or gone: up to SETTLE_STARTING_MAX_MS while a Worker is
  * still starting, otherwise up to SETTLE_RUNNING_MAX_MS. Returns how many
  * threads the fork will look at.
  */

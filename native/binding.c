@@ -368,6 +368,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"SKIP_POOL", CF_FORK_SKIP_POOL},
       {"SKIP_SETTLE_WORKERS", CF_FORK_SKIP_SETTLE_WORKERS},
       {"SKIP_NODE_LOCKS", CF_FORK_SKIP_NODE_LOCKS},
+      {"EARLY_DOFORK", CF_FORK_EARLY_DOFORK},
   };
   const cf__const_t dofork[] = {
       {"RANGED", CF_DOFORK_RANGED},

@@ -27,7 +27,10 @@ enum {
   /* Read by the JavaScript side only: fork without letting the parent's
    * Worker threads settle first (src/workers.ts). */
   CF_FORK_SKIP_SETTLE_WORKERS = 1 << 9,
-  CF_FORK_SKIP_NODE_LOCKS = 1 << 10 /* leave Node's options lock as the fork found it */
+  CF_FORK_SKIP_NODE_LOCKS = 1 << 10, /* leave Node's options lock as the fork found it */
+  /* Run the MADV_DOFORK pass first, before the census waits for V8's pool,
+   * as cowfork once did: memory a pool thread maps meanwhile is left out. */
+  CF_FORK_EARLY_DOFORK = 1 << 11
 };
 
 /* Exit codes a forked child uses for cowfork's own failures, so that the

@@ -83,11 +83,19 @@ int cf_fork_pool_located(void) {
 #include <gnu/libc-version.h>
 #endif
 
-/* A census gives up waiting after this many passes or this long, whichever
- * comes first; the fork then goes ahead as it is. Pool threads run only
- * briefly, after a collection posted them a job, so the wait is rare. */
+/* A census gives up waiting for threads it cannot tell apart (before the
+ * pool is found) after this many passes or this long, whichever comes first;
+ * the fork then goes ahead as it is. */
 #define CF__CENSUS_PASSES 16
 #define CF__CENSUS_NS (20 * 1000 * 1000)
+/* Once the pool is found, a census waits this long for a pool thread that is
+ * still working, sleeping between looks. Under --single-threaded V8 gives its
+ * pool one kind of job that runs long: compiling WebAssembly, e.g. undici's
+ * HTTP parser after an app's first fetch() calls, for 100 to 300 ms on a
+ * 2-core machine. A thread inside that job holds V8's code-space locks at
+ * moments and maps new code pages; the fork waits for it to finish. */
+#define CF__POOL_SETTLE_NS (2000LL * 1000 * 1000)
+#define CF__POOL_SETTLE_SLEEP_NS (200 * 1000)
 #define CF__THREADS_MAX 256
 /* A parked thread's stack pointer is within this distance below its own
  * descriptor (measured: 2 to 17 KiB); a pool thread's stack is 4 MiB, so the
@@ -343,7 +351,7 @@ static int64_t cf__now_ns(void) {
 int cf_waiters_census(cf_fork_plan_t* plan, int flags) {
   cf__thread_t t[CF__THREADS_MAX];
   int nt = 0, running = 0, pass = 0;
-  int64_t deadline = cf__now_ns() + CF__CENSUS_NS;
+  int64_t start = cf__now_ns();
   /* A child whose fork emptied the pool has nothing left there to repair. */
   int want_pool = !(flags & CF_FORK_SKIP_POOL) && !cf__pool_emptied;
   memset(plan, 0, sizeof(*plan));
@@ -370,8 +378,18 @@ int cf_waiters_census(cf_fork_plan_t* plan, int flags) {
       /* Until the pool is found, any running thread might be one of it. */
       if (cf__pool.n > 0) waiting = cf__pool.n - cf__pool_parked(t, nt);
     }
-    if (waiting == 0 || pass >= CF__CENSUS_PASSES || cf__now_ns() >= deadline) break;
-    sched_yield();
+    if (waiting == 0) break;
+    /* Known pool threads get the long wait; unknown running threads (libuv's,
+     * a user's Worker) only the short one. */
+    int long_wait = want_pool && cf__pool.n > 0;
+    int64_t elapsed = cf__now_ns() - start;
+    if (long_wait ? elapsed >= CF__POOL_SETTLE_NS : (pass >= CF__CENSUS_PASSES || elapsed >= CF__CENSUS_NS)) break;
+    if (pass < CF__CENSUS_PASSES) {
+      sched_yield();
+    } else {
+      struct timespec pause = {0, CF__POOL_SETTLE_SLEEP_NS};
+      nanosleep(&pause, NULL);
+    }
   }
   cf__census_passes = pass;
 

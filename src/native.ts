@@ -115,6 +115,7 @@ export interface Native {
     readonly SKIP_POOL: number;
     readonly SKIP_SETTLE_WORKERS: number;
     readonly SKIP_NODE_LOCKS: number;
+    readonly EARLY_DOFORK: number;
   };
   /** Exit codes of a forked child that cowfork itself failed (native/cowfork.h); describeExit() names them. */
   readonly EXIT_CODES: {

@@ -10,6 +10,12 @@
 // memory; each instance sees it between items, finishes nothing more, and
 // exits once its current item is done and reported. The instance itself, the
 // child's side, is instance.ts.
+//
+// A cross-machine run (options.engine, cowfork/bullmq) has the same loop with
+// the partitions leased: the engine hands this process one partition at a
+// time (up to its concurrency), each gets a slot and an instance, cursors are
+// saved to the engine per partition, and the engine says when the run has
+// ended on every machine.
 import { CheckpointError, IterateError, ReshardError } from '../errors';
 import {
   type ChildExit,
@@ -26,7 +32,7 @@ import { isThenable } from '../util';
 import { type Failure, RecordReader } from './channel';
 import { STOP, runInstance } from './instance';
 import { type IterateState, acquireLock, checkState } from './store';
-import type { EngineOptions, InstanceResult, InterruptReason, IterateResult } from './types';
+import type { EngineOptions, InstanceResult, InterruptReason, IterateResult, LeaseOutcome, LeasedPartition } from './types';
 
 const PROGRESS_MS = 100;
 
@@ -48,6 +54,10 @@ interface Slot {
   readFd?: number;
   watch?: WatchHandle;
   reader?: RecordReader;
+  /** Leased slots: the cursor changed since the last save to the engine. */
+  unsaved?: boolean;
+  /** Leased slots: settles the engine's lease once the instance has ended. */
+  ended?: (outcome: LeaseOutcome) => void;
 }
 
 function json(v: unknown): string {
@@ -85,6 +95,10 @@ class Run<I, C> {
   private saving: Promise<void> | null = null;
   private saveAgain = false;
   private readonly pending = new Set<Promise<void>>();
+  /** A leased run: the engine is still handing out partitions. */
+  private leasing = false;
+  /** A leased run: the run-wide result, once the engine saw the run end. */
+  private runResult: IterateResult | null = null;
   private resolve!: (r: IterateResult<C>) => void;
   private reject!: (e: Error) => void;
   readonly promise: Promise<IterateResult<C>>;
@@ -94,7 +108,8 @@ class Run<I, C> {
     state: IterateState | null,
     private allComplete: boolean,
   ) {
-    this.slots = Array.from({ length: opts.instances }, (_, i) => {
+    const count = opts.lease === undefined ? opts.instances : 0;
+    this.slots = Array.from({ length: count }, (_, i) => {
       const saved = state?.cursors[i];
       const cursor = saved?.innerCursor ?? null;
       return {
@@ -114,6 +129,7 @@ class Run<I, C> {
   }
 
   start(): Promise<IterateResult<C>> {
+    if (this.opts.lease !== undefined) return this.startLeasing();
     if (this.slots.every((s) => s.done)) {
       this.finished = true;
       void this.finish();
@@ -130,6 +146,66 @@ class Run<I, C> {
     this.installStops();
     libraryMacrotask(() => this.forkAll());
     return this.promise;
+  }
+
+  private startLeasing(): Promise<IterateResult<C>> {
+    const { every, onProgress, onAllComplete } = this.opts;
+    const engine = this.opts.lease!;
+    this.leasing = true;
+    this.disposers.push(libraryInterval(() => this.dirty && this.save(), every.ms));
+    if (onProgress) this.disposers.push(libraryInterval(() => this.reportProgress(), PROGRESS_MS));
+    this.installStops();
+    engine.lease((p) => this.leased(p), onAllComplete as ((r: IterateResult) => unknown) | undefined).then(
+      (r) => {
+        this.runResult = r;
+        this.leasing = false;
+        this.maybeFinish();
+      },
+      (err) => {
+        this.leasing = false;
+        this.fail(err as Error);
+      },
+    );
+    return this.promise;
+  }
+
+  /** The engine leased a partition to this process: walk it in an instance. */
+  private leased(p: LeasedPartition): Promise<LeaseOutcome> {
+    const slot: Slot = {
+      instance: p.instance,
+      startCursor: p.cursor,
+      processedBefore: p.processed,
+      processed: 0,
+      cursorText: null,
+      cursor: p.cursor,
+      done: false,
+    };
+    const outcome = new Promise<LeaseOutcome>((resolve) => {
+      slot.ended = resolve;
+    });
+    this.slots.push(slot);
+    this.progressDirty = true;
+    this.forking = true;
+    // A fork runs in a macrotask of the library's own, never inside the engine's promise chain.
+    libraryMacrotask(() => {
+      this.forking = false;
+      if (this.stopping) this.endLease(slot);
+      else this.forkSlot(slot);
+      this.maybeFinish();
+    });
+    return outcome;
+  }
+
+  /** Settles a leased slot's lease once its last cursor is saved. */
+  private endLease(slot: Slot): void {
+    const ended = slot.ended;
+    if (ended === undefined) return;
+    slot.ended = undefined;
+    const end = slot.done ? 'done' : slot.error !== undefined ? 'failed' : 'stopped';
+    const outcome: LeaseOutcome = { end, cursor: this.cursorOf(slot), processed: slot.processedBefore + slot.processed };
+    if (slot.error !== undefined) outcome.error = slot.error;
+    // The engine marks the partition done or releases it only after its cursor is saved.
+    void this.settleSaves().then(() => ended(outcome));
   }
 
   // -- stopping ------------------------------------------------------------
@@ -162,6 +238,7 @@ class Run<I, C> {
     this.stopping = true;
     this.interruptedBy = reason;
     native.shmStore(this.shm, STOP, 1);
+    this.opts.lease?.stop();
     this.maybeFinish();
   }
 
@@ -181,6 +258,14 @@ class Run<I, C> {
     this.forking = false;
     for (const slot of this.slots) {
       if (slot.done || this.stopping) continue;
+      if (!this.forkSlot(slot)) break;
+    }
+    this.maybeFinish();
+  }
+
+  /** Forks the slot's instance; false when the fork failed (the run is failing). */
+  private forkSlot(slot: Slot): boolean {
+    {
       const [readFd, writeFd] = native.pipe(true);
       let child: ForkedChild;
       try {
@@ -204,7 +289,11 @@ class Run<I, C> {
         native.close(readFd);
         native.close(writeFd);
         this.fail(err as Error);
-        break;
+        if (slot.ended !== undefined) {
+          slot.error = new IterateError(`iterate could not fork an instance for partition ${slot.instance}: ${(err as Error).message}`, slot.instance, undefined, undefined, null, null, { cause: err });
+          this.endLease(slot);
+        }
+        return false;
       }
       native.close(writeFd);
       this.live++;
@@ -214,6 +303,7 @@ class Run<I, C> {
         cursors: (count, last) => {
           slot.processed += count;
           slot.cursorText = last;
+          slot.unsaved = true;
           this.itemsSinceSave += count;
           this.dirty = true;
           this.progressDirty = true;
@@ -236,7 +326,7 @@ class Run<I, C> {
         this.opts.onStart?.({ instance: slot.instance, instances: this.opts.instances, cursor: slot.startCursor as C | null, pid: child.pid }),
       );
     }
-    this.maybeFinish();
+    return true;
   }
 
   private onReadable(slot: Slot): void {
@@ -293,6 +383,7 @@ class Run<I, C> {
       slot.error = this.crashError(slot, exit);
     }
     if (slot.error !== undefined && this.opts.failFast) this.stop('failFast');
+    this.endLease(slot);
     this.maybeFinish();
   }
 
@@ -362,17 +453,28 @@ class Run<I, C> {
     };
   }
 
+  /** A leased run saves each partition whose cursor moved, to the engine. */
+  private saveLeased(): Promise<unknown> {
+    const engine = this.opts.lease!;
+    const saves: Promise<void>[] = [];
+    for (const s of this.slots) {
+      if (!s.unsaved) continue;
+      s.unsaved = false;
+      saves.push(engine.save(s.instance, this.cursorOf(s), s.processedBefore + s.processed));
+    }
+    return Promise.all(saves);
+  }
+
   private save(): void {
     if (this.saving !== null) {
       this.saveAgain = true;
       return;
     }
-    const state = this.snapshot();
     this.itemsSinceSave = 0;
     this.dirty = false;
     let r: unknown;
     try {
-      r = this.opts.store.save(state);
+      r = this.opts.lease !== undefined ? this.saveLeased() : this.opts.store.save(this.snapshot());
     } catch (err) {
       return this.saveFailed(err);
     }
@@ -420,20 +522,28 @@ class Run<I, C> {
     return r;
   }
 
+  /** The slots to report: a leased partition worked on more than once here counts by its last lease. */
+  private reported(): Slot[] {
+    if (this.opts.lease === undefined) return this.slots;
+    const last = new Map<number, Slot>();
+    for (const s of this.slots) last.set(s.instance, s);
+    return [...last.values()].sort((a, b) => a.instance - b.instance);
+  }
+
   private result(): IterateResult<C> {
-    const complete = this.slots.every((s) => s.done);
+    const complete = this.opts.lease === undefined ? this.slots.every((s) => s.done) : this.runResult?.complete === true;
     return {
       complete,
       interrupted: !complete && this.interruptedBy !== null,
       interruptedBy: complete ? null : this.interruptedBy,
-      instances: this.slots.map((s) => this.resultOf(s)),
+      instances: this.reported().map((s) => this.resultOf(s)),
     };
   }
 
   private reportProgress(): void {
     if (!this.progressDirty || this.opts.onProgress === undefined) return;
     this.progressDirty = false;
-    const counts = this.slots.map((s) => {
+    const counts = this.reported().map((s) => {
       const r = this.resultOf(s);
       delete r.error;
       return r;
@@ -444,7 +554,7 @@ class Run<I, C> {
   // -- finishing -----------------------------------------------------------------
 
   private maybeFinish(): void {
-    if (this.finished || this.live > 0 || this.forking) return;
+    if (this.finished || this.live > 0 || this.forking || this.leasing) return;
     this.finished = true;
     void this.finish();
   }
@@ -454,9 +564,12 @@ class Run<I, C> {
       this.reportProgress();
       while (this.pending.size > 0) await Promise.all(this.pending);
       await this.settleSaves();
-      const errors = this.slots.flatMap((s) => (s.error === undefined ? [] : [s.error]));
+      // A leased partition that failed is the run's to report (onAllComplete, after its
+      // attempts), not this process's: here it is only in the result.
+      const errors = this.opts.lease !== undefined ? [] : this.slots.flatMap((s) => (s.error === undefined ? [] : [s.error]));
       const result = this.result();
-      if (result.complete && errors.length === 0 && this.fatal === undefined && !this.allComplete) {
+      // A leased run's onAllComplete is the engine's: it runs once across machines.
+      if (this.opts.lease === undefined && result.complete && errors.length === 0 && this.fatal === undefined && !this.allComplete) {
         await this.opts.onAllComplete?.(result);
         this.allComplete = true;
         this.dirty = true;
@@ -479,6 +592,7 @@ class Run<I, C> {
 }
 
 export async function runIterate<I, C>(opts: EngineOptions<I, C>): Promise<IterateResult<C>> {
+  if (opts.lease !== undefined) return new Run(opts, null, false).start();
   const unlock = opts.lockFile === undefined ? () => undefined : acquireLock(opts.lockFile);
   try {
     const raw = await opts.store.load();

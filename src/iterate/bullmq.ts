@@ -366,8 +366,6 @@ class Leases implements LeaseEngine {
     });
     try {
       for (;;) {
-        // In a forked instance this loop is the parent's: it never goes on there.
-        if (process.pid !== owner) await new Promise<never>(() => undefined);
         if (this.stopped) return null;
         const parent = await this.queue.getJob(PARENT);
         if (parent === undefined) {
@@ -388,10 +386,16 @@ class Leases implements LeaseEngine {
         });
         this.wake = null;
       }
+    } catch (err) {
+      // The child's copy of a Redis call the parent had in flight fails there: not the run's error.
+      if (process.pid !== owner) return new Promise<never>(() => undefined);
+      throw err;
     } finally {
-      unhook();
-      this.worker = null;
-      await worker.close();
+      if (process.pid === owner) {
+        unhook();
+        this.worker = null;
+        await worker.close();
+      }
     }
   }
 

@@ -234,7 +234,10 @@ class Run<I, C> {
   }
 
   private stop(reason: InterruptReason): void {
-    if (this.stopping) return;
+    // An instance inherits the parent's pending promises (an async save, the
+    // engine's lease loop); one that settles there must not set the shared
+    // STOP flag, which would stop every instance of the parent.
+    if (this.stopping || process.pid !== this.owner) return;
     this.stopping = true;
     this.interruptedBy = reason;
     native.shmStore(this.shm, STOP, 1);
@@ -248,6 +251,7 @@ class Run<I, C> {
   }
 
   private fail(err: Error): void {
+    if (process.pid !== this.owner) return;
     this.fatal ??= err;
     this.stop('error');
   }

@@ -127,6 +127,40 @@ describe('iterate over BullMQ: bad input', () => {
   });
 });
 
+describe('iterate over BullMQ: maxRuntime', () => {
+  it('releases the machine\'s partitions unfinished, without failing them; another machine finishes them with no repeat', async () => {
+    const dir = scratch();
+    const name = runName();
+    const total = 40_000;
+    const common = { name, dir, concurrency: 2, total, spin: 50, lockDuration: 5000, every: { items: 50, ms: 100 } };
+    const a = machine({ ...common, label: 'a', enqueue: 4, maxRuntime: 1000 });
+    const ra = await within(a.done, 60_000, 'machine a with maxRuntime');
+    expect(ra.code, ra.stderr).toBe(0);
+    expect(ra.out.result, JSON.stringify(ra.out)).toMatchObject({ complete: false, interrupted: true, interruptedBy: 'maxRuntime' });
+    const held = ra.out.result.instances.filter((i: { done: boolean }) => !i.done);
+    expect(held.length).toBeGreaterThan(0);
+    expect(held.every((i: { error?: string }) => i.error === undefined)).toBe(true);
+    // Released, not failed: waiting again, no attempt used, its cursor saved, no holder.
+    const engine = engineFor(name);
+    const progress = await engine.progress();
+    await engine.close();
+    for (const h of held) {
+      expect(progress[h.instance]).toMatchObject({ state: 'waiting', holder: null, attemptsMade: 0, processed: h.processed });
+    }
+    const b = machine({ ...common, label: 'b' });
+    const rb = await within(b.done, 90_000, 'machine b finishing');
+    expect(rb.out.result, JSON.stringify(rb.out)).toMatchObject({ complete: true });
+    const { counts } = records(dir, total);
+    expect(counts.every((n) => n === 1)).toBe(true);
+    expect(allCompleteCalls(dir)).toEqual([{ label: 'b', complete: true, failed: [] }]);
+    // b resumed a's partitions from where a stopped.
+    for (const h of held) {
+      const resumed = starts(dir).find((x) => x.label === 'b' && x.instance === h.instance);
+      expect(resumed?.cursor ?? null).toBe(h.processed === 0 ? null : h.instance * (total / 4) + h.processed - 1);
+    }
+  }, 180_000);
+});
+
 describe('iterate over BullMQ: a failing partition', () => {
   it('fails after its attempts; the run still completes and onAllComplete reports it once', async () => {
     const dir = scratch();

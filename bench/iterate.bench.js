@@ -6,26 +6,15 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { iterate, range, fileStore } = require('../dist');
+const { work, median } = require('./iterate-work');
 
 const log = (...a) => console.error('iterate bench:', ...a);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cowfork-bench-iterate-'));
 let seq = 0;
 const checkpoint = () => path.join(dir, `cp${seq++}.json`);
 
-// About 0.2 ms of pure CPU per item.
-function work(n) {
-  let h = n | 0;
-  for (let i = 0; i < 40_000; i++) h = Math.imul(h ^ (h >>> 13), 0x5bd1e995) + i;
-  return h;
-}
-
 const ITEMS = 4000;
 const REPEATS = 3;
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
 
 async function timeIterate(opts) {
   const t0 = performance.now();

@@ -7,7 +7,10 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll } from 'vitest';
+import { within } from './compat/support';
 import { FIXTURES, ROOT, tempDir } from './helpers';
+
+export { within };
 
 const SERVER = path.join(ROOT, 'scripts', 'redis-test-server.sh');
 const MACHINE = path.join(FIXTURES, 'iterate-bullmq-machine.js');
@@ -147,15 +150,6 @@ export function machine(cfg: MachineConfig): Machine {
   return { proc, label: cfg.label, ready, done };
 }
 
-/** Rejects when `p` has not settled within `ms`: a hang fails the test instead of stalling it. */
-export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const limit = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms (a hang)`)), ms);
-  });
-  return Promise.race([p, limit]).finally(() => clearTimeout(timer));
-}
-
 export interface Records {
   /** rec-<label>-<instance>-<pid> file name → its items, in order. */
   files: Map<string, { label: string; instance: number; pid: number; items: number[] }>;
@@ -193,27 +187,23 @@ export interface Start {
   cursor: number | null;
 }
 
+/** The lines of a file the machines append to; none when it does not exist yet. */
+function appended(dir: string, name: string): string[] {
+  const file = path.join(dir, name);
+  if (!fs.existsSync(file)) return [];
+  const text = fs.readFileSync(file, 'utf8').trimEnd();
+  return text === '' ? [] : text.split('\n');
+}
+
 /** The onStart lines of every machine: which machine's instance started which partition, from where. */
 export function starts(dir: string): Start[] {
-  const file = path.join(dir, 'starts');
-  if (!fs.existsSync(file)) return [];
-  return fs
-    .readFileSync(file, 'utf8')
-    .trimEnd()
-    .split('\n')
-    .map((line) => {
-      const [label, instance, pid, cursor] = line.split(' ');
-      return { label, instance: Number(instance), pid: Number(pid), cursor: JSON.parse(cursor) as number | null };
-    });
+  return appended(dir, 'starts').map((line) => {
+    const [label, instance, pid, cursor] = line.split(' ');
+    return { label, instance: Number(instance), pid: Number(pid), cursor: JSON.parse(cursor) as number | null };
+  });
 }
 
 /** The onAllComplete lines: one per call, on any machine. */
 export function allCompleteCalls(dir: string): { label: string; complete: boolean; failed: { instance: number; message: string }[] }[] {
-  const file = path.join(dir, 'allcomplete');
-  if (!fs.existsSync(file)) return [];
-  return fs
-    .readFileSync(file, 'utf8')
-    .trimEnd()
-    .split('\n')
-    .map((l) => JSON.parse(l));
+  return appended(dir, 'allcomplete').map((l) => JSON.parse(l));
 }

@@ -20,7 +20,6 @@ import { CheckpointError, IterateError, ReshardError } from '../errors';
 import {
   type ChildExit,
   type ForkedChild,
-  describeExit,
   forkChild,
   isChildUnwind,
   libraryInterval,
@@ -30,9 +29,11 @@ import {
 import { HUP, READ, type ShmHandle, type WatchHandle, native } from '../native';
 import { isThenable } from '../util';
 import { type Failure, RecordReader } from './channel';
+import { crashError, failureError } from './failures';
 import { STOP, runInstance } from './instance';
+import { Saves } from './saves';
 import { type IterateState, acquireLock, checkState } from './store';
-import type { EngineOptions, InstanceResult, InterruptReason, IterateResult, LeaseOutcome, LeasedPartition } from './types';
+import type { EngineOptions, InstanceResult, InterruptReason, IterateResult, LeaseEngine, LeaseOutcome, LeasedPartition } from './types';
 
 const PROGRESS_MS = 100;
 
@@ -60,22 +61,6 @@ interface Slot {
   ended?: (outcome: LeaseOutcome) => void;
 }
 
-function json(v: unknown): string {
-  try {
-    return JSON.stringify(v) ?? String(v);
-  } catch {
-    return String(v);
-  }
-}
-
-function reviveError(f: Failure): Error {
-  const err = new Error(f.message);
-  err.name = f.name;
-  if (f.stack) err.stack = f.stack;
-  if (f.code !== undefined) (err as NodeJS.ErrnoException).code = f.code as string;
-  return err;
-}
-
 class Run<I, C> {
   /** The parent's pid: the parent-side callbacks below never act in an instance. */
   private readonly owner = process.pid;
@@ -89,11 +74,11 @@ class Run<I, C> {
   private finished = false;
   private interruptedBy: InterruptReason | null = null;
   private fatal: Error | undefined;
-  private dirty = false;
   private progressDirty = false;
-  private itemsSinceSave = 0;
-  private saving: Promise<void> | null = null;
-  private saveAgain = false;
+  private readonly saves = new Saves(
+    () => (this.opts.lease !== undefined ? this.saveLeased() : this.opts.store.save(this.snapshot())),
+    (err) => this.saveFailed(err),
+  );
   private readonly pending = new Set<Promise<void>>();
   /** A leased run: the engine is still handing out partitions. */
   private leasing = false;
@@ -129,44 +114,44 @@ class Run<I, C> {
   }
 
   start(): Promise<IterateResult<C>> {
-    if (this.opts.lease !== undefined) return this.startLeasing();
-    if (this.slots.every((s) => s.done)) {
+    const { every, onProgress, lease } = this.opts;
+    if (lease !== undefined) {
+      this.leasing = true;
+    } else if (this.slots.every((s) => s.done)) {
       this.finished = true;
       void this.finish();
       return this.promise;
+    } else {
+      // Record the instance count before any instance starts, so a later run with
+      // another count is refused even if this one is killed at once.
+      this.forking = true;
+      this.saves.dirty = true;
+      this.save();
     }
-    // Record the instance count before any instance starts, so a later run with
-    // another count is refused even if this one is killed at once.
-    this.forking = true;
-    this.dirty = true;
-    this.save();
-    const { every, onProgress } = this.opts;
-    this.disposers.push(libraryInterval(() => this.dirty && this.save(), every.ms));
+    this.disposers.push(libraryInterval(() => this.saves.dirty && this.save(), every.ms));
     if (onProgress) this.disposers.push(libraryInterval(() => this.reportProgress(), PROGRESS_MS));
     this.installStops();
-    libraryMacrotask(() => this.forkAll());
+    if (lease === undefined) libraryMacrotask(() => this.forkAll());
+    else this.startLeasing(lease);
     return this.promise;
   }
 
-  private startLeasing(): Promise<IterateResult<C>> {
-    const { every, onProgress, onAllComplete } = this.opts;
-    const engine = this.opts.lease!;
-    this.leasing = true;
-    this.disposers.push(libraryInterval(() => this.dirty && this.save(), every.ms));
-    if (onProgress) this.disposers.push(libraryInterval(() => this.reportProgress(), PROGRESS_MS));
-    this.installStops();
-    engine.lease((p) => this.leased(p), onAllComplete as ((r: IterateResult) => unknown) | undefined).then(
+  /** A leased run: the engine hands out partitions until the run has ended or this process stops. */
+  private startLeasing(engine: LeaseEngine): void {
+    const onAllComplete = this.opts.onAllComplete as ((r: IterateResult) => unknown) | undefined;
+    engine.lease((p) => this.leased(p), onAllComplete).then(
       (r) => {
+        if (process.pid !== this.owner) return;
         this.runResult = r;
         this.leasing = false;
         this.maybeFinish();
       },
       (err) => {
+        if (process.pid !== this.owner) return;
         this.leasing = false;
         this.fail(err as Error);
       },
     );
-    return this.promise;
   }
 
   /** The engine leased a partition to this process: walk it in an instance. */
@@ -269,67 +254,65 @@ class Run<I, C> {
 
   /** Forks the slot's instance; false when the fork failed (the run is failing). */
   private forkSlot(slot: Slot): boolean {
-    {
-      const [readFd, writeFd] = native.pipe(true);
-      let child: ForkedChild;
-      try {
-        child = forkChild(
-          () =>
-            runInstance({
-              instance: slot.instance,
-              instances: this.opts.instances,
-              startCursor: slot.startCursor as C | null,
-              build: this.opts.build,
-              each: this.opts.each,
-              shm: this.shm,
-              readFd,
-              fd: writeFd,
-            }),
-          { dieWithParent: true },
-        );
-      } catch (err) {
-        // In the child, forkChild unwinds back to the event loop by throwing: let it pass.
-        if (isChildUnwind(err)) throw err;
-        native.close(readFd);
-        native.close(writeFd);
-        this.fail(err as Error);
-        if (slot.ended !== undefined) {
-          slot.error = new IterateError(`iterate could not fork an instance for partition ${slot.instance}: ${(err as Error).message}`, slot.instance, undefined, undefined, null, null, { cause: err });
-          this.endLease(slot);
-        }
-        return false;
-      }
-      native.close(writeFd);
-      this.live++;
-      slot.child = child;
-      slot.readFd = readFd;
-      slot.reader = new RecordReader(readFd, {
-        cursors: (count, last) => {
-          slot.processed += count;
-          slot.cursorText = last;
-          slot.unsaved = true;
-          this.itemsSinceSave += count;
-          this.dirty = true;
-          this.progressDirty = true;
-        },
-        done: () => {
-          slot.done = true;
-          this.dirty = true;
-          this.progressDirty = true;
-        },
-        failed: (f) => {
-          slot.failure ??= f;
-        },
-        stopped: (sig) => {
-          slot.stoppedBy = sig === 'SIGINT' ? 'SIGINT' : 'SIGTERM';
-        },
-      });
-      slot.watch = native.watch(readFd, READ | HUP, () => this.onReadable(slot));
-      child.exited.then((exit) => this.onExit(slot, exit));
-      this.callback(() =>
-        this.opts.onStart?.({ instance: slot.instance, instances: this.opts.instances, cursor: slot.startCursor as C | null, pid: child.pid }),
+    const [readFd, writeFd] = native.pipe(true);
+    let child: ForkedChild;
+    try {
+      child = forkChild(
+        () =>
+          runInstance({
+            instance: slot.instance,
+            instances: this.opts.instances,
+            startCursor: slot.startCursor as C | null,
+            build: this.opts.build,
+            each: this.opts.each,
+            shm: this.shm,
+            readFd,
+            fd: writeFd,
+          }),
+        { dieWithParent: true },
       );
+    } catch (err) {
+      // In the child, forkChild unwinds back to the event loop by throwing: let it pass.
+      if (isChildUnwind(err)) throw err;
+      native.close(readFd);
+      native.close(writeFd);
+      this.fail(err as Error);
+      if (slot.ended !== undefined) {
+        slot.error = new IterateError(`iterate could not fork an instance for partition ${slot.instance}: ${(err as Error).message}`, slot.instance, undefined, undefined, null, null, { cause: err });
+        this.endLease(slot);
+      }
+      return false;
     }
+    native.close(writeFd);
+    this.live++;
+    slot.child = child;
+    slot.readFd = readFd;
+    slot.reader = new RecordReader(readFd, {
+      cursors: (count, last) => {
+        slot.processed += count;
+        slot.cursorText = last;
+        slot.unsaved = true;
+        this.saves.itemsSinceSave += count;
+        this.saves.dirty = true;
+        this.progressDirty = true;
+      },
+      done: () => {
+        slot.done = true;
+        this.saves.dirty = true;
+        this.progressDirty = true;
+      },
+      failed: (f) => {
+        slot.failure ??= f;
+      },
+      stopped: (sig) => {
+        slot.stoppedBy = sig === 'SIGINT' ? 'SIGINT' : 'SIGTERM';
+      },
+    });
+    slot.watch = native.watch(readFd, READ | HUP, () => this.onReadable(slot));
+    child.exited.then((exit) => this.onExit(slot, exit));
+    this.callback(() =>
+      this.opts.onStart?.({ instance: slot.instance, instances: this.opts.instances, cursor: slot.startCursor as C | null, pid: child.pid }),
+    );
     return true;
   }
 
@@ -338,7 +321,7 @@ class Run<I, C> {
     // reading a silenced fd there would block forever.
     if (process.pid !== this.owner) return;
     this.drain(slot);
-    if (this.itemsSinceSave >= this.opts.every.items) this.save();
+    if (this.saves.itemsSinceSave >= this.opts.every.items) this.save();
   }
 
   private drain(slot: Slot): void {
@@ -368,13 +351,13 @@ class Run<I, C> {
     }
     this.live--;
     slot.child = undefined;
-    this.dirty = true;
+    this.saves.dirty = true;
     this.progressDirty = true;
     this.save();
     if (slot.done) {
       this.callback(() => this.opts.onComplete?.(this.resultOf(slot)));
     } else if (slot.failure !== undefined) {
-      slot.error = this.failureError(slot, slot.failure, exit);
+      slot.error = failureError(slot.instance, this.opts.instances, slot.failure, exit);
     } else if (slot.stoppedBy !== undefined && exit.exitCode === 0) {
       // Signalled directly (Ctrl-C reaches the whole group, often before the
       // parent's own handler runs): an interruption, not a failure.
@@ -384,32 +367,11 @@ class Run<I, C> {
       // after fork): also an interruption. The item it was on, if any, repeats.
       this.interruptedBy ??= exit.signal;
     } else if (!(this.stopping && (exit.exitCode === 0 || this.forced))) {
-      slot.error = this.crashError(slot, exit);
+      slot.error = crashError(slot.instance, this.opts.instances, exit, slot.processed, this.cursorOf(slot));
     }
     if (slot.error !== undefined && this.opts.failFast) this.stop('failFast');
     this.endLease(slot);
     this.maybeFinish();
-  }
-
-  private failureError(slot: Slot, f: Failure, exit: ChildExit): IterateError {
-    const who = `iterate instance ${slot.instance} of ${this.opts.instances}`;
-    const message =
-      f.stage === 'each'
-        ? `${who} failed on item ${f.item} (cursor ${json(f.itemCursor)}): ${f.message}`
-        : `${who} failed in ${f.stage}${f.item === undefined ? '' : ` after item ${f.item}`}: ${f.message}`;
-    return new IterateError(message, slot.instance, f.item, f.itemCursor, exit.exitCode, exit.signal, { cause: reviveError(f) });
-  }
-
-  private crashError(slot: Slot, exit: ChildExit): IterateError {
-    return new IterateError(
-      `iterate instance ${slot.instance} of ${this.opts.instances} (pid ${exit.pid}) ${describeExit(exit)} before finishing its partition, ` +
-        `after ${slot.processed} items in this run; its cursor stays at ${json(this.cursorOf(slot))}`,
-      slot.instance,
-      undefined,
-      undefined,
-      exit.exitCode,
-      exit.signal,
-    );
   }
 
   /**
@@ -470,32 +432,7 @@ class Run<I, C> {
   }
 
   private save(): void {
-    if (this.saving !== null) {
-      this.saveAgain = true;
-      return;
-    }
-    this.itemsSinceSave = 0;
-    this.dirty = false;
-    let r: unknown;
-    try {
-      r = this.opts.lease !== undefined ? this.saveLeased() : this.opts.store.save(this.snapshot());
-    } catch (err) {
-      return this.saveFailed(err);
-    }
-    if (!isThenable(r)) return;
-    this.saving = Promise.resolve(r).then(
-      () => {
-        this.saving = null;
-        if (this.saveAgain) {
-          this.saveAgain = false;
-          this.save();
-        }
-      },
-      (err) => {
-        this.saving = null;
-        this.saveFailed(err);
-      },
-    );
+    this.saves.save();
   }
 
   private saveFailed(err: unknown): void {
@@ -503,13 +440,8 @@ class Run<I, C> {
     this.fail(new CheckpointError(`saving checkpoint ${this.opts.where} failed: ${msg}`, this.opts.where, { cause: err }));
   }
 
-  private async settleSaves(): Promise<void> {
-    while (this.saving !== null) await this.saving;
-    if (this.dirty || this.saveAgain) {
-      this.saveAgain = false;
-      this.save();
-      while (this.saving !== null) await this.saving;
-    }
+  private settleSaves(): Promise<void> {
+    return this.saves.settle();
   }
 
   // -- progress and results ------------------------------------------------------
@@ -576,7 +508,7 @@ class Run<I, C> {
       if (this.opts.lease === undefined && result.complete && errors.length === 0 && this.fatal === undefined && !this.allComplete) {
         await this.opts.onAllComplete?.(result);
         this.allComplete = true;
-        this.dirty = true;
+        this.saves.dirty = true;
         await this.settleSaves();
       }
       if (this.fatal !== undefined) throw this.fatal;

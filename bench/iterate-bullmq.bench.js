@@ -49,12 +49,12 @@ function startMachine(cfg) {
 }
 
 /** One run over `machines` processes: enqueue, start them all, wait for all. */
-async function timeMachines(port, machines) {
+async function timeMachines(port, machines, items = ITEMS) {
   const name = `cowfork-bench-${crypto.randomBytes(6).toString('hex')}`;
   const engine = engineFor(port, name);
   await engine.enqueue({ instances: PARTITIONS });
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: machines }, () => startMachine({ port, name, items: ITEMS })));
+  await Promise.all(Array.from({ length: machines }, () => startMachine({ port, name, items })));
   const ms = performance.now() - t0;
   await engine.destroy();
   await engine.close();
@@ -123,7 +123,7 @@ async function main() {
   try {
     const load = os.loadavg()[0];
     work(1);
-    const configs = ['local', 1, 2, 3];
+    const configs = ['local', 1, 2, 3, 'empty'];
     const times = new Map(configs.map((c) => [c, []]));
     for (let r = 0; r < REPEATS; r++) {
       for (const c of configs) {
@@ -133,6 +133,8 @@ async function main() {
           const res = await iterate({ instances: 1, checkpoint: path.join(dir, `local-${r}.json`), build: range(0, ITEMS), each: (n) => void work(n) });
           ms = performance.now() - t0;
           if (!res.complete) throw new Error('bench local run did not complete');
+        } else if (c === 'empty') {
+          ms = await timeMachines(port, 1, 0);
         } else {
           ms = await timeMachines(port, c);
         }
@@ -167,11 +169,16 @@ async function main() {
     out.push('');
     out.push('| run | time (ms) | items/s | vs local, 1 instance |');
     out.push('|---|---:|---:|---:|');
-    for (const c of configs) {
+    for (const c of configs.filter((x) => x !== 'empty')) {
       const ms = median(times.get(c));
       const label = c === 'local' ? 'local iterate, 1 instance, checkpoint file' : `${c} machine process${c > 1 ? 'es' : ''}`;
       out.push(`| ${label} | ${fmt(ms)} | ${fmt((ITEMS / ms) * 1000)} | ${(local / ms).toFixed(2)}x |`);
     }
+    out.push('');
+    out.push(
+      `The fixed cost of a machine process, from the same rounds: 1 machine over the ${PARTITIONS} partitions of an empty range ` +
+        `(start-up, loading bullmq, connecting, ${PARTITIONS} leases and forks, the parent job, closing) takes ${fmt(median(times.get('empty')))} ms.`,
+    );
     out.push('');
     out.push('Checkpoint cost, 20,000 trivial items over 2 instances (one process), saving after every report batch (`checkpointEvery: { items: 1 }`) vs about once:');
     out.push('');

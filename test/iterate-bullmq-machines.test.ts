@@ -8,10 +8,10 @@ import { describe, expect, it } from 'vitest';
 import { BullMQEngine } from '../src/bullmq';
 import { isAlive, waitFor } from './helpers';
 import {
-  type Records,
-  type Start,
   allCompleteCalls,
+  expectedCounts,
   machine,
+  mismatches,
   recordCount,
   records,
   redis,
@@ -26,38 +26,6 @@ useRedis();
 
 const TOTAL = 200_000;
 const PARTITIONS = 8;
-
-/**
- * How often each item must have been recorded: once, plus once for every lease
- * that recorded it past the cursor the next lease of its partition resumed
- * from (a lease that ended without saving it: a kill -9). Returns the expected
- * counts and the repeats each machine's leases caused.
- */
-function expectedCounts(s: Start[], recs: Records): { expected: Uint32Array; repeatsBy: Map<string, number> } {
-  const expected = new Uint32Array(TOTAL).fill(1);
-  const repeatsBy = new Map<string, number>();
-  const byPid = new Map<number, number[]>();
-  for (const f of recs.files.values()) byPid.set(f.pid, f.items);
-  for (let p = 0; p < PARTITIONS; p++) {
-    const leases = s.filter((x) => x.instance === p);
-    for (let k = 0; k + 1 < leases.length; k++) {
-      const resumedFrom = leases[k + 1].cursor ?? Number.NEGATIVE_INFINITY;
-      for (const item of byPid.get(leases[k].pid) ?? []) {
-        if (item > resumedFrom) {
-          expected[item]++;
-          repeatsBy.set(leases[k].label, (repeatsBy.get(leases[k].label) ?? 0) + 1);
-        }
-      }
-    }
-  }
-  return { expected, repeatsBy };
-}
-
-function mismatches(counts: Uint32Array, expected: Uint32Array): string[] {
-  const bad: string[] = [];
-  for (let i = 0; i < TOTAL && bad.length < 10; i++) if (counts[i] !== expected[i]) bad.push(`item ${i}: ${counts[i]} times, expected ${expected[i]}`);
-  return bad;
-}
 
 describe('iterate over BullMQ: three machines', () => {
   it('process every item once, onAllComplete runs once, progress shows every machine', async () => {
@@ -160,7 +128,7 @@ describe('iterate over BullMQ: three machines', () => {
       }
     }
 
-    const { expected, repeatsBy } = expectedCounts(s, recs);
+    const { expected, repeatsBy } = expectedCounts(s, recs, TOTAL, PARTITIONS);
     const repeats = recs.counts.reduce((n, c) => n + (c > 1 ? c - 1 : 0), 0);
     console.log(
       `iterate over BullMQ, kill -9 + SIGTERM: ${repeats} repeat(s) (${[...repeatsBy].map(([k, v]) => `${k}: ${v}`).join(', ') || 'none'}), ` +

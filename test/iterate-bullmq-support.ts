@@ -207,3 +207,36 @@ export function starts(dir: string): Start[] {
 export function allCompleteCalls(dir: string): { label: string; complete: boolean; failed: { instance: number; message: string }[] }[] {
   return appended(dir, 'allcomplete').map((l) => JSON.parse(l));
 }
+
+/**
+ * How often each item must have been recorded: once, plus once for every lease
+ * that recorded it past the cursor the next lease of its partition resumed
+ * from (a lease that ended without saving it: a kill -9, a lost lock).
+ * Returns the expected counts and the repeats each machine's leases caused.
+ */
+export function expectedCounts(s: Start[], recs: Records, total: number, partitions: number): { expected: Uint32Array; repeatsBy: Map<string, number> } {
+  const expected = new Uint32Array(total).fill(1);
+  const repeatsBy = new Map<string, number>();
+  const byPid = new Map<number, number[]>();
+  for (const f of recs.files.values()) byPid.set(f.pid, f.items);
+  for (let p = 0; p < partitions; p++) {
+    const leases = s.filter((x) => x.instance === p);
+    for (let k = 0; k + 1 < leases.length; k++) {
+      const resumedFrom = leases[k + 1].cursor ?? Number.NEGATIVE_INFINITY;
+      for (const item of byPid.get(leases[k].pid) ?? []) {
+        if (item > resumedFrom) {
+          expected[item]++;
+          repeatsBy.set(leases[k].label, (repeatsBy.get(leases[k].label) ?? 0) + 1);
+        }
+      }
+    }
+  }
+  return { expected, repeatsBy };
+}
+
+/** The first items whose count is not the expected one, described. */
+export function mismatches(counts: Uint32Array, expected: Uint32Array): string[] {
+  const bad: string[] = [];
+  for (let i = 0; i < counts.length && bad.length < 10; i++) if (counts[i] !== expected[i]) bad.push(`item ${i}: ${counts[i]} times, expected ${expected[i]}`);
+  return bad;
+}

@@ -8,7 +8,22 @@ import { describe, expect, it } from 'vitest';
 import { BullMQEngine, EngineError, ReshardError } from '../src/bullmq';
 import { iterate, range } from '../src/index';
 import { ROOT, runNode } from './helpers';
-import { allCompleteCalls, machine, records, redis, runKeys, runName, scratch, starts, useRedis, within } from './iterate-bullmq-support';
+import {
+  allCompleteCalls,
+  expectedCounts,
+  machine,
+  mismatches,
+  recordCount,
+  records,
+  redis,
+  runKeys,
+  runName,
+  scratch,
+  starts,
+  useRedis,
+  within,
+} from './iterate-bullmq-support';
+import { waitFor } from './helpers';
 
 useRedis();
 
@@ -158,6 +173,44 @@ describe('iterate over BullMQ: maxRuntime', () => {
       const resumed = starts(dir).find((x) => x.label === 'b' && x.instance === h.instance);
       expect(resumed?.cursor ?? null).toBe(h.processed === 0 ? null : h.instance * (total / 4) + h.processed - 1);
     }
+  }, 180_000);
+});
+
+describe('iterate over BullMQ: a machine that stalls past its lease', () => {
+  it('loses its partitions to another machine and stops walking them once it runs again', async () => {
+    const dir = scratch();
+    const name = runName();
+    const total = 40_000;
+    const half = total / 2;
+    const common = { name, dir, concurrency: 2, total, spin: 100, lockDuration: 2000, every: { items: 50, ms: 100 } };
+    const a = machine({ ...common, label: 'a', enqueue: 2 });
+    await waitFor(() => recordCount(dir) >= 2000 && starts(dir).length === 2, 60_000, 20);
+    // The machine's process stops (its instances go on until their pipes fill): it cannot renew its locks.
+    process.kill(a.proc.pid!, 'SIGSTOP');
+    const b = machine({ ...common, label: 'b' });
+    try {
+      await waitFor(() => starts(dir).filter((x) => x.label === 'b').length === 2, 60_000, 50);
+    } finally {
+      process.kill(a.proc.pid!, 'SIGCONT');
+    }
+    const [ra, rb] = await within(Promise.all([a.done, b.done]), 120_000, 'both machines');
+    for (const r of [ra, rb]) {
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.out.result, JSON.stringify(r.out)).toMatchObject({ complete: true });
+    }
+    const s = starts(dir);
+    // b resumed both partitions from the cursors a had saved, not from their starts.
+    for (const x of s.filter((y) => y.label === 'b')) expect(x.cursor).not.toBeNull();
+    const recs = records(dir, total);
+    // Once running again, a stopped walking the partitions it had lost: b alone finished them.
+    for (const f of recs.files.values()) {
+      if (f.label === 'a') expect(f.items.includes(f.instance * half + half - 1), `a walked partition ${f.instance} to its end`).toBe(false);
+    }
+    // Every item was processed; the only repeats are a's items past the cursors b resumed from.
+    const { expected, repeatsBy } = expectedCounts(s, recs, total, 2);
+    expect(mismatches(recs.counts, expected)).toEqual([]);
+    expect([...repeatsBy.keys()].every((k) => k === 'a')).toBe(true);
+    expect(allCompleteCalls(dir)).toHaveLength(1);
   }, 180_000);
 });
 

@@ -25,7 +25,7 @@ import type { ConnectionOptions, Job, Queue, Worker } from 'bullmq';
 import { EngineError, IterateError, ReshardError } from '../errors';
 import { libraryAtFork } from '../fork';
 import { isPlainObject, optionsObject, positiveInteger, positiveNumber, rejectUnknown } from '../validate';
-import type { InstanceResult, IterateResult, LeaseEngine, LeaseOutcome, LeasedPartition } from './types';
+import type { InstanceResult, IterateResult, LeaseEngine, LeaseOutcome, LeaseRun } from './types';
 
 type BullMQ = typeof import('bullmq');
 
@@ -310,6 +310,8 @@ export class BullMQEngine {
 class Leases implements LeaseEngine {
   private worker: Worker | null = null;
   private readonly held = new Map<number, { job: Job<PartitionData>; token: string }>();
+  /** Partitions whose lock this machine lost while walking them. */
+  private readonly lost = new Set<number>();
   private readonly holder = `${os.hostname()}:${process.pid}`;
   private stopped = false;
   private wake: (() => void) | null = null;
@@ -322,7 +324,7 @@ class Leases implements LeaseEngine {
     readonly concurrency: number,
   ) {}
 
-  async lease(work: (p: LeasedPartition) => Promise<LeaseOutcome>, onAllComplete?: (r: IterateResult) => unknown): Promise<IterateResult | null> {
+  async lease(run: LeaseRun): Promise<IterateResult | null> {
     const { connection, prefix, lockDuration, name } = this.opts;
     let ranParent: Error | null = null;
     const worker = new this.bullmq.Worker(
@@ -330,13 +332,13 @@ class Leases implements LeaseEngine {
       async (job: Job, token?: string) => {
         if (job.name === PARENT) {
           try {
-            return await this.allComplete(job, onAllComplete);
+            return await this.allComplete(job, run.onAllComplete);
           } catch (err) {
             ranParent = err as Error;
             throw err;
           }
         }
-        return this.walk(job as Job<PartitionData>, token!, work);
+        return this.walk(job as Job<PartitionData>, token!, run);
       },
       {
         connection,
@@ -352,6 +354,16 @@ class Leases implements LeaseEngine {
     this.worker = worker;
     worker.on('error', () => {
       // Connection errors are retried by the Worker; the parent poll below notices a lasting outage.
+    });
+    // A lock that could not be renewed in time (this machine stalled longer than
+    // lockDuration) may be another machine's now: stop walking that partition
+    // and write nothing more to it.
+    worker.on('lockRenewalFailed', (jobIds: string[]) => {
+      for (const [instance, h] of this.held) {
+        if (!jobIds.includes(h.job.id!)) continue;
+        this.lost.add(instance);
+        run.revoke(instance);
+      }
     });
     // A forked instance inherits this Worker, its timers and its Redis clients.
     // Their sockets are dead in the child, but ioredis would reconnect and the
@@ -400,16 +412,21 @@ class Leases implements LeaseEngine {
   }
 
   /** The processor of a partition job: one lease. */
-  private async walk(job: Job<PartitionData>, token: string, work: (p: LeasedPartition) => Promise<LeaseOutcome>): Promise<unknown> {
+  private async walk(job: Job<PartitionData>, token: string, run: LeaseRun): Promise<unknown> {
     const d = job.data;
     if (this.stopped) return this.release(job, token);
     this.held.set(d.instance, { job, token });
+    this.lost.delete(d.instance);
     let out: LeaseOutcome;
     try {
       await job.updateData({ ...d, holder: this.holder });
-      out = await work({ instance: d.instance, cursor: d.cursor ?? null, processed: d.processed ?? 0 });
+      out = await run.work({ instance: d.instance, cursor: d.cursor ?? null, processed: d.processed ?? 0 });
     } finally {
       this.held.delete(d.instance);
+    }
+    if (this.lost.delete(d.instance)) {
+      // BullMQ cannot move a job whose lock is gone; the partition is another machine's.
+      throw new Error(`iterate partition ${d.instance}: this machine lost its lease (its lock was not renewed within lockDuration)`);
     }
     if (out.end === 'done') {
       await job.updateData({ ...job.data, cursor: out.cursor, processed: out.processed, holder: null });
@@ -448,7 +465,7 @@ class Leases implements LeaseEngine {
 
   async save(instance: number, cursor: unknown, processed: number): Promise<void> {
     const h = this.held.get(instance);
-    if (h === undefined) return;
+    if (h === undefined || this.lost.has(instance)) return;
     await h.job.updateData({ ...h.job.data, cursor, processed, holder: this.holder });
   }
 

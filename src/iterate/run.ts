@@ -57,6 +57,8 @@ interface Slot {
   reader?: RecordReader;
   /** Leased slots: the cursor changed since the last save to the engine. */
   unsaved?: boolean;
+  /** Leased slots: the lease was lost; the instance's stop is not the run's interruption. */
+  revoked?: boolean;
   /** Leased slots: settles the engine's lease once the instance has ended. */
   ended?: (outcome: LeaseOutcome) => void;
 }
@@ -139,7 +141,7 @@ class Run<I, C> {
   /** A leased run: the engine hands out partitions until the run has ended or this process stops. */
   private startLeasing(engine: LeaseEngine): void {
     const onAllComplete = this.opts.onAllComplete as ((r: IterateResult) => unknown) | undefined;
-    engine.lease((p) => this.leased(p), onAllComplete).then(
+    engine.lease({ work: (p) => this.leased(p), revoke: (i) => this.revoke(i), onAllComplete }).then(
       (r) => {
         if (process.pid !== this.owner) return;
         this.runResult = r;
@@ -179,6 +181,16 @@ class Run<I, C> {
       this.maybeFinish();
     });
     return outcome;
+  }
+
+  /** Another machine may hold the partition now: its instance stops after its current item. */
+  private revoke(instance: number): void {
+    if (process.pid !== this.owner) return;
+    for (const s of this.slots) {
+      if (s.instance !== instance || s.ended === undefined) continue;
+      s.revoked = true;
+      s.child?.kill('SIGTERM');
+    }
   }
 
   /** Settles a leased slot's lease once its last cursor is saved. */
@@ -358,6 +370,8 @@ class Run<I, C> {
       this.callback(() => this.opts.onComplete?.(this.resultOf(slot)));
     } else if (slot.failure !== undefined) {
       slot.error = failureError(slot.instance, this.opts.instances, slot.failure, exit);
+    } else if (slot.revoked && (exit.exitCode === 0 || exit.signal === 'SIGTERM')) {
+      // Stopped because its lease was lost: the partition goes on elsewhere.
     } else if (slot.stoppedBy !== undefined && exit.exitCode === 0) {
       // Signalled directly (Ctrl-C reaches the whole group, often before the
       // parent's own handler runs): an interruption, not a failure.

@@ -67,6 +67,15 @@ export interface LeaseOutcome {
   error?: IterateError;
 }
 
+/** What the run loop gives a lease engine. */
+export interface LeaseRun {
+  /** Walks a leased partition in an instance; resolves once the instance has ended. */
+  work(p: LeasedPartition): Promise<LeaseOutcome>;
+  /** The lease was lost (its lock expired): stop that instance after its current item; the engine saves nothing more for it. */
+  revoke(instance: number): void;
+  onAllComplete?: (r: IterateResult) => unknown;
+}
+
 /**
  * What a cross-machine engine (cowfork/bullmq) provides to the run loop in
  * place of a CursorStore: partitions leased one at a time, and where their
@@ -80,7 +89,7 @@ export interface LeaseEngine {
    * `work` walks one and resolves once its instance has ended. Resolves to the
    * run-wide result when this process saw the run end, null when it stopped first.
    */
-  lease(work: (p: LeasedPartition) => Promise<LeaseOutcome>, onAllComplete?: (r: IterateResult) => unknown): Promise<IterateResult | null>;
+  lease(run: LeaseRun): Promise<IterateResult | null>;
   /** Saves a leased partition's cursor; rejects when the save failed. */
   save(instance: number, cursor: unknown, processed: number): Promise<void>;
   /** Takes no new partitions; leased ones end as their instances stop. */

@@ -13,8 +13,8 @@ const crypto = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { iterate, range, fileStore } = require('../dist');
-const { work, median } = require('./iterate-work');
+const { iterate, range } = require('../dist');
+const { work, median, timedFileStore } = require('./iterate-work');
 const { BullMQEngine } = require('../dist/bullmq');
 
 const log = (...a) => console.error('iterate-bullmq bench:', ...a);
@@ -72,17 +72,7 @@ async function checkpointCost(port, dir, kind, every) {
   let opts;
   let cleanup = async () => undefined;
   if (kind === 'file') {
-    const inner = fileStore(path.join(dir, `cp-${crypto.randomBytes(4).toString('hex')}.json`));
-    const store = {
-      load: () => inner.load(),
-      save: (st) => {
-        const t = performance.now();
-        inner.save(st);
-        acc.ms += performance.now() - t;
-        acc.saves++;
-      },
-    };
-    opts = { instances: 2, checkpoint: store };
+    opts = { instances: 2, checkpoint: timedFileStore(path.join(dir, `cp-${crypto.randomBytes(4).toString('hex')}.json`), acc) };
   } else {
     const name = `cowfork-bench-${crypto.randomBytes(6).toString('hex')}`;
     const engine = engineFor(port, name);

@@ -81,8 +81,8 @@ describe('iterate over BullMQ: three machines', () => {
   it('kill -9 of one machine and SIGTERM of another: partitions resume elsewhere from saved cursors, the SIGTERM repeats nothing, the run completes', async () => {
     const dir = scratch();
     const name = runName();
-    // A short lease: the killed machine's partitions are resumed 2 s after its last renewal.
-    const common = { name, dir, concurrency: 2, total: TOTAL, spin: 30, lockDuration: 2000, every: { items: 100, ms: 100 } };
+    // A short lease: the killed machine's partitions are resumed 4 s after its last renewal.
+    const common = { name, dir, concurrency: 2, total: TOTAL, spin: 30, lockDuration: 4000, every: { items: 100, ms: 100 } };
     const a = machine({ ...common, label: 'a', enqueue: PARTITIONS });
     await within(a.ready, 30_000, 'machine a enqueuing');
     const b = machine({ ...common, label: 'b' });

@@ -182,7 +182,7 @@ describe('iterate over BullMQ: a machine that stalls past its lease', () => {
     const name = runName();
     const total = 40_000;
     const half = total / 2;
-    const common = { name, dir, concurrency: 2, total, spin: 100, lockDuration: 2000, every: { items: 50, ms: 100 } };
+    const common = { name, dir, concurrency: 2, total, spin: 100, lockDuration: 3000, every: { items: 50, ms: 100 } };
     const a = machine({ ...common, label: 'a', enqueue: 2 });
     await waitFor(() => recordCount(dir) >= 2000 && starts(dir).length === 2, 60_000, 20);
     // The machine's process stops (its instances go on until their pipes fill): it cannot renew its locks.

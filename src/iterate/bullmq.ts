@@ -141,7 +141,7 @@ interface RedisCommands {
   del(key: string): Promise<number>;
 }
 
-/** The queue's Redis client: queue.backend.client in bullmq 6, queue.client in bullmq 5. */
+/** The queue's Redis client: queue.backend.client in bullmq 6 (queue.client before it). */
 function redisOf(queue: Queue): Promise<RedisCommands> {
   const q = queue as unknown as { backend?: { client?: Promise<RedisCommands> }; client?: Promise<RedisCommands> };
   return (q.backend?.client ?? q.client)!;

@@ -6,26 +6,15 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { iterate, range, fileStore } = require('../dist');
+const { work, median, timedFileStore } = require('./iterate-work');
 
 const log = (...a) => console.error('iterate bench:', ...a);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cowfork-bench-iterate-'));
 let seq = 0;
 const checkpoint = () => path.join(dir, `cp${seq++}.json`);
 
-// About 0.2 ms of pure CPU per item.
-function work(n) {
-  let h = n | 0;
-  for (let i = 0; i < 40_000; i++) h = Math.imul(h ^ (h >>> 13), 0x5bd1e995) + i;
-  return h;
-}
-
 const ITEMS = 4000;
 const REPEATS = 3;
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
 
 async function timeIterate(opts) {
   const t0 = performance.now();
@@ -79,21 +68,9 @@ async function main() {
   // (snapshot, JSON, durable write), measured around each save, and the run's
   // total time when saving after every report batch vs about once.
   const TRIVIAL = 20_000;
-  const timed = (file, acc) => {
-    const inner = fileStore(file);
-    return {
-      load: () => inner.load(),
-      save: (st) => {
-        const t = performance.now();
-        inner.save(st);
-        acc.ms += performance.now() - t;
-        acc.saves++;
-      },
-    };
-  };
   const trivial = async (every) => {
     const acc = { ms: 0, saves: 0 };
-    const ms = await timeIterate({ instances: 2, build: range(0, TRIVIAL), each: () => undefined, checkpoint: timed(checkpoint(), acc), checkpointEvery: every });
+    const ms = await timeIterate({ instances: 2, build: range(0, TRIVIAL), each: () => undefined, checkpoint: timedFileStore(checkpoint(), acc), checkpointEvery: every });
     return { ms, saves: acc.saves, inSaves: acc.ms };
   };
   const rare = [];

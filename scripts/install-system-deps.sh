@@ -11,6 +11,8 @@ fi
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)     # unshare and nsenter: the PID-1 tests
 # PostgreSQL for the compat tests (scripts/pg-test-server.sh runs a throwaway server).
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql)
+# Redis for the iterate-over-BullMQ tests (scripts/redis-test-server.sh runs a throwaway server).
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq >/dev/null
@@ -22,6 +24,16 @@ if [ ${#need[@]} -gt 0 ]; then
     # Nothing installed here needs to survive a power cut: skip dpkg's fsyncs.
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       -o Dpkg::Options::=--force-unsafe-io "${need[@]}" >/dev/null
+    if [[ " ${need[*]} " == *" redis-server "* ]]; then
+      # The tests run their own server: stop the package's (on 6379) where an init
+      # system started it, and keep it from starting at boot.
+      if [ -d /run/systemd/system ]; then
+        systemctl disable --now redis-server >/dev/null 2>&1 || true
+      elif command -v service >/dev/null 2>&1; then
+        service redis-server stop >/dev/null 2>&1 || true
+        command -v update-rc.d >/dev/null 2>&1 && update-rc.d redis-server disable >/dev/null 2>&1 || true
+      fi
+    fi
   else
     echo "install-system-deps: missing ${need[*]} (install them with your package manager)" >&2
   fi

@@ -140,6 +140,22 @@ export class ReshardError extends CowforkError {
   }
 }
 
+/**
+ * iterate's cross-machine engine cannot work: its queue server is unreachable,
+ * its client package is missing, or the run was never enqueued.
+ */
+export class EngineError extends CowforkError {
+  readonly code = 'ERR_ITERATE_ENGINE';
+  constructor(
+    message: string,
+    /** The run's name (the queue). */
+    readonly run: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
 /** iterate's checkpoint cannot be read, is not an iterate state, or is locked by another run. */
 export class CheckpointError extends CowforkError {
   readonly code = 'ERR_CHECKPOINT';

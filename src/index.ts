@@ -52,6 +52,7 @@ export {
   InputError,
   IterateError,
   ReshardError,
+  EngineError,
   CheckpointError,
   WorkerBootError,
 } from './errors';

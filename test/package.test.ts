@@ -79,7 +79,7 @@ describe('the published package', () => {
     expect(fs.statSync(tarball).size).toBeLessThan(1024 * 1024);
     const files = packed.map((f) => f.path);
     expect(files).toContain(PREBUILD);
-    for (const f of ['dist/index.js', 'dist/index.mjs', 'dist/index.d.ts', 'binding.gyp', 'native/binding.c', 'bin/cowfork.js', 'CHANGELOG.md']) {
+    for (const f of ['dist/index.js', 'dist/index.mjs', 'dist/index.d.ts', 'dist/bullmq.js', 'dist/bullmq.mjs', 'dist/bullmq.d.ts', 'binding.gyp', 'native/binding.c', 'bin/cowfork.js', 'CHANGELOG.md']) {
       expect(files).toContain(f);
     }
     const allowed = /^(dist\/|native\/|prebuilds\/|bin\/|docs\/|binding\.gyp$|package\.json$|README\.md$|CHANGELOG\.md$|LICENSE)/;
@@ -129,11 +129,11 @@ describe('the published package', () => {
 
     const req = await run(process.execPath, ['package-require.cjs'], { cwd: app, env });
     expectOk(req, "require('cowfork')");
-    expect(JSON.parse(req.stdout)).toEqual({ map: 'function', addon: PREBUILD });
+    expect(JSON.parse(req.stdout)).toEqual({ map: 'function', addon: PREBUILD, bullmq: 'function', peer: 'ERR_ITERATE_ENGINE' });
 
     const imp = await run(process.execPath, ['package-import.mjs'], { cwd: app, env });
     expectOk(imp, "import('cowfork')");
-    expect(JSON.parse(imp.stdout)).toEqual({ map: 'function', named: true });
+    expect(JSON.parse(imp.stdout)).toEqual({ map: 'function', named: true, bullmq: 'function' });
 
     const mapped = await run(process.execPath, ['--single-threaded', 'package-map.cjs'], { cwd: app, env });
     expectOk(mapped, 'map under --single-threaded');
@@ -162,7 +162,7 @@ describe('the published package', () => {
     fs.copyFileSync(path.join(FIXTURES, 'package-require.cjs'), path.join(app, 'package-require.cjs'));
     const req = await run(process.execPath, ['package-require.cjs'], { cwd: app, env });
     expectOk(req, "require('cowfork') (source build)");
-    expect(JSON.parse(req.stdout)).toEqual({ map: 'function', addon: 'build/Release/cowfork.node' });
+    expect(JSON.parse(req.stdout)).toEqual({ map: 'function', addon: 'build/Release/cowfork.node', bullmq: 'function', peer: 'ERR_ITERATE_ENGINE' });
   }, 120_000);
 
   it('builds from source in a fresh clone, and the loader picks that build', async () => {

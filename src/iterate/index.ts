@@ -14,7 +14,7 @@ import {
 } from '../validate';
 import type { Builder } from './builders';
 import { runIterate } from './run';
-import type { EachFn, EngineOptions, InstanceResult, IterateResult, StartInfo } from './types';
+import type { EachFn, EngineOptions, InstanceResult, IterateResult, LeaseEngine, StartInfo } from './types';
 import { type CursorStore, fileStore } from './store';
 
 export { byKey, fromArray, lines, range } from './builders';
@@ -30,11 +30,33 @@ export type ItemOf<B> = PairOf<Produced<B>> extends readonly [infer I, unknown] 
 /** The cursor type of a builder. */
 export type CursorOf<B> = PairOf<Produced<B>> extends readonly [unknown, infer C] ? C : unknown;
 
-export interface IterateOptions<I, C> {
+/** A cross-machine engine (BullMQEngine from cowfork/bullmq): partitions are leased from it. */
+export interface IterateEngine {
+  /** Connects and checks the run; called once per iterate() call. */
+  openLeases(concurrency: number): Promise<LeaseEngine & { readonly instances: number }>;
+}
+
+interface LocalOptions {
   /** How many forked instances walk the work, each its own partition. Must match the saved state. */
   instances: number;
   /** A JSON file path, saved atomically, or a CursorStore { load(), save(state) }. */
   checkpoint: string | CursorStore;
+  engine?: undefined;
+  concurrency?: undefined;
+}
+
+interface EngineRunOptions {
+  /** Leases partitions across machines (cowfork/bullmq); the partition count is the enqueued run's. */
+  engine: IterateEngine;
+  /** How many partitions this process works on at once, each in its own instance. Default 1. */
+  concurrency?: number;
+  instances?: undefined;
+  checkpoint?: undefined;
+}
+
+export type IterateOptions<I, C> = (LocalOptions | EngineRunOptions) & CommonOptions<I, C>;
+
+interface CommonOptions<I, C> {
   /** Called in each instance: an (async) iterable of [item, cursor] pairs starting after `cursor` (null on a first run). */
   build: Builder<I, C>;
   /** Called in the instance for each item. A throw fails the instance. */
@@ -62,6 +84,8 @@ export interface IterateOptions<I, C> {
 const KNOWN = [
   'instances',
   'checkpoint',
+  'engine',
+  'concurrency',
   'build',
   'each',
   'maxRuntime',
@@ -75,17 +99,47 @@ const KNOWN = [
   'reshard',
 ] as const;
 
-function resolveOptions<I, C>(raw: unknown): EngineOptions<I, C> {
+type WithoutBuild<T> = T extends unknown ? Omit<T, 'build'> : never;
+
+type Resolved<I, C> = EngineOptions<I, C> & { engine?: IterateEngine; concurrency: number };
+
+const noStore: CursorStore = {
+  load: () => null,
+  save: () => undefined,
+};
+
+function resolveOptions<I, C>(raw: unknown): Resolved<I, C> {
   if (raw === undefined) throw new TypeError('iterate(options): options must be an object');
   const o = optionsObject(raw);
   rejectUnknown(o, KNOWN);
-  if (o.instances === undefined) throw new TypeError('options.instances must be a positive integer');
-  const instances = positiveInteger(o.instances, 'options.instances', 1);
+  let engine: IterateEngine | undefined;
+  let instances = 0;
+  let concurrency = 1;
+  if (o.engine !== undefined) {
+    if (typeof (o.engine as Partial<IterateEngine> | null)?.openLeases !== 'function') {
+      throw new TypeError('options.engine must be an engine such as new BullMQEngine(...) from cowfork/bullmq');
+    }
+    if (o.checkpoint !== undefined) {
+      throw new TypeError('options.engine and options.checkpoint cannot be combined: with an engine, cursors are saved to the engine');
+    }
+    if (o.instances !== undefined) {
+      throw new TypeError('options.instances cannot be combined with options.engine: the partition count is set by engine.enqueue({ instances })');
+    }
+    engine = o.engine as IterateEngine;
+    concurrency = positiveInteger(o.concurrency, 'options.concurrency', 1);
+  } else {
+    if (o.concurrency !== undefined) throw new TypeError('options.concurrency needs options.engine; a local run forks options.instances');
+    if (o.instances === undefined) throw new TypeError('options.instances must be a positive integer');
+    instances = positiveInteger(o.instances, 'options.instances', 1);
+  }
 
   let store: CursorStore;
   let where: string;
   let lockFile: string | undefined;
-  if (typeof o.checkpoint === 'string' && o.checkpoint !== '') {
+  if (engine !== undefined) {
+    store = noStore;
+    where = 'options.engine';
+  } else if (typeof o.checkpoint === 'string' && o.checkpoint !== '') {
     const fs = fileStore(o.checkpoint);
     store = fs;
     where = fs.path;
@@ -110,6 +164,8 @@ function resolveOptions<I, C>(raw: unknown): EngineOptions<I, C> {
     throw new TypeError(`options.reshard must be 'refuse' or 'restart', got ${JSON.stringify(reshard)}`);
   }
   return {
+    engine,
+    concurrency,
     instances,
     store,
     where,
@@ -141,11 +197,13 @@ function resolveOptions<I, C>(raw: unknown): EngineOptions<I, C> {
  * stopped.
  */
 export async function iterate<B extends Builder<any, any>>(
-  options: Omit<IterateOptions<ItemOf<B>, CursorOf<B>>, 'build'> & { build: B },
+  options: WithoutBuild<IterateOptions<ItemOf<B>, CursorOf<B>>> & { build: B },
 ): Promise<IterateResult<CursorOf<B>>> {
   type I = ItemOf<B>;
   type C = CursorOf<B>;
   const opts = resolveOptions<I, C>(options);
   if (!isForkSafe()) throw forkUnsafeError('iterate');
-  return runIterate(opts);
+  if (opts.engine === undefined) return runIterate(opts);
+  const lease = await opts.engine.openLeases(opts.concurrency);
+  return runIterate({ ...opts, instances: lease.instances, lease });
 }

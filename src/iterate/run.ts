@@ -10,11 +10,16 @@
 // memory; each instance sees it between items, finishes nothing more, and
 // exits once its current item is done and reported. The instance itself, the
 // child's side, is instance.ts.
+//
+// A cross-machine run (options.engine, cowfork/bullmq) has the same loop with
+// the partitions leased: the engine hands this process one partition at a
+// time (up to its concurrency), each gets a slot and an instance, cursors are
+// saved to the engine per partition, and the engine says when the run has
+// ended on every machine.
 import { CheckpointError, IterateError, ReshardError } from '../errors';
 import {
   type ChildExit,
   type ForkedChild,
-  describeExit,
   forkChild,
   isChildUnwind,
   libraryInterval,
@@ -24,9 +29,11 @@ import {
 import { HUP, READ, type ShmHandle, type WatchHandle, native } from '../native';
 import { isThenable } from '../util';
 import { type Failure, RecordReader } from './channel';
+import { crashError, failureError } from './failures';
 import { STOP, runInstance } from './instance';
+import { Saves } from './saves';
 import { type IterateState, acquireLock, checkState } from './store';
-import type { EngineOptions, InstanceResult, InterruptReason, IterateResult } from './types';
+import type { EngineOptions, InstanceResult, InterruptReason, IterateResult, LeaseEngine, LeaseOutcome, LeasedPartition } from './types';
 
 const PROGRESS_MS = 100;
 
@@ -48,22 +55,12 @@ interface Slot {
   readFd?: number;
   watch?: WatchHandle;
   reader?: RecordReader;
-}
-
-function json(v: unknown): string {
-  try {
-    return JSON.stringify(v) ?? String(v);
-  } catch {
-    return String(v);
-  }
-}
-
-function reviveError(f: Failure): Error {
-  const err = new Error(f.message);
-  err.name = f.name;
-  if (f.stack) err.stack = f.stack;
-  if (f.code !== undefined) (err as NodeJS.ErrnoException).code = f.code as string;
-  return err;
+  /** Leased slots: the cursor changed since the last save to the engine. */
+  unsaved?: boolean;
+  /** Leased slots: the lease was lost; the instance's stop is not the run's interruption. */
+  revoked?: boolean;
+  /** Leased slots: settles the engine's lease once the instance has ended. */
+  ended?: (outcome: LeaseOutcome) => void;
 }
 
 class Run<I, C> {
@@ -79,12 +76,16 @@ class Run<I, C> {
   private finished = false;
   private interruptedBy: InterruptReason | null = null;
   private fatal: Error | undefined;
-  private dirty = false;
   private progressDirty = false;
-  private itemsSinceSave = 0;
-  private saving: Promise<void> | null = null;
-  private saveAgain = false;
+  private readonly saves = new Saves(
+    () => (this.opts.lease !== undefined ? this.saveLeased() : this.opts.store.save(this.snapshot())),
+    (err) => this.saveFailed(err),
+  );
   private readonly pending = new Set<Promise<void>>();
+  /** A leased run: the engine is still handing out partitions. */
+  private leasing = false;
+  /** A leased run: the run-wide result, once the engine saw the run end. */
+  private runResult: IterateResult | null = null;
   private resolve!: (r: IterateResult<C>) => void;
   private reject!: (e: Error) => void;
   readonly promise: Promise<IterateResult<C>>;
@@ -94,7 +95,8 @@ class Run<I, C> {
     state: IterateState | null,
     private allComplete: boolean,
   ) {
-    this.slots = Array.from({ length: opts.instances }, (_, i) => {
+    const count = opts.lease === undefined ? opts.instances : 0;
+    this.slots = Array.from({ length: count }, (_, i) => {
       const saved = state?.cursors[i];
       const cursor = saved?.innerCursor ?? null;
       return {
@@ -114,22 +116,93 @@ class Run<I, C> {
   }
 
   start(): Promise<IterateResult<C>> {
-    if (this.slots.every((s) => s.done)) {
+    const { every, onProgress, lease } = this.opts;
+    if (lease !== undefined) {
+      this.leasing = true;
+    } else if (this.slots.every((s) => s.done)) {
       this.finished = true;
       void this.finish();
       return this.promise;
+    } else {
+      // Record the instance count before any instance starts, so a later run with
+      // another count is refused even if this one is killed at once.
+      this.forking = true;
+      this.saves.dirty = true;
+      this.save();
     }
-    // Record the instance count before any instance starts, so a later run with
-    // another count is refused even if this one is killed at once.
-    this.forking = true;
-    this.dirty = true;
-    this.save();
-    const { every, onProgress } = this.opts;
-    this.disposers.push(libraryInterval(() => this.dirty && this.save(), every.ms));
+    this.disposers.push(libraryInterval(() => this.saves.dirty && this.save(), every.ms));
     if (onProgress) this.disposers.push(libraryInterval(() => this.reportProgress(), PROGRESS_MS));
     this.installStops();
-    libraryMacrotask(() => this.forkAll());
+    if (lease === undefined) libraryMacrotask(() => this.forkAll());
+    else this.startLeasing(lease);
     return this.promise;
+  }
+
+  /** A leased run: the engine hands out partitions until the run has ended or this process stops. */
+  private startLeasing(engine: LeaseEngine): void {
+    const onAllComplete = this.opts.onAllComplete as ((r: IterateResult) => unknown) | undefined;
+    engine.lease({ work: (p) => this.leased(p), revoke: (i) => this.revoke(i), onAllComplete }).then(
+      (r) => {
+        if (process.pid !== this.owner) return;
+        this.runResult = r;
+        this.leasing = false;
+        this.maybeFinish();
+      },
+      (err) => {
+        if (process.pid !== this.owner) return;
+        this.leasing = false;
+        this.fail(err as Error);
+      },
+    );
+  }
+
+  /** The engine leased a partition to this process: walk it in an instance. */
+  private leased(p: LeasedPartition): Promise<LeaseOutcome> {
+    const slot: Slot = {
+      instance: p.instance,
+      startCursor: p.cursor,
+      processedBefore: p.processed,
+      processed: 0,
+      cursorText: null,
+      cursor: p.cursor,
+      done: false,
+    };
+    const outcome = new Promise<LeaseOutcome>((resolve) => {
+      slot.ended = resolve;
+    });
+    this.slots.push(slot);
+    this.progressDirty = true;
+    this.forking = true;
+    // A fork runs in a macrotask of the library's own, never inside the engine's promise chain.
+    libraryMacrotask(() => {
+      this.forking = false;
+      if (this.stopping) this.endLease(slot);
+      else this.forkSlot(slot);
+      this.maybeFinish();
+    });
+    return outcome;
+  }
+
+  /** Another machine may hold the partition now: its instance stops after its current item. */
+  private revoke(instance: number): void {
+    if (process.pid !== this.owner) return;
+    for (const s of this.slots) {
+      if (s.instance !== instance || s.ended === undefined) continue;
+      s.revoked = true;
+      s.child?.kill('SIGTERM');
+    }
+  }
+
+  /** Settles a leased slot's lease once its last cursor is saved. */
+  private endLease(slot: Slot): void {
+    const ended = slot.ended;
+    if (ended === undefined) return;
+    slot.ended = undefined;
+    const end = slot.done ? 'done' : slot.error !== undefined ? 'failed' : 'stopped';
+    const outcome: LeaseOutcome = { end, cursor: this.cursorOf(slot), processed: slot.processedBefore + slot.processed };
+    if (slot.error !== undefined) outcome.error = slot.error;
+    // The engine marks the partition done or releases it only after its cursor is saved.
+    void this.settleSaves().then(() => ended(outcome));
   }
 
   // -- stopping ------------------------------------------------------------
@@ -158,10 +231,14 @@ class Run<I, C> {
   }
 
   private stop(reason: InterruptReason): void {
-    if (this.stopping) return;
+    // An instance inherits the parent's pending promises (an async save, the
+    // engine's lease loop); one that settles there must not set the shared
+    // STOP flag, which would stop every instance of the parent.
+    if (this.stopping || process.pid !== this.owner) return;
     this.stopping = true;
     this.interruptedBy = reason;
     native.shmStore(this.shm, STOP, 1);
+    this.opts.lease?.stop();
     this.maybeFinish();
   }
 
@@ -171,6 +248,7 @@ class Run<I, C> {
   }
 
   private fail(err: Error): void {
+    if (process.pid !== this.owner) return;
     this.fatal ??= err;
     this.stop('error');
   }
@@ -181,62 +259,73 @@ class Run<I, C> {
     this.forking = false;
     for (const slot of this.slots) {
       if (slot.done || this.stopping) continue;
-      const [readFd, writeFd] = native.pipe(true);
-      let child: ForkedChild;
-      try {
-        child = forkChild(
-          () =>
-            runInstance({
-              instance: slot.instance,
-              instances: this.opts.instances,
-              startCursor: slot.startCursor as C | null,
-              build: this.opts.build,
-              each: this.opts.each,
-              shm: this.shm,
-              readFd,
-              fd: writeFd,
-            }),
-          { dieWithParent: true },
-        );
-      } catch (err) {
-        // In the child, forkChild unwinds back to the event loop by throwing: let it pass.
-        if (isChildUnwind(err)) throw err;
-        native.close(readFd);
-        native.close(writeFd);
-        this.fail(err as Error);
-        break;
-      }
-      native.close(writeFd);
-      this.live++;
-      slot.child = child;
-      slot.readFd = readFd;
-      slot.reader = new RecordReader(readFd, {
-        cursors: (count, last) => {
-          slot.processed += count;
-          slot.cursorText = last;
-          this.itemsSinceSave += count;
-          this.dirty = true;
-          this.progressDirty = true;
-        },
-        done: () => {
-          slot.done = true;
-          this.dirty = true;
-          this.progressDirty = true;
-        },
-        failed: (f) => {
-          slot.failure ??= f;
-        },
-        stopped: (sig) => {
-          slot.stoppedBy = sig === 'SIGINT' ? 'SIGINT' : 'SIGTERM';
-        },
-      });
-      slot.watch = native.watch(readFd, READ | HUP, () => this.onReadable(slot));
-      child.exited.then((exit) => this.onExit(slot, exit));
-      this.callback(() =>
-        this.opts.onStart?.({ instance: slot.instance, instances: this.opts.instances, cursor: slot.startCursor as C | null, pid: child.pid }),
-      );
+      if (!this.forkSlot(slot)) break;
     }
     this.maybeFinish();
+  }
+
+  /** Forks the slot's instance; false when the fork failed (the run is failing). */
+  private forkSlot(slot: Slot): boolean {
+    const [readFd, writeFd] = native.pipe(true);
+    let child: ForkedChild;
+    try {
+      child = forkChild(
+        () =>
+          runInstance({
+            instance: slot.instance,
+            instances: this.opts.instances,
+            startCursor: slot.startCursor as C | null,
+            build: this.opts.build,
+            each: this.opts.each,
+            shm: this.shm,
+            readFd,
+            fd: writeFd,
+          }),
+        { dieWithParent: true },
+      );
+    } catch (err) {
+      // In the child, forkChild unwinds back to the event loop by throwing: let it pass.
+      if (isChildUnwind(err)) throw err;
+      native.close(readFd);
+      native.close(writeFd);
+      this.fail(err as Error);
+      if (slot.ended !== undefined) {
+        slot.error = new IterateError(`iterate could not fork an instance for partition ${slot.instance}: ${(err as Error).message}`, slot.instance, undefined, undefined, null, null, { cause: err });
+        this.endLease(slot);
+      }
+      return false;
+    }
+    native.close(writeFd);
+    this.live++;
+    slot.child = child;
+    slot.readFd = readFd;
+    slot.reader = new RecordReader(readFd, {
+      cursors: (count, last) => {
+        slot.processed += count;
+        slot.cursorText = last;
+        slot.unsaved = true;
+        this.saves.itemsSinceSave += count;
+        this.saves.dirty = true;
+        this.progressDirty = true;
+      },
+      done: () => {
+        slot.done = true;
+        this.saves.dirty = true;
+        this.progressDirty = true;
+      },
+      failed: (f) => {
+        slot.failure ??= f;
+      },
+      stopped: (sig) => {
+        slot.stoppedBy = sig === 'SIGINT' ? 'SIGINT' : 'SIGTERM';
+      },
+    });
+    slot.watch = native.watch(readFd, READ | HUP, () => this.onReadable(slot));
+    child.exited.then((exit) => this.onExit(slot, exit));
+    this.callback(() =>
+      this.opts.onStart?.({ instance: slot.instance, instances: this.opts.instances, cursor: slot.startCursor as C | null, pid: child.pid }),
+    );
+    return true;
   }
 
   private onReadable(slot: Slot): void {
@@ -244,7 +333,7 @@ class Run<I, C> {
     // reading a silenced fd there would block forever.
     if (process.pid !== this.owner) return;
     this.drain(slot);
-    if (this.itemsSinceSave >= this.opts.every.items) this.save();
+    if (this.saves.itemsSinceSave >= this.opts.every.items) this.save();
   }
 
   private drain(slot: Slot): void {
@@ -274,13 +363,15 @@ class Run<I, C> {
     }
     this.live--;
     slot.child = undefined;
-    this.dirty = true;
+    this.saves.dirty = true;
     this.progressDirty = true;
     this.save();
     if (slot.done) {
       this.callback(() => this.opts.onComplete?.(this.resultOf(slot)));
     } else if (slot.failure !== undefined) {
-      slot.error = this.failureError(slot, slot.failure, exit);
+      slot.error = failureError(slot.instance, this.opts.instances, slot.failure, exit);
+    } else if (slot.revoked && (exit.exitCode === 0 || exit.signal === 'SIGTERM')) {
+      // Stopped because its lease was lost: the partition goes on elsewhere.
     } else if (slot.stoppedBy !== undefined && exit.exitCode === 0) {
       // Signalled directly (Ctrl-C reaches the whole group, often before the
       // parent's own handler runs): an interruption, not a failure.
@@ -290,31 +381,11 @@ class Run<I, C> {
       // after fork): also an interruption. The item it was on, if any, repeats.
       this.interruptedBy ??= exit.signal;
     } else if (!(this.stopping && (exit.exitCode === 0 || this.forced))) {
-      slot.error = this.crashError(slot, exit);
+      slot.error = crashError(slot.instance, this.opts.instances, exit, slot.processed, this.cursorOf(slot));
     }
     if (slot.error !== undefined && this.opts.failFast) this.stop('failFast');
+    this.endLease(slot);
     this.maybeFinish();
-  }
-
-  private failureError(slot: Slot, f: Failure, exit: ChildExit): IterateError {
-    const who = `iterate instance ${slot.instance} of ${this.opts.instances}`;
-    const message =
-      f.stage === 'each'
-        ? `${who} failed on item ${f.item} (cursor ${json(f.itemCursor)}): ${f.message}`
-        : `${who} failed in ${f.stage}${f.item === undefined ? '' : ` after item ${f.item}`}: ${f.message}`;
-    return new IterateError(message, slot.instance, f.item, f.itemCursor, exit.exitCode, exit.signal, { cause: reviveError(f) });
-  }
-
-  private crashError(slot: Slot, exit: ChildExit): IterateError {
-    return new IterateError(
-      `iterate instance ${slot.instance} of ${this.opts.instances} (pid ${exit.pid}) ${describeExit(exit)} before finishing its partition, ` +
-        `after ${slot.processed} items in this run; its cursor stays at ${json(this.cursorOf(slot))}`,
-      slot.instance,
-      undefined,
-      undefined,
-      exit.exitCode,
-      exit.signal,
-    );
   }
 
   /**
@@ -362,34 +433,20 @@ class Run<I, C> {
     };
   }
 
+  /** A leased run saves each partition whose cursor moved, to the engine. */
+  private saveLeased(): Promise<unknown> {
+    const engine = this.opts.lease!;
+    const saves: Promise<void>[] = [];
+    for (const s of this.slots) {
+      if (!s.unsaved) continue;
+      s.unsaved = false;
+      saves.push(engine.save(s.instance, this.cursorOf(s), s.processedBefore + s.processed));
+    }
+    return Promise.all(saves);
+  }
+
   private save(): void {
-    if (this.saving !== null) {
-      this.saveAgain = true;
-      return;
-    }
-    const state = this.snapshot();
-    this.itemsSinceSave = 0;
-    this.dirty = false;
-    let r: unknown;
-    try {
-      r = this.opts.store.save(state);
-    } catch (err) {
-      return this.saveFailed(err);
-    }
-    if (!isThenable(r)) return;
-    this.saving = Promise.resolve(r).then(
-      () => {
-        this.saving = null;
-        if (this.saveAgain) {
-          this.saveAgain = false;
-          this.save();
-        }
-      },
-      (err) => {
-        this.saving = null;
-        this.saveFailed(err);
-      },
-    );
+    this.saves.save();
   }
 
   private saveFailed(err: unknown): void {
@@ -397,13 +454,8 @@ class Run<I, C> {
     this.fail(new CheckpointError(`saving checkpoint ${this.opts.where} failed: ${msg}`, this.opts.where, { cause: err }));
   }
 
-  private async settleSaves(): Promise<void> {
-    while (this.saving !== null) await this.saving;
-    if (this.dirty || this.saveAgain) {
-      this.saveAgain = false;
-      this.save();
-      while (this.saving !== null) await this.saving;
-    }
+  private settleSaves(): Promise<void> {
+    return this.saves.settle();
   }
 
   // -- progress and results ------------------------------------------------------
@@ -420,20 +472,28 @@ class Run<I, C> {
     return r;
   }
 
+  /** The slots to report: a leased partition worked on more than once here counts by its last lease. */
+  private reported(): Slot[] {
+    if (this.opts.lease === undefined) return this.slots;
+    const last = new Map<number, Slot>();
+    for (const s of this.slots) last.set(s.instance, s);
+    return [...last.values()].sort((a, b) => a.instance - b.instance);
+  }
+
   private result(): IterateResult<C> {
-    const complete = this.slots.every((s) => s.done);
+    const complete = this.opts.lease === undefined ? this.slots.every((s) => s.done) : this.runResult?.complete === true;
     return {
       complete,
       interrupted: !complete && this.interruptedBy !== null,
       interruptedBy: complete ? null : this.interruptedBy,
-      instances: this.slots.map((s) => this.resultOf(s)),
+      instances: this.reported().map((s) => this.resultOf(s)),
     };
   }
 
   private reportProgress(): void {
     if (!this.progressDirty || this.opts.onProgress === undefined) return;
     this.progressDirty = false;
-    const counts = this.slots.map((s) => {
+    const counts = this.reported().map((s) => {
       const r = this.resultOf(s);
       delete r.error;
       return r;
@@ -444,7 +504,7 @@ class Run<I, C> {
   // -- finishing -----------------------------------------------------------------
 
   private maybeFinish(): void {
-    if (this.finished || this.live > 0 || this.forking) return;
+    if (this.finished || this.live > 0 || this.forking || this.leasing) return;
     this.finished = true;
     void this.finish();
   }
@@ -454,12 +514,15 @@ class Run<I, C> {
       this.reportProgress();
       while (this.pending.size > 0) await Promise.all(this.pending);
       await this.settleSaves();
-      const errors = this.slots.flatMap((s) => (s.error === undefined ? [] : [s.error]));
+      // A leased partition that failed is the run's to report (onAllComplete, after its
+      // attempts), not this process's: here it is only in the result.
+      const errors = this.opts.lease !== undefined ? [] : this.slots.flatMap((s) => (s.error === undefined ? [] : [s.error]));
       const result = this.result();
-      if (result.complete && errors.length === 0 && this.fatal === undefined && !this.allComplete) {
+      // A leased run's onAllComplete is the engine's: it runs once across machines.
+      if (this.opts.lease === undefined && result.complete && errors.length === 0 && this.fatal === undefined && !this.allComplete) {
         await this.opts.onAllComplete?.(result);
         this.allComplete = true;
-        this.dirty = true;
+        this.saves.dirty = true;
         await this.settleSaves();
       }
       if (this.fatal !== undefined) throw this.fatal;
@@ -479,6 +542,7 @@ class Run<I, C> {
 }
 
 export async function runIterate<I, C>(opts: EngineOptions<I, C>): Promise<IterateResult<C>> {
+  if (opts.lease !== undefined) return new Run(opts, null, false).start();
   const unlock = opts.lockFile === undefined ? () => undefined : acquireLock(opts.lockFile);
   try {
     const raw = await opts.store.load();

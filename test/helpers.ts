@@ -1,10 +1,11 @@
 // Leak checks and fixtures shared by the test files.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import v8 from 'node:v8';
 import vm from 'node:vm';
+import { afterAll, beforeAll } from 'vitest';
 
 export const ROOT = path.resolve(__dirname, '..');
 export const FIXTURES = path.join(__dirname, 'fixtures');
@@ -167,4 +168,57 @@ export function fullGc(): () => void {
  * collection has weak references to clear (V8 hands that to its worker pool). */
 export function weakGarbage(): number {
   return Array.from({ length: 2000 }, (_, j) => ({ j, w: new WeakRef({ j }) })).length;
+}
+
+/** A throwaway database server run by one of the project's scripts (scripts/pg-test-server.sh, scripts/redis-test-server.sh). */
+export interface TestServer {
+  /**
+   * The KEY=value lines the script printed on start; throws (failing the
+   * test, not skipping it) when there is no server.
+   */
+  env(): Record<string, string>;
+  /** Whether the server is up. */
+  running(): boolean;
+}
+
+/**
+ * Starts the test server before the file's tests when it is not already
+ * running (.ci/run starts it first), so that `npm test` works on a fresh
+ * checkout, and stops it afterwards only if this file started it.
+ */
+export function useTestServer(script: string, what: string): TestServer {
+  const server = path.join(ROOT, 'scripts', script);
+  let env: Record<string, string> | undefined;
+  let error = '';
+  let startedHere = false;
+  beforeAll(() => {
+    startedHere = spawnSync('bash', [server, 'status']).status !== 0;
+    const r = spawnSync('bash', [server, 'start'], { encoding: 'utf8', timeout: 60_000 });
+    if (r.status !== 0) {
+      error = (r.stderr || r.error?.message || `exit status ${r.status}`).trim();
+      return;
+    }
+    env = Object.fromEntries(
+      r.stdout
+        .trim()
+        .split('\n')
+        .filter((line) => line.includes('='))
+        .map((line) => line.split('=', 2) as [string, string]),
+    );
+  }, 70_000);
+  afterAll(() => {
+    if (startedHere && env) spawnSync('bash', [server, 'stop'], { timeout: 30_000 });
+  });
+  return {
+    env() {
+      if (!env) {
+        throw new Error(
+          `the ${what} test server is not running and could not be started: ${error}\n` +
+            `Install ${what} (bash scripts/install-system-deps.sh, as root) and start it: bash scripts/${script} start`,
+        );
+      }
+      return env;
+    },
+    running: () => env !== undefined,
+  };
 }

@@ -6,19 +6,16 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll } from 'vitest';
+import { afterEach } from 'vitest';
 import { within } from './compat/support';
-import { FIXTURES, ROOT, tempDir } from './helpers';
+import { FIXTURES, ROOT, type TestServer, tempDir, useTestServer } from './helpers';
 
 export { within };
 
-const SERVER = path.join(ROOT, 'scripts', 'redis-test-server.sh');
 const MACHINE = path.join(FIXTURES, 'iterate-bullmq-machine.js');
 const REC = 8; // bytes per record: 7 digits and "\n"
 
-let redisPort: number | undefined;
-let serverError = '';
-let startedHere = false;
+let server: TestServer | undefined;
 const dirs: string[] = [];
 const procs: ChildProcess[] = [];
 const runNames: string[] = [];
@@ -29,38 +26,20 @@ const runNames: string[] = [];
  * machine process a test started is killed and every run's keys are deleted.
  */
 export function useRedis(): void {
-  beforeAll(() => {
-    startedHere = spawnSync('bash', [SERVER, 'status']).status !== 0;
-    const r = spawnSync('bash', [SERVER, 'start'], { encoding: 'utf8', timeout: 60_000 });
-    if (r.status !== 0) {
-      serverError = (r.stderr || r.error?.message || `exit status ${r.status}`).trim();
-      return;
-    }
-    const m = /REDIS_PORT=(\d+)/.exec(r.stdout);
-    if (m) redisPort = Number(m[1]);
-  }, 70_000);
+  server = useTestServer('redis-test-server.sh', 'Redis');
 
   afterEach(() => {
     // A failed test must not leave its machines running (instances die with them: PR_SET_PDEATHSIG).
     for (const p of procs.splice(0)) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
     for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
-    if (redisPort !== undefined) for (const name of runNames.splice(0)) flushRun(name);
-  });
-
-  afterAll(() => {
-    if (startedHere && redisPort !== undefined) spawnSync('bash', [SERVER, 'stop'], { timeout: 30_000 });
+    if (server?.running()) for (const name of runNames.splice(0)) flushRun(name);
   });
 }
 
 /** The test server's port; throws (failing the test, not skipping it) when there is no server. */
 export function redis(): number {
-  if (redisPort === undefined) {
-    throw new Error(
-      `the Redis test server is not running and could not be started: ${serverError}\n` +
-        'Install Redis (bash scripts/install-system-deps.sh, as root) and start it: bash scripts/redis-test-server.sh start',
-    );
-  }
-  return redisPort;
+  if (!server) throw new Error('useRedis() must be called in the test file first');
+  return Number(server.env().REDIS_PORT);
 }
 
 /** Runs redis-cli against the test server. */

@@ -4,52 +4,18 @@
 // on connections of their own; without it the child's first query on an
 // inherited connection fails at once instead of hanging. The scenarios run in
 // test/fixtures/compat-pg.js, a process of its own, as an app would.
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FIXTURES, ROOT, isAlive, runNode, waitFor } from '../helpers';
+import { describe, expect, it } from 'vitest';
+import { FIXTURES, ROOT, isAlive, runNode, useTestServer, waitFor } from '../helpers';
 import { getOnce, within } from './support';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { startProcess } = require('../fixtures/prefork-harness.js');
 
-const SERVER = path.join(ROOT, 'scripts', 'pg-test-server.sh');
-let pgEnv: Record<string, string> | undefined;
-let serverError = '';
-let startedHere = false;
-
-// The server is started here when it is not already running (.ci/run starts
-// it first), so `npm test` works on a fresh checkout; it is stopped again
-// only if this file started it.
-beforeAll(() => {
-  startedHere = spawnSync('bash', [SERVER, 'status']).status !== 0;
-  const r = spawnSync('bash', [SERVER, 'start'], { encoding: 'utf8', timeout: 60_000 });
-  if (r.status !== 0) {
-    serverError = (r.stderr || r.error?.message || `exit status ${r.status}`).trim();
-    return;
-  }
-  pgEnv = Object.fromEntries(
-    r.stdout
-      .trim()
-      .split('\n')
-      .map((line) => line.split('=', 2) as [string, string]),
-  );
-}, 70_000);
-
-afterAll(() => {
-  if (startedHere && pgEnv) spawnSync('bash', [SERVER, 'stop'], { timeout: 30_000 });
-});
+const pg = useTestServer('pg-test-server.sh', 'PostgreSQL');
 
 /** The server's PG* variables; throws (failing the test, not skipping it) when there is no server. */
-function server(): Record<string, string> {
-  if (!pgEnv) {
-    throw new Error(
-      `the PostgreSQL test server is not running and could not be started: ${serverError}\n` +
-        'Install PostgreSQL (bash scripts/install-system-deps.sh, as root) and start it: bash scripts/pg-test-server.sh start',
-    );
-  }
-  return pgEnv;
-}
+const server = (): Record<string, string> => pg.env();
 
 interface Row {
   v: number;

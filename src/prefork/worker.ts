@@ -7,6 +7,7 @@ import { Worker } from 'node:worker_threads';
 import { exitChild } from '../fork';
 import { HUP, READ, type ShmHandle, native } from '../native';
 import { BaseContext } from './context';
+import { adoptListeners } from './drain';
 import type { Frame, ParentContext, WorkerContext, WorkerFn } from './types';
 
 // Shared-memory slots of one worker, written by the worker and read by the master.
@@ -106,6 +107,8 @@ export function runWorker(setup: WorkerSetup): Promise<number> {
   }
   detachStdin();
   const ctx = new ProcessContext(setup);
+  // Any server that listens on an inherited fd drains on SIGTERM, not only ctx.serve()'s.
+  adoptListeners(ctx);
   let resolveExit!: (code: number) => void;
   const exited = new Promise<number>((r) => (resolveExit = r));
 

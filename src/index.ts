@@ -32,6 +32,7 @@ export type {
   WorkerState,
   WorkerEvent,
   WorkerExitEvent,
+  WorkerRecycleEvent,
   ExitReason,
   Frame,
   ParentContext,

@@ -33,6 +33,8 @@ Options:
       --shutdown-timeout MS how long a worker may drain on stop/restart (default 10000)
       --reuse-port          one SO_REUSEPORT socket per worker instead of a shared one
       --backlog N           listen(2) backlog (default 511)
+      --max-requests N      recycle a worker after N requests (plus a jitter of up to N/10)
+      --max-memory SIZE     recycle a worker whose memory (PSS) is over SIZE (bytes, or 512K, 300M, 2G)
   -q, --quiet               don't log worker events
   -h, --help                show this help
 
@@ -56,11 +58,15 @@ interface ServeArgs {
   shutdownTimeout?: number;
   reusePort: boolean;
   backlog?: number;
+  maxRequests?: number;
+  maxMemory?: number;
   quiet: boolean;
   help: boolean;
 }
 
-const FLAGS: Record<string, { key: keyof ServeArgs; kind: 'int' | 'pos' | 'ms' | 'str' | 'list' | 'bool' }> = {
+type FlagKind = 'int' | 'pos' | 'ms' | 'size' | 'str' | 'list' | 'bool';
+
+const FLAGS: Record<string, { key: keyof ServeArgs; kind: FlagKind }> = {
   '--workers': { key: 'workers', kind: 'pos' },
   '-w': { key: 'workers', kind: 'pos' },
   '--port': { key: 'port', kind: 'int' },
@@ -74,6 +80,8 @@ const FLAGS: Record<string, { key: keyof ServeArgs; kind: 'int' | 'pos' | 'ms' |
   '--shutdown-timeout': { key: 'shutdownTimeout', kind: 'ms' },
   '--reuse-port': { key: 'reusePort', kind: 'bool' },
   '--backlog': { key: 'backlog', kind: 'pos' },
+  '--max-requests': { key: 'maxRequests', kind: 'pos' },
+  '--max-memory': { key: 'maxMemory', kind: 'size' },
   '--quiet': { key: 'quiet', kind: 'bool' },
   '-q': { key: 'quiet', kind: 'bool' },
   '--help': { key: 'help', kind: 'bool' },
@@ -113,6 +121,7 @@ export function parseServeArgs(argv: string[]): ServeArgs {
     }
     if (flag.kind === 'str') rec[flag.key] = value;
     else if (flag.kind === 'list') (rec[flag.key] as string[]).push(value);
+    else if (flag.kind === 'size') rec[flag.key] = size(arg, value);
     else rec[flag.key] = number(arg, value, flag.kind);
   }
   if (out.help) return out;
@@ -136,6 +145,18 @@ function number(flag: string, value: string, kind: 'int' | 'pos' | 'ms'): number
   if (!ok) {
     const what = kind === 'int' ? 'a non-negative integer' : kind === 'pos' ? 'a positive integer' : 'a positive number of milliseconds';
     throw new ServeUsageError(`cowfork serve: ${flag} must be ${what}, got '${value}'`);
+  }
+  return n;
+}
+
+const UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 };
+
+/** A size in bytes: a whole number, optionally with K, M or G (powers of 1024). */
+function size(flag: string, value: string): number {
+  const m = /^(\d+)([KMG]?)B?$/i.exec(value);
+  const n = m ? Number(m[1]) * UNITS[m[2].toUpperCase()] : NaN;
+  if (!(Number.isSafeInteger(n) && n > 0)) {
+    throw new ServeUsageError(`cowfork serve: ${flag} must be a size in bytes, such as 536870912, 512M or 2G, got '${value}'`);
   }
   return n;
 }
@@ -175,8 +196,11 @@ export async function serveCommand(argv: string[]): Promise<void> {
     shutdownTimeout: args.shutdownTimeout,
     reusePort: args.reusePort,
     backlog: args.backlog,
+    maxRequests: args.maxRequests,
+    maxMemory: args.maxMemory,
   });
   master.on('spawn', (e) => log(`worker ${e.num} forked (pid ${e.pid}, generation ${e.generation})`));
+  master.on('recycle', (e) => log(`worker ${e.num} (pid ${e.pid}) reached ${e.cause}; replacing it`));
   master.on('timeout', (e) => log(`worker ${e.num} (pid ${e.pid}) missed its heartbeat; killing it`));
   master.on('exit', (e) => {
     const how = e.signal ? `killed by ${e.signal}` : `exited with code ${e.exitCode}`;

@@ -16,6 +16,7 @@ import {
 } from '../validate';
 import { type Address, type Endpoint, type ListenSpec, parseListen } from './listen';
 import { type MasterConfig, MasterImpl } from './master';
+import { defaultJitter } from './recycle';
 import { importModule, workerFromModule } from './serve';
 import type {
   ForkInfo,
@@ -24,6 +25,7 @@ import type {
   WorkerEvent,
   WorkerExitEvent,
   WorkerFn,
+  WorkerRecycleEvent,
   WorkerStats,
 } from './types';
 
@@ -39,6 +41,7 @@ export type {
   WorkerEvent,
   WorkerExitEvent,
   WorkerFn,
+  WorkerRecycleEvent,
   WorkerState,
   WorkerStats,
 } from './types';
@@ -56,6 +59,9 @@ const KNOWN = [
   'worker',
   'beforeFork',
   'afterFork',
+  'maxRequests',
+  'maxRequestsJitter',
+  'maxMemory',
 ] as const;
 
 export interface PreforkMasterEvents {
@@ -63,11 +69,12 @@ export interface PreforkMasterEvents {
   ready: [WorkerEvent];
   exit: [WorkerExitEvent];
   timeout: [WorkerEvent];
+  recycle: [WorkerRecycleEvent];
   forkError: [Error];
   stop: [];
 }
 
-/** The handle `prefork()` returns. Events: spawn, ready, exit, timeout, forkError, stop. */
+/** The handle `prefork()` returns. Events: spawn, ready, exit, timeout, recycle, forkError, stop. */
 export class PreforkMaster extends EventEmitter<PreforkMasterEvents> {
   readonly #impl: MasterImpl;
   /** Settles once every worker has reported ready (rejects with WorkerBootError if one dies first). */
@@ -137,6 +144,13 @@ export function prefork(options: PreforkOptions): PreforkMaster {
   if (reusePort && endpoints.some((e) => e.kind === 'unix')) {
     throw new TypeError('options.reusePort needs TCP addresses in options.listen (a unix socket cannot be shared that way)');
   }
+  const maxRequests = opts.maxRequests === undefined ? null : positiveInteger(opts.maxRequests, 'options.maxRequests', 0);
+  if (opts.maxRequestsJitter !== undefined && maxRequests === null) {
+    throw new TypeError('options.maxRequestsJitter needs options.maxRequests');
+  }
+  if (maxRequests !== null && threads > 0) {
+    throw new TypeError('options.maxRequests cannot count the requests of hybrid threads (options.threads > 0); use options.maxMemory');
+  }
   const config: MasterConfig = {
     workers: positiveInteger(opts.workers, 'options.workers', os.availableParallelism()),
     endpoints,
@@ -150,6 +164,11 @@ export function prefork(options: PreforkOptions): PreforkMaster {
     module: typeof worker === 'string' ? path.resolve(worker) : null,
     beforeFork: optionalFunction<(info: ForkInfo) => void>(opts.beforeFork, 'options.beforeFork'),
     afterFork: optionalFunction<(ctx: WorkerContext) => void>(opts.afterFork, 'options.afterFork'),
+    recycle: {
+      maxRequests,
+      maxRequestsJitter: nonNegativeInteger(opts.maxRequestsJitter, 'options.maxRequestsJitter', defaultJitter(maxRequests)),
+      maxMemory: positiveNumber(opts.maxMemory, 'options.maxMemory') ?? null,
+    },
   };
   if (!isForkSafe()) throw forkUnsafeError('prefork()');
 

@@ -23,11 +23,12 @@ import { PreForkGc } from './heap';
 import { BACKOFF_BASE_MS, CRASH_WINDOW_MS, Histories, backoff } from './history';
 import type { Address, Endpoint } from './listen';
 import { OrphanReaper } from './reaper';
+import { RECYCLE_NONE, type RecycleLimits, recycleCause } from './recycle';
 import { SelfPipe } from './selfpipe';
 import { SignalQueue } from './signals';
 import { MasterSockets } from './sockets';
 import type { ExitReason, ForkInfo, WorkerContext, WorkerExitEvent, WorkerFn, WorkerState, WorkerStats } from './types';
-import { BEAT, SHM_SLOTS, STATE, STATE_READY, STATE_STOPPING, type WorkerSetup, runWorker } from './worker';
+import { BEAT, RECYCLE, REQUEST_LIMIT, SHM_SLOTS, STATE, STATE_READY, STATE_STOPPING, type WorkerSetup, runWorker } from './worker';
 
 export interface MasterConfig {
   workers: number;
@@ -42,6 +43,7 @@ export interface MasterConfig {
   module: string | null;
   beforeFork?: (info: ForkInfo) => void;
   afterFork?: (ctx: WorkerContext) => void;
+  recycle: RecycleLimits;
 }
 
 /** A live worker: forked, not yet reaped. It holds its num until it is reaped. */
@@ -197,6 +199,7 @@ export class MasterImpl {
     this.reapOrphans();
     this.handleSignals();
     this.killOverdue();
+    this.recycle();
     this.keepCount();
     this.settle();
     this.sleep();
@@ -304,6 +307,33 @@ export class MasterImpl {
     }
   }
 
+  /**
+   * Step 3b: retire one worker that asked to be recycled (maxRequests,
+   * maxMemory), only while every other worker is ready and none is draining,
+   * so recycling never takes more than one worker out of service.
+   */
+  private recycle(): void {
+    if (this.phase !== 'running' || !this.steady()) return;
+    for (const w of this.live.values()) {
+      const code = native.shmLoad(w.shm, RECYCLE);
+      if (code === RECYCLE_NONE) continue;
+      const limit = native.shmLoad(w.shm, REQUEST_LIMIT);
+      const event = { num: w.num, pid: w.pid, generation: w.generation, cause: recycleCause(code), requestLimit: limit === 0 ? null : limit };
+      this.notify(() => this.events.emit('recycle', event));
+      this.retire(w, 'recycle');
+      return;
+    }
+  }
+
+  /** Whether every num below the target has a ready worker that is not being retired. */
+  private steady(): boolean {
+    for (let num = 0; num < this.target; num++) {
+      const w = this.live.get(num);
+      if (w === undefined || w.state !== 'ready' || w.retiring !== null) return false;
+    }
+    return true;
+  }
+
   /** Step 4: retire extra workers, fork missing ones, advance a rolling restart. */
   private keepCount(): void {
     if (this.phase === 'stopping') return;
@@ -330,15 +360,11 @@ export class MasterImpl {
 
   /** A rolling restart retires one old-generation worker at a time, once every other worker is ready. */
   private rollOne(): void {
-    if (this.restartWaiters.length === 0) return;
-    let busy = false;
-    let oldest: Live | null = null;
+    if (this.restartWaiters.length === 0 || !this.steady()) return;
     for (let num = 0; num < this.target; num++) {
-      const w = this.live.get(num);
-      if (w === undefined || w.state !== 'ready' || w.retiring !== null) busy = true;
-      else if (w.generation < this.generation && oldest === null) oldest = w;
+      const w = this.live.get(num)!;
+      if (w.generation < this.generation) return this.retire(w, 'restart', this.cfg.shutdownTimeout);
     }
-    if (!busy && oldest !== null) this.retire(oldest, 'restart', this.cfg.shutdownTimeout);
   }
 
   /** Resolves promises whose condition now holds. */
@@ -406,6 +432,7 @@ export class MasterImpl {
       worker: this.cfg.worker,
       module: this.cfg.module,
       afterFork: this.cfg.afterFork,
+      recycle: this.cfg.recycle,
     };
     let child: ForkedChild;
     try {

@@ -84,6 +84,16 @@ export interface PreforkOptions {
   beforeFork?: (info: ForkInfo) => void;
   /** Runs in each forked worker just after the fork, before `worker(ctx)`. */
   afterFork?: (ctx: WorkerContext) => void;
+  /**
+   * Recycle a worker (a graceful replacement) once it has served this many
+   * HTTP requests, plus its own random jitter of 0..maxRequestsJitter.
+   * Counts the requests of every server on an inherited fd.
+   */
+  maxRequests?: number;
+  /** The most requests a worker adds to maxRequests, drawn per worker (default: a tenth of maxRequests). */
+  maxRequestsJitter?: number;
+  /** Recycle a worker whose memory (PSS on Linux, else RSS) is over this many bytes; checked every second. */
+  maxMemory?: number;
 }
 
 export type WorkerState = 'starting' | 'ready' | 'stopping';
@@ -101,7 +111,7 @@ export interface WorkerStats {
   lastHeartbeat: number;
 }
 
-export type ExitReason = 'crash' | 'timeout' | 'restart' | 'scale' | 'stop';
+export type ExitReason = 'crash' | 'timeout' | 'restart' | 'scale' | 'stop' | 'recycle';
 
 export interface WorkerEvent {
   num: number;
@@ -113,4 +123,11 @@ export interface WorkerExitEvent extends WorkerEvent {
   exitCode: number | null;
   signal: NodeJS.Signals | null;
   reason: ExitReason;
+}
+
+/** A worker over maxRequests or maxMemory is being replaced. */
+export interface WorkerRecycleEvent extends WorkerEvent {
+  cause: 'maxRequests' | 'maxMemory';
+  /** The worker's own request limit (maxRequests plus its jitter), or null without maxRequests. */
+  requestLimit: number | null;
 }

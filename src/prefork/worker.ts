@@ -8,12 +8,15 @@ import { exitChild } from '../fork';
 import { HUP, READ, type ShmHandle, native } from '../native';
 import { BaseContext } from './context';
 import { adoptListeners } from './drain';
+import { type RecycleLimits, Recycler } from './recycle';
 import type { Frame, ParentContext, WorkerContext, WorkerFn } from './types';
 
 // Shared-memory slots of one worker, written by the worker and read by the master.
 export const BEAT = 0; // performance.now() of the last heartbeat, in ms (a clock fork() keeps shared)
 export const STATE = 1; // 0 starting, 1 ready, 2 stopping
-export const SHM_SLOTS = 2;
+export const RECYCLE = 2; // why the worker asks to be recycled (recycle.ts), 0 while it does not
+export const REQUEST_LIMIT = 3; // the worker's own maxRequests with its jitter, 0 without one
+export const SHM_SLOTS = 4;
 export const STATE_STARTING = 0;
 export const STATE_READY = 1;
 export const STATE_STOPPING = 2;
@@ -36,6 +39,7 @@ export interface WorkerSetup {
   worker: WorkerFn | null;
   module: string | null;
   afterFork?: (ctx: WorkerContext) => void;
+  recycle: RecycleLimits;
 }
 
 class ProcessContext extends BaseContext {
@@ -107,8 +111,13 @@ export function runWorker(setup: WorkerSetup): Promise<number> {
   }
   detachStdin();
   const ctx = new ProcessContext(setup);
+  const recycler = new Recycler(setup.recycle, (code) => {
+    native.shmStore(setup.shm, RECYCLE, code);
+    wakeMaster(setup.wakeFd);
+  });
+  if (recycler.limit !== Infinity) native.shmStore(setup.shm, REQUEST_LIMIT, recycler.limit);
   // Any server that listens on an inherited fd drains on SIGTERM, not only ctx.serve()'s.
-  adoptListeners(ctx);
+  adoptListeners(ctx, recycler.onRequest);
   let resolveExit!: (code: number) => void;
   const exited = new Promise<number>((r) => (resolveExit = r));
 
@@ -134,6 +143,7 @@ export function runWorker(setup: WorkerSetup): Promise<number> {
   ctx.heartbeat();
   const beat = setInterval(() => {
     if (threads === null || threads.allAlive(setup.timeout)) ctx.heartbeat();
+    recycler.checkMemory();
   }, setup.beatEvery);
   beat.unref();
 

@@ -6,6 +6,8 @@ import { isForkSafe } from '../fork';
 import { reexecWithFlag } from '../launcher';
 import { describe, parseListen } from './listen';
 import { prefork } from './index';
+import { startedByNpm, watchParent } from './parent';
+import { PidFileError, writePidFile } from './pidfile';
 
 export class ServeUsageError extends Error {}
 
@@ -35,6 +37,7 @@ Options:
       --backlog N           listen(2) backlog (default 511)
       --max-requests N      recycle a worker after N requests (plus a jitter of up to N/10)
       --max-memory SIZE     recycle a worker whose memory (PSS) is over SIZE (bytes, or 512K, 300M, 2G)
+      --pid-file PATH       write the master's pid to PATH (atomically; removed on exit)
   -q, --quiet               don't log worker events
   -h, --help                show this help
 
@@ -42,6 +45,9 @@ Signals to the master:
   TERM, INT, QUIT   graceful stop (a second one kills the workers at once)
   HUP               rolling restart, one worker at a time
   TTIN / TTOU       one more / one fewer worker
+Under npx or npm start, TERM and INT sent to npm stop the master too (npm
+forwards them; its shell dies of them, and the master takes that as a stop).
+npm forwards no other signal: send HUP, TTIN, TTOU to the pid in --pid-file.
 
 Example:
   npx cowfork serve app.js --workers 4 --port 3000
@@ -60,6 +66,7 @@ interface ServeArgs {
   backlog?: number;
   maxRequests?: number;
   maxMemory?: number;
+  pidFile?: string;
   quiet: boolean;
   help: boolean;
 }
@@ -82,6 +89,7 @@ const FLAGS: Record<string, { key: keyof ServeArgs; kind: FlagKind }> = {
   '--backlog': { key: 'backlog', kind: 'pos' },
   '--max-requests': { key: 'maxRequests', kind: 'pos' },
   '--max-memory': { key: 'maxMemory', kind: 'size' },
+  '--pid-file': { key: 'pidFile', kind: 'str' },
   '--quiet': { key: 'quiet', kind: 'bool' },
   '-q': { key: 'quiet', kind: 'bool' },
   '--help': { key: 'help', kind: 'bool' },
@@ -187,6 +195,25 @@ export async function serveCommand(argv: string[]): Promise<void> {
       ? args.listen
       : [formatHostPort(args.host, args.port ?? Number(process.env.PORT ?? 3000))];
   const log = args.quiet ? () => {} : (msg: string) => process.stderr.write(`cowfork serve: ${msg}\n`);
+  let removePidFile = (): void => {};
+  if (args.pidFile !== undefined) {
+    try {
+      removePidFile = writePidFile(args.pidFile);
+    } catch (err) {
+      if (!(err instanceof PidFileError)) throw err;
+      process.stderr.write(`${err.message}\n`);
+      process.exitCode = 1;
+      return;
+    }
+  }
+  try {
+    await runMaster(args, listen, app, log);
+  } finally {
+    removePidFile();
+  }
+}
+
+async function runMaster(args: ServeArgs, listen: (string | number)[], app: string, log: (msg: string) => void): Promise<void> {
   const master = prefork({
     worker: app,
     listen,
@@ -207,6 +234,15 @@ export async function serveCommand(argv: string[]): Promise<void> {
     log(`worker ${e.num} (pid ${e.pid}) ${how} (${e.reason})`);
   });
   const stopped = new Promise<void>((resolve) => master.once('stop', resolve));
+  // Under npx, the shell npm put in front of the master dies of the TERM or
+  // INT npm forwards to it (parent.ts): take that as the stop it was meant to be.
+  const unwatch = startedByNpm()
+    ? watchParent((ppid) => {
+        log(`the process that started the master (pid ${ppid}, under npm) exited; stopping`);
+        void master.stop();
+      })
+    : () => {};
+  master.once('stop', unwatch);
   try {
     await master.ready;
     const where = master.addresses.map((a) => (a.path ? a.path : `http://${describe(a)}`)).join(', ');

@@ -37,6 +37,7 @@ Options:
       --backlog N           listen(2) backlog (default 511)
       --max-requests N      recycle a worker after N requests (plus a jitter of up to N/10)
       --max-memory SIZE     recycle a worker whose memory (PSS) is over SIZE (bytes, or 512K, 300M, 2G)
+      --metrics-port N      serve /metrics (prom-client, every worker merged) on N, on --host
       --pid-file PATH       write the master's pid to PATH (atomically; removed on exit)
   -q, --quiet               don't log worker events
   -h, --help                show this help
@@ -67,6 +68,7 @@ interface ServeArgs {
   maxRequests?: number;
   maxMemory?: number;
   pidFile?: string;
+  metricsPort?: number;
   quiet: boolean;
   help: boolean;
 }
@@ -90,6 +92,7 @@ const FLAGS: Record<string, { key: keyof ServeArgs; kind: FlagKind }> = {
   '--max-requests': { key: 'maxRequests', kind: 'pos' },
   '--max-memory': { key: 'maxMemory', kind: 'size' },
   '--pid-file': { key: 'pidFile', kind: 'str' },
+  '--metrics-port': { key: 'metricsPort', kind: 'int' },
   '--quiet': { key: 'quiet', kind: 'bool' },
   '-q': { key: 'quiet', kind: 'bool' },
   '--help': { key: 'help', kind: 'bool' },
@@ -140,6 +143,9 @@ export function parseServeArgs(argv: string[]): ServeArgs {
     throw new ServeUsageError('cowfork serve: use either --listen or --port/--host, not both');
   }
   if (out.port !== undefined && out.port > 65535) throw new ServeUsageError(`cowfork serve: --port must be 0..65535, got ${out.port}`);
+  if (out.metricsPort !== undefined && out.metricsPort > 65535) {
+    throw new ServeUsageError(`cowfork serve: --metrics-port must be 0..65535, got ${out.metricsPort}`);
+  }
   if (out.reusePort && out.listen.some((l) => parseListenOrUsage(l).kind === 'unix')) {
     throw new ServeUsageError('cowfork serve: --reuse-port needs TCP addresses, not a unix socket');
   }
@@ -225,6 +231,7 @@ async function runMaster(args: ServeArgs, listen: (string | number)[], app: stri
     backlog: args.backlog,
     maxRequests: args.maxRequests,
     maxMemory: args.maxMemory,
+    metrics: args.metricsPort === undefined ? undefined : { port: args.metricsPort, host: args.host },
   });
   master.on('spawn', (e) => log(`worker ${e.num} forked (pid ${e.pid}, generation ${e.generation})`));
   master.on('recycle', (e) => log(`worker ${e.num} (pid ${e.pid}) reached ${e.cause}; replacing it`));
@@ -247,6 +254,7 @@ async function runMaster(args: ServeArgs, listen: (string | number)[], app: stri
     await master.ready;
     const where = master.addresses.map((a) => (a.path ? a.path : `http://${describe(a)}`)).join(', ');
     log(`${master.workers} workers ready on ${where} (master pid ${process.pid})`);
+    if (master.metricsAddress !== null) log(`metrics on http://${describe(master.metricsAddress)}/metrics`);
   } catch (err) {
     process.stderr.write(`cowfork serve: ${(err as Error).message}\n`);
     process.exitCode = 1;

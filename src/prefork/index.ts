@@ -9,6 +9,7 @@ import {
   boolean,
   nonNegativeInteger,
   optionalFunction,
+  isPlainObject,
   optionsObject,
   positiveInteger,
   positiveNumber,
@@ -16,6 +17,7 @@ import {
 } from '../validate';
 import { type Address, type Endpoint, type ListenSpec, parseListen } from './listen';
 import { type MasterConfig, MasterImpl } from './master';
+import { MetricsExporter, loadPromClient } from './metrics';
 import { defaultJitter } from './recycle';
 import { importModule, workerFromModule } from './serve';
 import type {
@@ -62,6 +64,7 @@ const KNOWN = [
   'maxRequests',
   'maxRequestsJitter',
   'maxMemory',
+  'metrics',
 ] as const;
 
 export interface PreforkMasterEvents {
@@ -82,13 +85,23 @@ export class PreforkMaster extends EventEmitter<PreforkMasterEvents> {
   /** The listening sockets the master opened, with the real port for port 0. */
   readonly addresses: readonly Address[];
 
+  /** The socket of `options.metrics` (with the real port for port 0), or null. */
+  readonly metricsAddress: Address | null;
+
   /** @internal Use prefork(). */
-  constructor(config: MasterConfig, boot: (impl: MasterImpl) => void) {
+  constructor(config: MasterConfig, boot: (impl: MasterImpl) => void, metrics: MetricsExporter | null) {
     super();
     this.#impl = new MasterImpl(config, this as unknown as EventEmitter);
+    // Before the first fork (a turn of the loop, not this call): workers need the setup.
+    if (metrics !== null) {
+      config.metrics = metrics.setup;
+      metrics.attach(this);
+      this.once('stop', () => metrics.close());
+    }
     boot(this.#impl);
     this.ready = this.#impl.ready;
     this.addresses = Object.freeze(this.#impl.addresses.map((a) => Object.freeze({ ...a })));
+    this.metricsAddress = metrics === null ? null : Object.freeze({ ...metrics.address });
   }
 
   /** Per live worker: num, pid, generation, state, uptime, restarts, lastHeartbeat. */
@@ -169,9 +182,33 @@ export function prefork(options: PreforkOptions): PreforkMaster {
       maxRequestsJitter: nonNegativeInteger(opts.maxRequestsJitter, 'options.maxRequestsJitter', defaultJitter(maxRequests)),
       maxMemory: positiveNumber(opts.maxMemory, 'options.maxMemory') ?? null,
     },
+    metrics: null,
   };
+  const metricsAt = metricsEndpoint(opts.metrics, threads);
   if (!isForkSafe()) throw forkUnsafeError('prefork()');
+  const metrics = metricsAt === null ? null : new MetricsExporter(metricsAt, loadPromClient(config.module ? path.dirname(config.module) : process.cwd()));
+  try {
+    return startMaster(config, threads, worker as WorkerFn | string, metrics);
+  } catch (err) {
+    metrics?.close();
+    throw err;
+  }
+}
 
+/** `options.metrics: { port, host? }`: where the merged /metrics is served. */
+function metricsEndpoint(v: unknown, threads: number): Endpoint | null {
+  if (v === undefined) return null;
+  if (!isPlainObject(v)) throw new TypeError('options.metrics must be an object such as { port: 9100 }');
+  rejectUnknown(v, ['port', 'host'], 'options.metrics');
+  if (v.port === undefined) throw new TypeError('options.metrics.port must be a port from 0 to 65535');
+  if (typeof v.port !== 'number') throw new TypeError('options.metrics.port must be a port from 0 to 65535');
+  const at = parseListen(v.port, 'options.metrics.port');
+  if (v.host !== undefined && typeof v.host !== 'string') throw new TypeError('options.metrics.host must be a string');
+  if (threads > 0) throw new TypeError('options.metrics cannot merge the registries of hybrid threads (options.threads > 0)');
+  return at.kind === 'tcp' ? { ...at, host: (v.host as string | undefined) ?? '' } : at;
+}
+
+function startMaster(config: MasterConfig, threads: number, worker: WorkerFn | string, metrics: MetricsExporter | null): PreforkMaster {
   return new PreforkMaster(config, (impl) => {
     if (typeof worker === 'function') {
       impl.start(worker as WorkerFn);
@@ -186,5 +223,5 @@ export function prefork(options: PreforkOptions): PreforkMaster {
         (fn) => impl.start(threads > 0 ? null : fn),
         (err: Error) => impl.fail(err),
       );
-  });
+  }, metrics);
 }

@@ -22,6 +22,7 @@ import { type ShmHandle, native } from '../native';
 import { PreForkGc } from './heap';
 import { BACKOFF_BASE_MS, CRASH_WINDOW_MS, Histories, backoff } from './history';
 import type { Address, Endpoint } from './listen';
+import type { MetricsSetup } from './metrics';
 import { OrphanReaper } from './reaper';
 import { RECYCLE_NONE, type RecycleLimits, recycleCause } from './recycle';
 import { SelfPipe } from './selfpipe';
@@ -44,6 +45,8 @@ export interface MasterConfig {
   beforeFork?: (info: ForkInfo) => void;
   afterFork?: (ctx: WorkerContext) => void;
   recycle: RecycleLimits;
+  /** Set once the metrics exporter exists (index.ts), before the first fork. */
+  metrics: MetricsSetup | null;
 }
 
 /** A live worker: forked, not yet reaped. It holds its num until it is reaped. */
@@ -433,6 +436,7 @@ export class MasterImpl {
       module: this.cfg.module,
       afterFork: this.cfg.afterFork,
       recycle: this.cfg.recycle,
+      metrics: this.cfg.metrics,
     };
     let child: ForkedChild;
     try {

@@ -94,6 +94,12 @@ export interface PreforkOptions {
   maxRequestsJitter?: number;
   /** Recycle a worker whose memory (PSS on Linux, else RSS) is over this many bytes; checked every second. */
   maxMemory?: number;
+  /**
+   * Serve one /metrics with every worker's prom-client metrics (its default
+   * registry) merged, each series labelled `worker="<num>"`, plus the
+   * master's. Needs the prom-client package. `host` defaults to every interface.
+   */
+  metrics?: { port: number; host?: string };
 }
 
 export type WorkerState = 'starting' | 'ready' | 'stopping';

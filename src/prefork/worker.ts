@@ -8,6 +8,7 @@ import { exitChild } from '../fork';
 import { HUP, READ, type ShmHandle, native } from '../native';
 import { BaseContext } from './context';
 import { adoptListeners } from './drain';
+import { type MetricsSetup, startWorkerMetrics } from './metrics';
 import { type RecycleLimits, Recycler } from './recycle';
 import type { Frame, ParentContext, WorkerContext, WorkerFn } from './types';
 
@@ -40,6 +41,8 @@ export interface WorkerSetup {
   module: string | null;
   afterFork?: (ctx: WorkerContext) => void;
   recycle: RecycleLimits;
+  /** Where the worker writes its prom-client snapshots (metrics.ts), or null. */
+  metrics: MetricsSetup | null;
 }
 
 class ProcessContext extends BaseContext {
@@ -126,13 +129,17 @@ export function runWorker(setup: WorkerSetup): Promise<number> {
   // is also what keeps the worker's event loop alive.
   native.watch(setup.lifeRead, READ | HUP, () => exitChild(1));
 
+  const finalSnapshot = setup.metrics === null ? null : startWorkerMetrics(setup.metrics, setup.num);
   let stopping = false;
   const threads = setup.threads > 0 ? new ThreadHost(ctx, setup) : null;
   const shutdown = (): void => {
     if (stopping) return;
     stopping = true;
     native.shmStore(setup.shm, STATE, STATE_STOPPING);
-    void Promise.all([ctx.runShutdown(), threads?.shutdown()]).then(() => resolveExit(0));
+    // The last metrics snapshot is taken once everything has drained, so it holds every count.
+    void Promise.all([ctx.runShutdown(), threads?.shutdown()])
+      .then(() => finalSnapshot?.())
+      .then(() => resolveExit(0));
   };
   for (const sig of ['SIGTERM', 'SIGINT', 'SIGQUIT'] as const) process.on(sig, shutdown);
   // A terminal hangup or a stray HUP is the master's business, not a worker's.

@@ -7,7 +7,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { prefork } from '../src/index';
-import { ROOT, isAlive } from './helpers';
+import { ROOT, isAlive, waitFor } from './helpers';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { startMaster, startProcess } = require('./fixtures/prefork-harness.js');
 
@@ -80,6 +80,15 @@ async function scrape(port: number): Promise<Scrape> {
   return { text: r.body, series, byWorker, total: [...byWorker.values()].reduce((a, b) => a + b, 0) };
 }
 
+/** Waits until the master has a ready worker for each of `n` nums and none in a replacement. */
+async function steady(m: Proc, n: number): Promise<void> {
+  await sleep(300);
+  await waitFor(() => {
+    const live = m.liveWorkers();
+    return live.length === n && live.every((w: Ev) => m.events.some((e: Ev) => e.event === 'ready' && e.pid === w.pid));
+  }, 10_000);
+}
+
 async function master(options: object): Promise<Proc> {
   const m = await startMaster({ app: 'prefork-metrics-app.js', metrics: { port: 0, host: '127.0.0.1' }, ...options });
   started.push(m);
@@ -123,6 +132,7 @@ describe('/metrics across workers', () => {
     // 1,000 requests: each worker is recycled several times along the way.
     await send(m.port, 1000);
     await m.waitEvent((e: Ev) => e.event === 'exit' && e.reason === 'recycle', 10_000);
+    await steady(m, 2);
     const a = await scrape(m.metricsPort);
     expect(a.total).toBe(1000);
     m.send('restart');
@@ -130,6 +140,7 @@ describe('/metrics across workers', () => {
     const b = await scrape(m.metricsPort);
     expect(b.total).toBe(1000);
     await send(m.port, 100);
+    await steady(m, 2);
     const c = await scrape(m.metricsPort);
     expect(c.total).toBe(1100);
     // Series stay bounded by the nums, whatever the replacements.

@@ -243,43 +243,36 @@ export class MetricsExporter {
     const { Registry, Counter, Gauge } = this.setup.promClient;
     const registry = new Registry();
     const timeouts = this.timeouts;
-    new Counter({
-      name: 'cowfork_worker_restarts_total',
-      help: 'How many times the master replaced the worker of this num.',
-      labelNames: ['worker'],
-      registers: [registry],
-      collect(this: { reset(): void; inc(l: object, n: number): void }) {
-        this.reset();
-        for (const w of source.stats()) this.inc({ worker: w.num }, w.restarts);
-      },
-    });
-    new Counter({
-      name: 'cowfork_worker_timeouts_total',
-      help: 'Workers of this num killed for a missed heartbeat.',
-      labelNames: ['worker'],
-      registers: [registry],
-      collect(this: { reset(): void; inc(l: object, n: number): void }) {
-        this.reset();
-        for (const w of source.stats()) this.inc({ worker: w.num }, timeouts.get(w.num) ?? 0);
-      },
-    });
-    new Gauge({
-      name: 'cowfork_worker_heartbeat_age_seconds',
-      help: 'Seconds since the live worker of this num last reported a heartbeat.',
-      labelNames: ['worker'],
-      registers: [registry],
-      collect(this: { reset(): void; set(l: object, n: number): void }) {
-        this.reset();
-        const t = Date.now();
-        for (const w of source.stats()) this.set({ worker: w.num }, Math.max(0, t - w.lastHeartbeat) / 1000);
-      },
-    });
+    // One worker per num; during a reload a num also has its new worker, which is not counted twice.
+    const byNum = (): Map<number, WorkerStats> => new Map(source.stats().map((w) => [w.num, w]));
+    type Collector = { reset(): void; inc(l: object, n: number): void; set(l: object, n: number): void };
+    const perNum = (name: string, help: string, kind: 'counter' | 'gauge', value: (w: WorkerStats) => number): void => {
+      const Metric = kind === 'counter' ? Counter : Gauge;
+      new Metric({
+        name,
+        help,
+        labelNames: ['worker'],
+        registers: [registry],
+        collect(this: Collector) {
+          this.reset();
+          for (const w of byNum().values()) {
+            if (kind === 'counter') this.inc({ worker: w.num }, value(w));
+            else this.set({ worker: w.num }, value(w));
+          }
+        },
+      });
+    };
+    perNum('cowfork_worker_restarts_total', 'How many times the master replaced the worker of this num.', 'counter', (w) => w.restarts);
+    perNum('cowfork_worker_timeouts_total', 'Workers of this num killed for a missed heartbeat.', 'counter', (w) => timeouts.get(w.num) ?? 0);
+    perNum('cowfork_worker_heartbeat_age_seconds', 'Seconds since the worker of this num last reported a heartbeat.', 'gauge', (w) =>
+      Math.max(0, Date.now() - w.lastHeartbeat) / 1000,
+    );
     new Gauge({
       name: 'cowfork_workers',
-      help: 'Live worker processes.',
+      help: 'Nums with a live worker.',
       registers: [registry],
       collect(this: { set(n: number): void }) {
-        this.set(source.stats().length);
+        this.set(byNum().size);
       },
     });
     return registry;

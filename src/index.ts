@@ -55,4 +55,5 @@ export {
   ReshardError,
   CheckpointError,
   WorkerBootError,
+  ReloadError,
 } from './errors';

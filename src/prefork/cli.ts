@@ -44,7 +44,9 @@ Options:
 
 Signals to the master:
   TERM, INT, QUIT   graceful stop (a second one kills the workers at once)
-  HUP               rolling restart, one worker at a time
+  HUP               rolling restart, one worker at a time (same code)
+  USR2              code reload: load app.js again (same master pid), fork new
+                    workers from it, drain the old ones once all new are ready
   TTIN / TTOU       one more / one fewer worker
 Under npx or npm start, TERM and INT sent to npm stop the master too (npm
 forwards them; its shell dies of them, and the master takes that as a stop).
@@ -234,6 +236,9 @@ async function runMaster(args: ServeArgs, listen: (string | number)[], app: stri
     metrics: args.metricsPort === undefined ? undefined : { port: args.metricsPort, host: args.host },
   });
   master.on('spawn', (e) => log(`worker ${e.num} forked (pid ${e.pid}, generation ${e.generation})`));
+  master.on('reload', (e) => log(`reloading: new code loaded, forking generation ${e.generation}`));
+  master.on('reloaded', (e) => log(`reloaded: generation ${e.generation} serves (master pid ${process.pid})`));
+  master.on('reloadError', (err) => log(`reload failed: ${err.message}${err.cause ? `\n${(err.cause as Error).stack ?? err.cause}` : ''}`));
   master.on('recycle', (e) => log(`worker ${e.num} (pid ${e.pid}) reached ${e.cause}; replacing it`));
   master.on('timeout', (e) => log(`worker ${e.num} (pid ${e.pid}) missed its heartbeat; killing it`));
   master.on('exit', (e) => {

@@ -19,6 +19,7 @@ import { type Address, type Endpoint, type ListenSpec, parseListen } from './lis
 import { type MasterConfig, MasterImpl } from './master';
 import { MetricsExporter, loadPromClient } from './metrics';
 import { defaultJitter } from './recycle';
+import { importFresh } from './reload';
 import { importModule, workerFromModule } from './serve';
 import type {
   ForkInfo,
@@ -73,11 +74,14 @@ export interface PreforkMasterEvents {
   exit: [WorkerExitEvent];
   timeout: [WorkerEvent];
   recycle: [WorkerRecycleEvent];
+  reload: [{ generation: number }];
+  reloaded: [{ generation: number }];
+  reloadError: [Error];
   forkError: [Error];
   stop: [];
 }
 
-/** The handle `prefork()` returns. Events: spawn, ready, exit, timeout, recycle, forkError, stop. */
+/** The handle `prefork()` returns. Events: spawn, ready, exit, timeout, recycle, reload, reloaded, reloadError, forkError, stop. */
 export class PreforkMaster extends EventEmitter<PreforkMasterEvents> {
   readonly #impl: MasterImpl;
   /** Settles once every worker has reported ready (rejects with WorkerBootError if one dies first). */
@@ -117,6 +121,16 @@ export class PreforkMaster extends EventEmitter<PreforkMasterEvents> {
   /** Rolling restart: one worker at a time drains and is replaced by a fresh fork. */
   restart(): Promise<void> {
     return this.#impl.restart();
+  }
+
+  /**
+   * Code reload (also SIGUSR2): loads the worker module again in this process
+   * (same pid), forks a new worker per num from it, and drains the old ones
+   * once every new one is ready. Rejects with ReloadError, and the old
+   * workers keep serving, if the new code fails to load or to boot.
+   */
+  reload(): Promise<void> {
+    return this.#impl.reload();
   }
 
   /** Changes the number of workers; extra ones drain (highest nums first go), missing ones are forked. */
@@ -183,7 +197,12 @@ export function prefork(options: PreforkOptions): PreforkMaster {
       maxMemory: positiveNumber(opts.maxMemory, 'options.maxMemory') ?? null,
     },
     metrics: null,
+    load: null,
   };
+  if (typeof worker === 'string') {
+    const file = config.module!;
+    config.load = () => importFresh(file).then((mod) => (threads > 0 ? null : workerFromModule(mod, file)));
+  }
   const metricsAt = metricsEndpoint(opts.metrics, threads);
   if (!isForkSafe()) throw forkUnsafeError('prefork()');
   const metrics = metricsAt === null ? null : new MetricsExporter(metricsAt, loadPromClient(config.module ? path.dirname(config.module) : process.cwd()));

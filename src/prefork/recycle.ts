@@ -5,6 +5,8 @@
 // replacement forks from the master's clean heap: a slow leak never outlives
 // a worker.
 import fs from 'node:fs';
+import { type ShmHandle, native } from '../native';
+import type { WorkerRecycleEvent } from './types';
 
 /** Why a worker asked to be recycled, as the worker writes it to its RECYCLE slot. */
 export const RECYCLE_NONE = 0;
@@ -87,4 +89,21 @@ export class Recycler {
     this.asked = true;
     this.ask(code);
   }
+}
+
+// Shared-memory slots a worker writes for recycling (worker.ts lays out the block).
+export const RECYCLE = 2; // why the worker asks to be recycled, RECYCLE_NONE while it does not
+export const REQUEST_LIMIT = 3; // the worker's own maxRequests with its jitter, 0 without one
+
+/** The master's side: the first worker that asked to be recycled, with its event; null if none. */
+export function dueForRecycling<W extends { num: number; pid: number; generation: number; shm: ShmHandle }>(
+  workers: Iterable<W>,
+): { worker: W; event: WorkerRecycleEvent } | null {
+  for (const w of workers) {
+    const code = native.shmLoad(w.shm, RECYCLE);
+    if (code === RECYCLE_NONE) continue;
+    const limit = native.shmLoad(w.shm, REQUEST_LIMIT);
+    return { worker: w, event: { num: w.num, pid: w.pid, generation: w.generation, cause: recycleCause(code), requestLimit: limit === 0 ? null : limit } };
+  }
+  return null;
 }

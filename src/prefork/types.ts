@@ -117,7 +117,7 @@ export interface WorkerStats {
   lastHeartbeat: number;
 }
 
-export type ExitReason = 'crash' | 'timeout' | 'restart' | 'scale' | 'stop' | 'recycle';
+export type ExitReason = 'crash' | 'timeout' | 'restart' | 'scale' | 'stop' | 'recycle' | 'reload';
 
 export interface WorkerEvent {
   num: number;

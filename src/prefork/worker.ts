@@ -9,14 +9,13 @@ import { HUP, READ, type ShmHandle, native } from '../native';
 import { BaseContext } from './context';
 import { adoptListeners } from './drain';
 import { type MetricsSetup, startWorkerMetrics } from './metrics';
-import { type RecycleLimits, Recycler } from './recycle';
+import { RECYCLE, REQUEST_LIMIT, type RecycleLimits, Recycler } from './recycle';
 import type { Frame, ParentContext, WorkerContext, WorkerFn } from './types';
 
 // Shared-memory slots of one worker, written by the worker and read by the master.
 export const BEAT = 0; // performance.now() of the last heartbeat, in ms (a clock fork() keeps shared)
 export const STATE = 1; // 0 starting, 1 ready, 2 stopping
-export const RECYCLE = 2; // why the worker asks to be recycled (recycle.ts), 0 while it does not
-export const REQUEST_LIMIT = 3; // the worker's own maxRequests with its jitter, 0 without one
+// Slots 2 and 3 are recycling's (recycle.ts: RECYCLE, REQUEST_LIMIT).
 export const SHM_SLOTS = 4;
 export const STATE_STARTING = 0;
 export const STATE_READY = 1;

@@ -3,54 +3,19 @@
 // way (`app.listen({ fd: ctx.listenFds[0] })`). Real load over real sockets,
 // real signals to the master, under keep-alive and `Connection: close`
 // traffic.
-import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ROOT, isAlive } from './helpers';
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const { startMaster, startProcess } = require('./fixtures/prefork-harness.js');
+import { ROOT } from './helpers';
+import { type Ev, type Proc, httpGet as get, readyMaster, sleep, startProcess, stopAll } from './prefork-helpers';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { load } = require('./fixtures/prefork-load.js');
 
-type Ev = { event: string; t: number; num: number; pid: number; generation: number; reason?: string; exitCode?: number | null };
-type Proc = ReturnType<typeof startProcess>;
-
 const CLI = path.join(ROOT, 'bin', 'cowfork.js');
 const started: Proc[] = [];
+const master = (options: object): Promise<Proc> => readyMaster(started, options);
 
-async function master(options: object): Promise<Proc> {
-  const m = await startMaster(options);
-  started.push(m);
-  await m.waitEvent((e: Ev) => e.event === 'allready');
-  return m;
-}
-
-afterEach(async () => {
-  for (const m of started.splice(0)) {
-    if (m.child.exitCode === null && m.child.signalCode === null) {
-      m.child.kill('SIGTERM');
-      const t = setTimeout(() => m.child.kill('SIGKILL'), 15_000);
-      await m.exited;
-      clearTimeout(t);
-    }
-    for (const w of m.events.filter((e: Ev) => e.event === 'spawn')) expect(isAlive(w.pid)).toBe(false);
-  }
-});
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function get(port: number, p: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path: p, agent: false, timeout: 10_000 }, (res) => {
-      let body = '';
-      res.on('data', (d) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode!, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-  });
-}
+afterEach(() => stopAll(started));
 
 /** Sends HUP (a rolling restart of every worker), then TTOU (one worker drains) under load; returns the load's stats. */
 async function restartAndScaleDown(m: Proc, close: boolean) {
@@ -102,7 +67,8 @@ describe('drain for any server on an inherited fd', () => {
     const slow = get(port, '/slow?ms=1000');
     await proc.waitEvent((e: Ev) => e.event === 'slow', 10_000);
     proc.child.kill('SIGTERM');
-    expect(await slow).toEqual({ status: 200, body: 'slow done' });
+    const done = await slow;
+    expect([done.status, done.body]).toEqual([200, 'slow done']);
     const exit = await Promise.race([proc.exited, sleep(15_000).then(() => 'timed out')]);
     expect(exit).toEqual({ code: 0, signal: null });
     expect(proc.stderr).toMatch(/worker \d \(pid \d+\) exited with code 0 \(stop\)/);

@@ -3,47 +3,20 @@
 // recycling, nothing is counted twice, and the number of series stays the
 // same. Real requests, real signals, real kill -9.
 import fs from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { prefork } from '../src/index';
-import { ROOT, isAlive, waitFor } from './helpers';
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const { startMaster, startProcess } = require('./fixtures/prefork-harness.js');
-
-type Ev = { event: string; t: number; num: number; pid: number; generation: number; reason?: string };
-type Proc = ReturnType<typeof startProcess>;
+import { ROOT, waitFor } from './helpers';
+import { type Ev, type Proc, httpGet as get, readyMaster, sleep, startProcess, stopAll } from './prefork-helpers';
 
 const CLI = path.join(ROOT, 'bin', 'cowfork.js');
 const started: Proc[] = [];
 
 afterEach(async () => {
-  for (const m of started.splice(0)) {
-    if (m.child.exitCode === null && m.child.signalCode === null) {
-      m.child.kill('SIGTERM');
-      const t = setTimeout(() => m.child.kill('SIGKILL'), 15_000);
-      await m.exited;
-      clearTimeout(t);
-    }
-    for (const w of m.events.filter((e: Ev) => e.event === 'spawn')) expect(isAlive(w.pid)).toBe(false);
-  }
+  await stopAll(started);
   // A stopped master removes its snapshot directory.
   expect(fs.readdirSync('/dev/shm').filter((n) => n.startsWith('cowfork-metrics-'))).toEqual([]);
 });
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function get(port: number, p: string): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path: p, agent: false, timeout: 10_000 }, (res) => {
-      let body = '';
-      res.on('data', (d) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode!, body, headers: res.headers }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-  });
-}
 
 /** Sends `n` requests, `concurrency` at a time, each on a new connection; all must succeed. */
 async function send(port: number, n: number, concurrency = 8): Promise<void> {
@@ -89,12 +62,8 @@ async function steady(m: Proc, n: number): Promise<void> {
   }, 10_000);
 }
 
-async function master(options: object): Promise<Proc> {
-  const m = await startMaster({ app: 'prefork-metrics-app.js', metrics: { port: 0, host: '127.0.0.1' }, ...options });
-  started.push(m);
-  await m.waitEvent((e: Ev) => e.event === 'allready');
-  return m;
-}
+const master = (options: object): Promise<Proc> =>
+  readyMaster(started, { app: 'prefork-metrics-app.js', metrics: { port: 0, host: '127.0.0.1' }, ...options });
 
 describe('/metrics across workers', () => {
   it('1,000 requests count 1,000; after a kill -9 and 500 more, 1,500; the series stay the same', async () => {

@@ -5,38 +5,16 @@
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { prefork } from '../src/index';
-import { ROOT, isAlive, runNode } from './helpers';
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const { startMaster, startProcess } = require('./fixtures/prefork-harness.js');
+import { ROOT, runNode } from './helpers';
+import { type Ev, type Proc, readyMaster, sleep, startProcess, stopAll } from './prefork-helpers';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { load } = require('./fixtures/prefork-load.js');
 
-type Ev = { event: string; t: number; num: number; pid: number; generation: number; reason?: string; exitCode?: number | null; cause?: string; requestLimit?: number | null };
-type Proc = ReturnType<typeof startProcess>;
-
 const CLI = path.join(ROOT, 'bin', 'cowfork.js');
 const started: Proc[] = [];
+const master = (options: object): Promise<Proc> => readyMaster(started, options);
 
-afterEach(async () => {
-  for (const m of started.splice(0)) {
-    if (m.child.exitCode === null && m.child.signalCode === null) {
-      m.child.kill('SIGTERM');
-      const t = setTimeout(() => m.child.kill('SIGKILL'), 15_000);
-      await m.exited;
-      clearTimeout(t);
-    }
-    for (const w of m.events.filter((e: Ev) => e.event === 'spawn')) expect(isAlive(w.pid)).toBe(false);
-  }
-});
-
-async function master(options: object): Promise<Proc> {
-  const m = await startMaster(options);
-  started.push(m);
-  await m.waitEvent((e: Ev) => e.event === 'allready');
-  return m;
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+afterEach(() => stopAll(started));
 
 describe('worker recycling', () => {
   it('maxRequests: 200 under load: workers are replaced one at a time, and 0 requests fail', async () => {

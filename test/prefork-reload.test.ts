@@ -3,45 +3,22 @@
 // 10 s, and the master's pid does not change. A new version with a syntax
 // error, or whose worker throws, is reported and the old code keeps serving.
 import fs from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { prefork } from '../src/index';
 import { ROOT, isAlive, tempDir } from './helpers';
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const { startProcess } = require('./fixtures/prefork-harness.js');
+import { type Proc, httpGet as get, startProcess, stopAll } from './prefork-helpers';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { load } = require('./fixtures/prefork-load.js');
 
-type Proc = ReturnType<typeof startProcess>;
 const CLI = path.join(ROOT, 'bin', 'cowfork.js');
 const procs: Proc[] = [];
 const dirs: string[] = [];
 
 afterEach(async () => {
-  for (const p of procs.splice(0)) {
-    if (p.child.exitCode === null && p.child.signalCode === null) {
-      p.child.kill('SIGTERM');
-      const t = setTimeout(() => p.child.kill('SIGKILL'), 15_000);
-      await p.exited;
-      clearTimeout(t);
-    }
-    for (const m of p.stderr.matchAll(/forked \(pid (\d+)/g)) expect(isAlive(Number(m[1]))).toBe(false);
-  }
+  await stopAll(procs);
   for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
 });
-
-function get(port: number, p = '/'): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path: p, agent: false, timeout: 10_000 }, (res) => {
-      let body = '';
-      res.on('data', (d) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode!, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-  });
-}
 
 /** An app module that answers `version` and names its worker's pid. */
 const app = (version: string): string => `

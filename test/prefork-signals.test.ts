@@ -5,14 +5,10 @@
 // atomically and removed on exit.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FIXTURES, ROOT, isAlive, runNode, tempDir, waitFor } from './helpers';
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const { startProcess } = require('./fixtures/prefork-harness.js');
-
-type Proc = ReturnType<typeof startProcess>;
+import { type Proc, httpGet as get, startProcess } from './prefork-helpers';
 const CLI = path.join(ROOT, 'bin', 'cowfork.js');
 
 const dirs: string[] = [];
@@ -30,18 +26,6 @@ afterEach(async () => {
   }
   for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
 });
-
-function get(port: number, p: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path: p, agent: false, timeout: 10_000 }, (res) => {
-      let body = '';
-      res.on('data', (d) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode!, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-  });
-}
 
 /** A project that depends on cowfork, as `npm install cowfork` leaves it. */
 function project(): string {

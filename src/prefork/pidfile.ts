@@ -3,18 +3,9 @@
 // exits. An operator (or a script, systemd's PIDFile=) signals that pid.
 import fs from 'node:fs';
 import path from 'node:path';
+import { pidAlive } from '../util';
 
 export class PidFileError extends Error {}
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: it exists, but belongs to someone else.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 function readPid(file: string): number | null {
   try {
@@ -35,7 +26,7 @@ function readPid(file: string): number | null {
 export function writePidFile(file: string): () => void {
   const target = path.resolve(file);
   const old = readPid(target);
-  if (old !== null && old !== process.pid && isRunning(old)) {
+  if (old !== null && old !== process.pid && pidAlive(old)) {
     throw new PidFileError(`cowfork serve: ${file} names pid ${old}, which is running: is a master running already?`);
   }
   const tmp = `${target}.${process.pid}.tmp`;

@@ -146,7 +146,10 @@ export class MetricsExporter {
     source.on('timeout', (e: WorkerEvent) => this.timeouts.set(e.num, (this.timeouts.get(e.num) ?? 0) + 1));
     // A worker that is gone is folded at once, not only at the next scrape:
     // its file is the last it will write.
-    source.on('exit', () => void this.locked(() => this.collect(false)));
+    // (After the stop the directory is gone: nothing is left to fold.)
+    source.on('exit', () => {
+      this.locked(() => this.collect(false)).catch(() => {});
+    });
     this.server = http.createServer((req, res) => this.handle(req, res));
     this.server.listen({ fd: this.address.fd });
   }

@@ -13,9 +13,11 @@ const CLI = path.join(ROOT, 'bin', 'cowfork.js');
 const started: Proc[] = [];
 
 afterEach(async () => {
+  const masters = started.map((m) => m.pid);
   await stopAll(started);
-  // A stopped master removes its snapshot directory.
-  expect(fs.readdirSync('/dev/shm').filter((n) => n.startsWith('cowfork-metrics-'))).toEqual([]);
+  // A stopped master removes its snapshot directory (cowfork-metrics-<master pid>-*).
+  const left = fs.readdirSync('/dev/shm').filter((n) => masters.some((pid) => n.startsWith(`cowfork-metrics-${pid}-`)));
+  expect(left).toEqual([]);
 });
 
 /** Sends `n` requests, `concurrency` at a time, each on a new connection; all must succeed. */

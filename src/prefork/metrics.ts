@@ -129,7 +129,8 @@ export class MetricsExporter {
 
   /** Opens the socket and the snapshot directory, before any fork; throws EADDRINUSE and the like. */
   constructor(endpoint: Endpoint, promClient: PromClient) {
-    const dir = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'cowfork-metrics-'));
+    // Named by the master's pid, so that a leftover can be told from another master's.
+    const dir = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), `cowfork-metrics-${process.pid}-`));
     this.setup = { dir, promClient };
     try {
       this.address = openSocket(endpoint, 511, false);

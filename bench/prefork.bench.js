@@ -54,9 +54,23 @@ function makeHandler(data) {
 // ---------------------------------------------------------------------------
 // Server modes.
 
-function preforkServer(port, mb) {
+// withMetrics: the app counts every request with a prom-client counter, and
+// the master serves the merged /metrics (the cost of metrics per request).
+function preforkServer(port, mb, withMetrics = false) {
   const { prefork } = require('..');
   const data = preload(mb);
+  let handler = makeHandler;
+  if (withMetrics) {
+    const client = require('prom-client');
+    const requests = new client.Counter({ name: 'bench_requests_total', help: 'Requests served.' });
+    handler = (d) => {
+      const h = makeHandler(d);
+      return (req, res) => {
+        requests.inc();
+        h(req, res);
+      };
+    };
+  }
   const t0 = performance.now();
   const forkAt = new Map();
   const readyMs = [];
@@ -65,7 +79,8 @@ function preforkServer(port, mb) {
     listen: `127.0.0.1:${port}`,
     signals: false,
     beforeFork: ({ num }) => forkAt.set(num, performance.now()),
-    worker: (ctx) => ctx.serve(makeHandler(data)),
+    worker: (ctx) => ctx.serve(handler(data)),
+    ...(withMetrics ? { metrics: { port: 0, host: '127.0.0.1' } } : {}),
   });
   let replacing = null;
   master.on('exit', (e) => {
@@ -84,7 +99,14 @@ function preforkServer(port, mb) {
     }
   });
   master.ready.then(() =>
-    emit({ event: 'ready', master: process.pid, workers: master.stats().map((s) => s.pid), forkToReady: readyMs.slice(), startToReady: performance.now() - t0 }),
+    emit({
+      event: 'ready',
+      master: process.pid,
+      workers: master.stats().map((s) => s.pid),
+      forkToReady: readyMs.slice(),
+      startToReady: performance.now() - t0,
+      metricsPort: master.metricsAddress?.port ?? null,
+    }),
   );
   process.stdin.on('data', () => master.stop().then(() => process.exit(0)));
 }
@@ -247,6 +269,21 @@ async function loadFor(port, seconds, close = false) {
   return { rps: r.requests.average, errors: r.errors ? `errors ${r.errors}` : '' };
 }
 
+/** GET /metrics after `ms`; resolves with the body's size (0 on an error). */
+function scrapeAfter(port, ms) {
+  return new Promise((resolve) =>
+    setTimeout(() => {
+      http
+        .get({ host: '127.0.0.1', port, path: '/metrics', agent: false }, (res) => {
+          let n = 0;
+          res.on('data', (d) => (n += d.length));
+          res.on('end', () => resolve(n));
+        })
+        .on('error', () => resolve(0));
+    }, ms),
+  );
+}
+
 const mb = (b) => (b / 1024 / 1024).toFixed(0);
 const ms = (x) => x.toFixed(1);
 
@@ -258,9 +295,12 @@ async function main() {
   // box hit both alike. CPU time used by each server's processes is read
   // around every round: requests per CPU-second does not depend on how much
   // CPU the box had to spare.
-  const KINDS = ['prefork', 'cluster', 'cluster-st'];
-  const rps = { prefork: [], cluster: [], 'cluster-st': [] };
-  const perCpu = { prefork: [], cluster: [], 'cluster-st': [] };
+  // 'prefork-metrics' is prefork with a prom-client counter per request and
+  // metrics: { port }, scraped once per round (a scrape every 2 s: far more
+  // often than Prometheus' usual 15 s).
+  const KINDS = ['prefork', 'cluster', 'cluster-st', 'prefork-metrics'];
+  const rps = { prefork: [], cluster: [], 'cluster-st': [], 'prefork-metrics': [] };
+  const perCpu = { prefork: [], cluster: [], 'cluster-st': [], 'prefork-metrics': [] };
   const small = { prefork: [], cluster: [] };
   const servers = {};
   for (const kind of KINDS) servers[kind] = await startServer(kind, 0);
@@ -274,7 +314,9 @@ async function main() {
       const s = servers[kind];
       const pids = [s.ready.master, ...workerPids(s.ready.master)];
       const before = cpuSeconds(pids);
+      const scrape = s.ready.metricsPort ? scrapeAfter(s.ready.metricsPort, (ROUND_SECONDS * 1000) / 2) : null;
       const r = await loadFor(s.port, ROUND_SECONDS);
+      await scrape;
       const used = cpuSeconds(pids) - before;
       if (r.errors) log(`${kind}: ${r.errors}`);
       rps[kind].push(r.rps);
@@ -282,9 +324,10 @@ async function main() {
     }
   }
   // A new connection per request: every accept counts.
+  const CLOSE_KINDS = ['prefork', 'cluster', 'cluster-st'];
   const closeRps = { prefork: [], cluster: [], 'cluster-st': [] };
   for (let round = 0; round < CLOSE_ROUNDS; round++) {
-    for (const kind of round % 2 ? [...KINDS].reverse() : KINDS) closeRps[kind].push((await loadFor(servers[kind].port, ROUND_SECONDS, true)).rps);
+    for (const kind of round % 2 ? [...CLOSE_KINDS].reverse() : CLOSE_KINDS) closeRps[kind].push((await loadFor(servers[kind].port, ROUND_SECONDS, true)).rps);
   }
   for (const kind of KINDS) await servers[kind].stop();
   // More fork-to-ready samples from a second start of each.
@@ -333,6 +376,11 @@ async function main() {
 
   rows.push(`| throughput, ${WORKERS} workers, small JSON app (req/s, median of ${ROUNDS} alternating ${ROUND_SECONDS} s rounds, wrk -t2 -c64) | ${tp.prefork.toFixed(0)} | ${tp.cluster.toFixed(0)} | **${(tp.prefork / tp.cluster).toFixed(2)}×** | ≥ 1.0× |`);
   rows.push(`| requests per CPU-second of the server's processes (median of the same rounds) | ${eff.prefork.toFixed(0)} | ${eff.cluster.toFixed(0)} | **${(eff.prefork / eff.cluster).toFixed(2)}×** | |`);
+  const pm = { rps: median(rps['prefork-metrics']), eff: median(perCpu['prefork-metrics']) };
+  // CPU per request with metrics minus without, in µs.
+  const metricsCostUs = (1 / pm.eff - 1 / eff.prefork) * 1e6;
+  rows.push(`| with metrics (a prom-client counter per request, \`metrics: { port }\`, a scrape per round): req/s; per CPU-second | ${pm.rps.toFixed(0)}; ${pm.eff.toFixed(0)} | ${tp.cluster.toFixed(0)}; ${eff.cluster.toFixed(0)} | **${(pm.rps / tp.cluster).toFixed(2)}×**; ${(pm.eff / eff.cluster).toFixed(2)}× | |`);
+  rows.push(`| cost of metrics per request (CPU, with metrics − without, medians) | ${metricsCostUs.toFixed(2)} µs | | ${(pm.eff / eff.prefork).toFixed(2)}× prefork's req per CPU-second | |`);
   const cl = { prefork: median(closeRps.prefork), cluster: median(closeRps.cluster) };
   rows.push(`| throughput with a new connection per request (\`Connection: close\`, req/s, median of ${CLOSE_ROUNDS} alternating rounds) | ${cl.prefork.toFixed(0)} | ${cl.cluster.toFixed(0)} | **${(cl.prefork / cl.cluster).toFixed(2)}×** | |`);
   rows.push(`| total PSS, master + ${WORKERS} workers, ${PRELOAD_MB} MB preloaded, after 4 s of load | ${mb(mem.prefork.total)} MB | ${mb(mem.cluster.total)} MB | **${(mem.prefork.total / mem.cluster.total).toFixed(2)}×** | ≤ 0.5× |`);
@@ -362,6 +410,7 @@ async function main() {
     '  each connection and hands it to a worker over IPC.',
     `- Keep-alive throughput, prefork ÷ cluster within each round: ${pairedText('prefork', 'cluster')}; prefork ÷ cluster under --single-threaded: ${pairedText('prefork', 'cluster-st')}.`,
     `- Throughput samples (req/s, in round order): prefork ${rps.prefork.map((x) => x.toFixed(0)).join(', ')}; cluster ${rps.cluster.map((x) => x.toFixed(0)).join(', ')}. Load: ${HAVE_WRK ? 'wrk' : 'autocannon'}.`,
+    `- With metrics ÷ without, within each round: ${pairedText('prefork-metrics', 'prefork')}. Samples (req/s): ${rps['prefork-metrics'].map((x) => x.toFixed(0)).join(', ')}.`,
     '  prefork workers run under V8\'s `--single-threaded` (fork() needs it): no concurrent GC or compiler threads. node:cluster',
     `  started with the same flag, in the same rounds: ${st.rps.toFixed(0)} req/s, ${st.eff.toFixed(0)} req per CPU-second; prefork against it:`,
     `  **${(tp.prefork / st.rps).toFixed(2)}×** throughput, **${(eff.prefork / st.eff).toFixed(2)}×** per CPU-second. Samples: ${rps['cluster-st'].map((x) => x.toFixed(0)).join(', ')}.`,
@@ -374,6 +423,7 @@ async function main() {
 
 const mode = process.argv[2];
 if (mode === 'prefork-server') preforkServer(Number(process.argv[3]), Number(process.argv[4]));
+else if (mode === 'prefork-metrics-server') preforkServer(Number(process.argv[3]), Number(process.argv[4]), true);
 else if (mode === 'cluster-server') clusterServer(Number(process.argv[3]), Number(process.argv[4]));
 else
   main().catch((err) => {

@@ -214,3 +214,12 @@ export class WorkerBootError extends CowforkError {
     super(message);
   }
 }
+
+/**
+ * A prefork code reload (USR2, `master.reload()`) failed: the new code did not
+ * load, a new worker died before it was ready, or they were not ready in
+ * time. The old workers keep serving. `cause` is the load error, if any.
+ */
+export class ReloadError extends CowforkError {
+  readonly code = 'ERR_PREFORK_RELOAD';
+}

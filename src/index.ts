@@ -32,6 +32,7 @@ export type {
   WorkerState,
   WorkerEvent,
   WorkerExitEvent,
+  WorkerRecycleEvent,
   ExitReason,
   Frame,
   ParentContext,
@@ -55,4 +56,5 @@ export {
   EngineError,
   CheckpointError,
   WorkerBootError,
+  ReloadError,
 } from './errors';

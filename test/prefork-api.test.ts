@@ -242,7 +242,7 @@ describe('cowfork serve flags', () => {
   it('--help documents every flag', async () => {
     const r = await runNode([bin, 'serve', '--help']);
     expect(r.code).toBe(0);
-    for (const flag of ['--workers', '--port', '--host', '--listen', '--threads', '--timeout', '--shutdown-timeout', '--reuse-port', '--backlog', '--quiet', '--help']) {
+    for (const flag of ['--workers', '--port', '--host', '--listen', '--threads', '--timeout', '--shutdown-timeout', '--reuse-port', '--backlog', '--max-requests', '--max-memory', '--pid-file', '--metrics-port', '--quiet', '--help']) {
       expect(r.stdout).toContain(flag);
     }
     expect(r.stdout).toContain('npx cowfork serve app.js --workers 4 --port 3000');

@@ -8,6 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { CheckpointError } from '../errors';
+import { pidAlive } from '../util';
 import { isPlainObject } from '../validate';
 
 /** One instance's entry in the saved state. */
@@ -42,14 +43,6 @@ function writeAll(fd: number, buf: Buffer): void {
   while (off < buf.length) off += fs.writeSync(fd, buf, off, buf.length - off);
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** Temp files are `.<name>.<pid>.<seq>.tmp` beside the checkpoint. */
 function tempPattern(base: string): RegExp {

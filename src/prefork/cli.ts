@@ -6,6 +6,8 @@ import { isForkSafe } from '../fork';
 import { reexecWithFlag } from '../launcher';
 import { describe, parseListen } from './listen';
 import { prefork } from './index';
+import { startedByNpm, watchParent } from './parent';
+import { PidFileError, writePidFile } from './pidfile';
 
 export class ServeUsageError extends Error {}
 
@@ -33,13 +35,22 @@ Options:
       --shutdown-timeout MS how long a worker may drain on stop/restart (default 10000)
       --reuse-port          one SO_REUSEPORT socket per worker instead of a shared one
       --backlog N           listen(2) backlog (default 511)
+      --max-requests N      recycle a worker after N requests (plus a jitter of up to N/10)
+      --max-memory SIZE     recycle a worker whose memory (PSS) is over SIZE (bytes, or 512K, 300M, 2G)
+      --metrics-port N      serve /metrics (prom-client, every worker merged) on N, on --host
+      --pid-file PATH       write the master's pid to PATH (atomically; removed on exit)
   -q, --quiet               don't log worker events
   -h, --help                show this help
 
 Signals to the master:
   TERM, INT, QUIT   graceful stop (a second one kills the workers at once)
-  HUP               rolling restart, one worker at a time
+  HUP               rolling restart, one worker at a time (same code)
+  USR2              code reload: load app.js again (same master pid), fork new
+                    workers from it, drain the old ones once all new are ready
   TTIN / TTOU       one more / one fewer worker
+Under npx or npm start, TERM and INT sent to npm stop the master too (npm
+forwards them; its shell dies of them, and the master takes that as a stop).
+npm forwards no other signal: send HUP, TTIN, TTOU to the pid in --pid-file.
 
 Example:
   npx cowfork serve app.js --workers 4 --port 3000
@@ -56,11 +67,17 @@ interface ServeArgs {
   shutdownTimeout?: number;
   reusePort: boolean;
   backlog?: number;
+  maxRequests?: number;
+  maxMemory?: number;
+  pidFile?: string;
+  metricsPort?: number;
   quiet: boolean;
   help: boolean;
 }
 
-const FLAGS: Record<string, { key: keyof ServeArgs; kind: 'int' | 'pos' | 'ms' | 'str' | 'list' | 'bool' }> = {
+type FlagKind = 'int' | 'pos' | 'ms' | 'size' | 'str' | 'list' | 'bool';
+
+const FLAGS: Record<string, { key: keyof ServeArgs; kind: FlagKind }> = {
   '--workers': { key: 'workers', kind: 'pos' },
   '-w': { key: 'workers', kind: 'pos' },
   '--port': { key: 'port', kind: 'int' },
@@ -74,6 +91,10 @@ const FLAGS: Record<string, { key: keyof ServeArgs; kind: 'int' | 'pos' | 'ms' |
   '--shutdown-timeout': { key: 'shutdownTimeout', kind: 'ms' },
   '--reuse-port': { key: 'reusePort', kind: 'bool' },
   '--backlog': { key: 'backlog', kind: 'pos' },
+  '--max-requests': { key: 'maxRequests', kind: 'pos' },
+  '--max-memory': { key: 'maxMemory', kind: 'size' },
+  '--pid-file': { key: 'pidFile', kind: 'str' },
+  '--metrics-port': { key: 'metricsPort', kind: 'int' },
   '--quiet': { key: 'quiet', kind: 'bool' },
   '-q': { key: 'quiet', kind: 'bool' },
   '--help': { key: 'help', kind: 'bool' },
@@ -113,6 +134,7 @@ export function parseServeArgs(argv: string[]): ServeArgs {
     }
     if (flag.kind === 'str') rec[flag.key] = value;
     else if (flag.kind === 'list') (rec[flag.key] as string[]).push(value);
+    else if (flag.kind === 'size') rec[flag.key] = size(arg, value);
     else rec[flag.key] = number(arg, value, flag.kind);
   }
   if (out.help) return out;
@@ -123,6 +145,9 @@ export function parseServeArgs(argv: string[]): ServeArgs {
     throw new ServeUsageError('cowfork serve: use either --listen or --port/--host, not both');
   }
   if (out.port !== undefined && out.port > 65535) throw new ServeUsageError(`cowfork serve: --port must be 0..65535, got ${out.port}`);
+  if (out.metricsPort !== undefined && out.metricsPort > 65535) {
+    throw new ServeUsageError(`cowfork serve: --metrics-port must be 0..65535, got ${out.metricsPort}`);
+  }
   if (out.reusePort && out.listen.some((l) => parseListenOrUsage(l).kind === 'unix')) {
     throw new ServeUsageError('cowfork serve: --reuse-port needs TCP addresses, not a unix socket');
   }
@@ -136,6 +161,18 @@ function number(flag: string, value: string, kind: 'int' | 'pos' | 'ms'): number
   if (!ok) {
     const what = kind === 'int' ? 'a non-negative integer' : kind === 'pos' ? 'a positive integer' : 'a positive number of milliseconds';
     throw new ServeUsageError(`cowfork serve: ${flag} must be ${what}, got '${value}'`);
+  }
+  return n;
+}
+
+const UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 };
+
+/** A size in bytes: a whole number, optionally with K, M or G (powers of 1024). */
+function size(flag: string, value: string): number {
+  const m = /^(\d+)([KMG]?)B?$/i.exec(value);
+  const n = m ? Number(m[1]) * UNITS[m[2].toUpperCase()] : NaN;
+  if (!(Number.isSafeInteger(n) && n > 0)) {
+    throw new ServeUsageError(`cowfork serve: ${flag} must be a size in bytes, such as 536870912, 512M or 2G, got '${value}'`);
   }
   return n;
 }
@@ -166,6 +203,25 @@ export async function serveCommand(argv: string[]): Promise<void> {
       ? args.listen
       : [formatHostPort(args.host, args.port ?? Number(process.env.PORT ?? 3000))];
   const log = args.quiet ? () => {} : (msg: string) => process.stderr.write(`cowfork serve: ${msg}\n`);
+  let removePidFile = (): void => {};
+  if (args.pidFile !== undefined) {
+    try {
+      removePidFile = writePidFile(args.pidFile);
+    } catch (err) {
+      if (!(err instanceof PidFileError)) throw err;
+      process.stderr.write(`${err.message}\n`);
+      process.exitCode = 1;
+      return;
+    }
+  }
+  try {
+    await runMaster(args, listen, app, log);
+  } finally {
+    removePidFile();
+  }
+}
+
+async function runMaster(args: ServeArgs, listen: (string | number)[], app: string, log: (msg: string) => void): Promise<void> {
   const master = prefork({
     worker: app,
     listen,
@@ -175,18 +231,35 @@ export async function serveCommand(argv: string[]): Promise<void> {
     shutdownTimeout: args.shutdownTimeout,
     reusePort: args.reusePort,
     backlog: args.backlog,
+    maxRequests: args.maxRequests,
+    maxMemory: args.maxMemory,
+    metrics: args.metricsPort === undefined ? undefined : { port: args.metricsPort, host: args.host },
   });
   master.on('spawn', (e) => log(`worker ${e.num} forked (pid ${e.pid}, generation ${e.generation})`));
+  master.on('reload', (e) => log(`reloading: new code loaded, forking generation ${e.generation}`));
+  master.on('reloaded', (e) => log(`reloaded: generation ${e.generation} serves (master pid ${process.pid})`));
+  master.on('reloadError', (err) => log(`reload failed: ${err.message}${err.cause ? `\n${(err.cause as Error).stack ?? err.cause}` : ''}`));
+  master.on('recycle', (e) => log(`worker ${e.num} (pid ${e.pid}) reached ${e.cause}; replacing it`));
   master.on('timeout', (e) => log(`worker ${e.num} (pid ${e.pid}) missed its heartbeat; killing it`));
   master.on('exit', (e) => {
     const how = e.signal ? `killed by ${e.signal}` : `exited with code ${e.exitCode}`;
     log(`worker ${e.num} (pid ${e.pid}) ${how} (${e.reason})`);
   });
   const stopped = new Promise<void>((resolve) => master.once('stop', resolve));
+  // Under npx, the shell npm put in front of the master dies of the TERM or
+  // INT npm forwards to it (parent.ts): take that as the stop it was meant to be.
+  const unwatch = startedByNpm()
+    ? watchParent((ppid) => {
+        log(`the process that started the master (pid ${ppid}, under npm) exited; stopping`);
+        void master.stop();
+      })
+    : () => {};
+  master.once('stop', unwatch);
   try {
     await master.ready;
     const where = master.addresses.map((a) => (a.path ? a.path : `http://${describe(a)}`)).join(', ');
     log(`${master.workers} workers ready on ${where} (master pid ${process.pid})`);
+    if (master.metricsAddress !== null) log(`metrics on http://${describe(master.metricsAddress)}/metrics`);
   } catch (err) {
     process.stderr.write(`cowfork serve: ${(err as Error).message}\n`);
     process.exitCode = 1;

@@ -9,6 +9,7 @@ import {
   boolean,
   nonNegativeInteger,
   optionalFunction,
+  isPlainObject,
   optionsObject,
   positiveInteger,
   positiveNumber,
@@ -16,6 +17,9 @@ import {
 } from '../validate';
 import { type Address, type Endpoint, type ListenSpec, parseListen } from './listen';
 import { type MasterConfig, MasterImpl } from './master';
+import { MetricsExporter, loadPromClient } from './metrics';
+import { defaultJitter } from './recycle';
+import { importFresh } from './reload';
 import { importModule, workerFromModule } from './serve';
 import type {
   ForkInfo,
@@ -24,6 +28,7 @@ import type {
   WorkerEvent,
   WorkerExitEvent,
   WorkerFn,
+  WorkerRecycleEvent,
   WorkerStats,
 } from './types';
 
@@ -39,6 +44,7 @@ export type {
   WorkerEvent,
   WorkerExitEvent,
   WorkerFn,
+  WorkerRecycleEvent,
   WorkerState,
   WorkerStats,
 } from './types';
@@ -56,6 +62,10 @@ const KNOWN = [
   'worker',
   'beforeFork',
   'afterFork',
+  'maxRequests',
+  'maxRequestsJitter',
+  'maxMemory',
+  'metrics',
 ] as const;
 
 export interface PreforkMasterEvents {
@@ -63,11 +73,15 @@ export interface PreforkMasterEvents {
   ready: [WorkerEvent];
   exit: [WorkerExitEvent];
   timeout: [WorkerEvent];
+  recycle: [WorkerRecycleEvent];
+  reload: [{ generation: number }];
+  reloaded: [{ generation: number }];
+  reloadError: [Error];
   forkError: [Error];
   stop: [];
 }
 
-/** The handle `prefork()` returns. Events: spawn, ready, exit, timeout, forkError, stop. */
+/** The handle `prefork()` returns. Events: spawn, ready, exit, timeout, recycle, reload, reloaded, reloadError, forkError, stop. */
 export class PreforkMaster extends EventEmitter<PreforkMasterEvents> {
   readonly #impl: MasterImpl;
   /** Settles once every worker has reported ready (rejects with WorkerBootError if one dies first). */
@@ -75,13 +89,23 @@ export class PreforkMaster extends EventEmitter<PreforkMasterEvents> {
   /** The listening sockets the master opened, with the real port for port 0. */
   readonly addresses: readonly Address[];
 
+  /** The socket of `options.metrics` (with the real port for port 0), or null. */
+  readonly metricsAddress: Address | null;
+
   /** @internal Use prefork(). */
-  constructor(config: MasterConfig, boot: (impl: MasterImpl) => void) {
+  constructor(config: MasterConfig, boot: (impl: MasterImpl) => void, metrics: MetricsExporter | null) {
     super();
     this.#impl = new MasterImpl(config, this as unknown as EventEmitter);
+    // Before the first fork (a turn of the loop, not this call): workers need the setup.
+    if (metrics !== null) {
+      config.metrics = metrics.setup;
+      metrics.attach(this);
+      this.once('stop', () => metrics.close());
+    }
     boot(this.#impl);
     this.ready = this.#impl.ready;
     this.addresses = Object.freeze(this.#impl.addresses.map((a) => Object.freeze({ ...a })));
+    this.metricsAddress = metrics === null ? null : Object.freeze({ ...metrics.address });
   }
 
   /** Per live worker: num, pid, generation, state, uptime, restarts, lastHeartbeat. */
@@ -97,6 +121,16 @@ export class PreforkMaster extends EventEmitter<PreforkMasterEvents> {
   /** Rolling restart: one worker at a time drains and is replaced by a fresh fork. */
   restart(): Promise<void> {
     return this.#impl.restart();
+  }
+
+  /**
+   * Code reload (also SIGUSR2): loads the worker module again in this process
+   * (same pid), forks a new worker per num from it, and drains the old ones
+   * once every new one is ready. Rejects with ReloadError, and the old
+   * workers keep serving, if the new code fails to load or to boot.
+   */
+  reload(): Promise<void> {
+    return this.#impl.reload();
   }
 
   /** Changes the number of workers; extra ones drain (highest nums first go), missing ones are forked. */
@@ -137,6 +171,13 @@ export function prefork(options: PreforkOptions): PreforkMaster {
   if (reusePort && endpoints.some((e) => e.kind === 'unix')) {
     throw new TypeError('options.reusePort needs TCP addresses in options.listen (a unix socket cannot be shared that way)');
   }
+  const maxRequests = opts.maxRequests === undefined ? null : positiveInteger(opts.maxRequests, 'options.maxRequests', 0);
+  if (opts.maxRequestsJitter !== undefined && maxRequests === null) {
+    throw new TypeError('options.maxRequestsJitter needs options.maxRequests');
+  }
+  if (maxRequests !== null && threads > 0) {
+    throw new TypeError('options.maxRequests cannot count the requests of hybrid threads (options.threads > 0); use options.maxMemory');
+  }
   const config: MasterConfig = {
     workers: positiveInteger(opts.workers, 'options.workers', os.availableParallelism()),
     endpoints,
@@ -150,9 +191,43 @@ export function prefork(options: PreforkOptions): PreforkMaster {
     module: typeof worker === 'string' ? path.resolve(worker) : null,
     beforeFork: optionalFunction<(info: ForkInfo) => void>(opts.beforeFork, 'options.beforeFork'),
     afterFork: optionalFunction<(ctx: WorkerContext) => void>(opts.afterFork, 'options.afterFork'),
+    recycle: {
+      maxRequests,
+      maxRequestsJitter: nonNegativeInteger(opts.maxRequestsJitter, 'options.maxRequestsJitter', defaultJitter(maxRequests)),
+      maxMemory: positiveNumber(opts.maxMemory, 'options.maxMemory') ?? null,
+    },
+    metrics: null,
+    load: null,
   };
+  if (typeof worker === 'string') {
+    const file = config.module!;
+    config.load = () => importFresh(file).then((mod) => (threads > 0 ? null : workerFromModule(mod, file)));
+  }
+  const metricsAt = metricsEndpoint(opts.metrics, threads);
   if (!isForkSafe()) throw forkUnsafeError('prefork()');
+  const metrics = metricsAt === null ? null : new MetricsExporter(metricsAt, loadPromClient(config.module ? path.dirname(config.module) : process.cwd()));
+  try {
+    return startMaster(config, threads, worker as WorkerFn | string, metrics);
+  } catch (err) {
+    metrics?.close();
+    throw err;
+  }
+}
 
+/** `options.metrics: { port, host? }`: where the merged /metrics is served. */
+function metricsEndpoint(v: unknown, threads: number): Endpoint | null {
+  if (v === undefined) return null;
+  if (!isPlainObject(v)) throw new TypeError('options.metrics must be an object such as { port: 9100 }');
+  rejectUnknown(v, ['port', 'host'], 'options.metrics');
+  if (v.port === undefined) throw new TypeError('options.metrics.port must be a port from 0 to 65535');
+  if (typeof v.port !== 'number') throw new TypeError('options.metrics.port must be a port from 0 to 65535');
+  const at = parseListen(v.port, 'options.metrics.port');
+  if (v.host !== undefined && typeof v.host !== 'string') throw new TypeError('options.metrics.host must be a string');
+  if (threads > 0) throw new TypeError('options.metrics cannot merge the registries of hybrid threads (options.threads > 0)');
+  return at.kind === 'tcp' ? { ...at, host: (v.host as string | undefined) ?? '' } : at;
+}
+
+function startMaster(config: MasterConfig, threads: number, worker: WorkerFn | string, metrics: MetricsExporter | null): PreforkMaster {
   return new PreforkMaster(config, (impl) => {
     if (typeof worker === 'function') {
       impl.start(worker as WorkerFn);
@@ -167,5 +242,5 @@ export function prefork(options: PreforkOptions): PreforkMaster {
         (fn) => impl.start(threads > 0 ? null : fn),
         (err: Error) => impl.fail(err),
       );
-  });
+  }, metrics);
 }

@@ -1,33 +1,32 @@
 // The prefork master. It reads as one loop, the way unicorn's `join` does:
 //
-//   reap -> signals -> overdue workers -> keep the count -> sleep on a self-pipe
+//   reap -> signals -> overdue workers (and recycling) -> keep the count
+//   (and a code reload) -> sleep on a self-pipe
 //
 // Everything that happens to the master (a worker exits, a signal arrives, a
 // worker becomes ready) only enqueues and writes a byte to the self-pipe; the
 // loop does the work. Each turn runs at the top of a library-owned macrotask,
 // where forking is safe. The parts the loop drives live next to this file:
 // the self-pipe, the signal queue, the sockets, the collection before a fork,
-// each num's history, and the orphan reaper for a master that is PID 1.
+// each num's history, the orphan reaper for a master that is PID 1, one
+// worker's fork and drain (live.ts), recycling and code reload.
 import type { EventEmitter } from 'node:events';
-import { WorkerBootError } from '../errors';
-import {
-  type ChildExit,
-  type ForkedChild,
-  forkChild,
-  isChildUnwind,
-  libraryMacrotask,
-  libraryTimeout,
-} from '../fork';
-import { type ShmHandle, native } from '../native';
+import { ReloadError, WorkerBootError } from '../errors';
+import { type ChildExit, isChildUnwind, libraryMacrotask, libraryTimeout } from '../fork';
+import { native } from '../native';
 import { PreForkGc } from './heap';
 import { BACKOFF_BASE_MS, CRASH_WINDOW_MS, Histories, backoff } from './history';
 import type { Address, Endpoint } from './listen';
+import type { MetricsSetup } from './metrics';
 import { OrphanReaper } from './reaper';
+import { type Live, exitEvent, forkWorker, howItEnded, retireWorker, statsOf, workerShm } from './live';
+import { type RecycleLimits, dueForRecycling } from './recycle';
+import { type Reload, type ReloadHost, loadReload } from './reload';
 import { SelfPipe } from './selfpipe';
 import { SignalQueue } from './signals';
 import { MasterSockets } from './sockets';
-import type { ExitReason, ForkInfo, WorkerContext, WorkerExitEvent, WorkerFn, WorkerState, WorkerStats } from './types';
-import { BEAT, SHM_SLOTS, STATE, STATE_READY, STATE_STOPPING, type WorkerSetup, runWorker } from './worker';
+import type { ExitReason, ForkInfo, WorkerContext, WorkerFn, WorkerStats } from './types';
+import { BEAT, STATE, STATE_READY, type WorkerSetup } from './worker';
 
 export interface MasterConfig {
   workers: number;
@@ -42,34 +41,27 @@ export interface MasterConfig {
   module: string | null;
   beforeFork?: (info: ForkInfo) => void;
   afterFork?: (ctx: WorkerContext) => void;
-}
-
-/** A live worker: forked, not yet reaped. It holds its num until it is reaped. */
-interface Live {
-  num: number;
-  pid: number;
-  generation: number;
-  child: ForkedChild;
-  shm: ShmHandle;
-  forkedAt: number;
-  readyAt: number | null;
-  state: WorkerState;
-  /** Why the master is stopping it, once it is. */
-  retiring: ExitReason | null;
-  /** When SIGKILL follows the SIGTERM already sent. */
-  killAt: number | null;
+  recycle: RecycleLimits;
+  /** Set once the metrics exporter exists (index.ts), before the first fork. */
+  metrics: MetricsSetup | null;
+  /** Loads the worker module again, for a reload (null: `worker` is a function). */
+  load: (() => Promise<WorkerFn | null>) | null;
 }
 
 type Phase = 'booting' | 'running' | 'stopping' | 'stopped';
 
 const now = (): number => performance.now();
 
-export class MasterImpl {
+export class MasterImpl implements ReloadHost {
   readonly ready: Promise<void>;
   private phase: Phase = 'booting';
   private target: number;
   private generation = 0;
-  private readonly live = new Map<number, Live>();
+  readonly live = new Map<number, Live>();
+  /** Forked workers that hold no num (yet): a reload's new workers, or ones it gave up on. By pid. */
+  readonly extra = new Map<number, Live>();
+  private reloading: Reload | null = null;
+  private loadingCode = false;
   private readonly history = new Histories();
   private readonly sockets: MasterSockets;
   private readonly exits: { worker: Live; exit: ChildExit }[] = [];
@@ -130,33 +122,52 @@ export class MasterImpl {
 
   stats(): WorkerStats[] {
     const t = now();
-    return [...this.live.values()]
-      .sort((a, b) => a.num - b.num)
-      .map((w) => ({
-        num: w.num,
-        pid: w.pid,
-        generation: w.generation,
-        state: w.state,
-        uptime: Math.round(t - w.forkedAt),
-        restarts: this.history.of(w.num).restarts,
-        lastHeartbeat: Math.round(performance.timeOrigin + native.shmLoad(w.shm, BEAT)),
-      }));
+    return this.all()
+      .sort((a, b) => a.num - b.num || a.generation - b.generation)
+      .map((w) => statsOf(w, this.history.of(w.num).restarts, t));
   }
 
   get workers(): number {
     return this.target;
   }
 
+  /** ReloadHost: the heartbeat timeout, which also bounds a reload's wait for readiness. */
+  get timeout(): number {
+    return this.cfg.timeout;
+  }
+
   restart(): Promise<void> {
     if (this.phase === 'stopping' || this.phase === 'stopped') {
       return Promise.reject(new Error('prefork: cannot restart, the master is stopping'));
     }
+    if (this.reloading !== null || this.loadingCode) return Promise.reject(new ReloadError('prefork: cannot restart during a reload'));
     this.generation++;
     const generation = this.generation;
     return new Promise((resolve) => {
       this.restartWaiters.push({ generation, resolve });
       this.wake();
     });
+  }
+
+  reload(): Promise<void> {
+    if (this.phase === 'stopping' || this.phase === 'stopped') return Promise.reject(new ReloadError('prefork: cannot reload, the master is stopping'));
+    const load = this.cfg.load;
+    if (load === null) return Promise.reject(new TypeError('prefork: reload() needs options.worker to be a module path (a function cannot be loaded again)'));
+    if (this.reloading !== null || this.loadingCode || this.restartWaiters.length > 0) {
+      return Promise.reject(new ReloadError('prefork: a reload or a rolling restart is in progress'));
+    }
+    this.loadingCode = true;
+    const generation = this.generation + 1;
+    return loadReload(load, generation, this.events, (reload) => {
+      this.loadingCode = false;
+      if (reload === null) return;
+      if (this.phase !== 'running') {
+        reload.abort(this, new ReloadError('prefork: the reload was cut short: the master is stopping or not yet ready'));
+        return this.wake(); // The settlement waits in the outbox for a turn.
+      }
+      this.reloading = reload;
+      this.wake();
+    }, (fn) => this.notify(fn));
   }
 
   scale(n: number): void {
@@ -197,6 +208,7 @@ export class MasterImpl {
     this.reapOrphans();
     this.handleSignals();
     this.killOverdue();
+    this.recycle();
     this.keepCount();
     this.settle();
     this.sleep();
@@ -223,7 +235,12 @@ export class MasterImpl {
   /** Step 1: account for workers that exited. */
   private reap(): void {
     for (const { worker, exit } of this.exits.splice(0)) {
+      if (this.live.get(worker.num) !== worker) {
+        this.reapExtra(worker, exit);
+        continue;
+      }
       this.live.delete(worker.num);
+      this.reloading?.promote(this, worker.num);
       const h = this.history.of(worker.num);
       const t = now();
       const crashed =
@@ -233,23 +250,39 @@ export class MasterImpl {
       h.lost = worker.retiring === null || worker.retiring === 'timeout';
       h.notBefore = t + backoff(h.streak);
       if (worker.num < this.target && this.phase !== 'stopping') h.restarts++;
-      const event: WorkerExitEvent = {
-        num: worker.num,
-        pid: worker.pid,
-        generation: worker.generation,
-        exitCode: exit.exitCode,
-        signal: exit.signal,
-        reason,
-      };
+      const event = exitEvent(worker, exit);
       this.notify(() => this.events.emit('exit', event));
       if (this.phase === 'booting' && worker.readyAt === null && reason !== 'stop') {
         this.phase = 'running';
-        const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.exitCode}`;
-        const err = new WorkerBootError(`prefork worker ${worker.num} (pid ${worker.pid}) ${how} before it was ready`, worker.num, worker.pid, exit.exitCode, exit.signal);
+        const err = new WorkerBootError(`prefork worker ${worker.num} (pid ${worker.pid}) ${howItEnded(exit)} before it was ready`, worker.num, worker.pid, exit.exitCode, exit.signal);
         this.notify(() => this.readyReject(err));
       }
       if (this.sockets.hasOwn(worker.num) && worker.num >= this.target) this.sockets.closeOwn(worker.num);
     }
+  }
+
+  /** A worker that held no num: a reload's new worker, or one a failed reload stopped. */
+  private reapExtra(worker: Live, exit: ChildExit): void {
+    this.extra.delete(worker.pid);
+    if (this.reloading !== null && !this.reloading.exited(this, worker, howItEnded(exit))) this.reloading = null;
+    const event = exitEvent(worker, exit);
+    this.notify(() => this.events.emit('exit', event));
+  }
+
+  /** Step 4b: advance a reload (reload.ts). */
+  private advanceReload(): void {
+    if (this.reloading !== null && !this.reloading.advance(this, now())) this.reloading = null;
+  }
+
+  /** ReloadHost: the reload's code and generation become the master's. */
+  adopt(r: Reload): void {
+    this.generation = r.generation;
+    if (this.cfg.worker !== null) this.cfg.worker = r.worker;
+  }
+
+  /** Every forked worker not yet reaped: the nums' workers and the extra ones. */
+  private all(): Live[] {
+    return [...this.live.values(), ...this.extra.values()];
   }
 
   /** Step 1b: as PID 1, reap the orphans the kernel handed us (reaper.ts). */
@@ -265,11 +298,15 @@ export class MasterImpl {
         case 'SIGINT':
         case 'SIGQUIT':
           // A second stop signal while draining means "now".
-          if (this.phase === 'stopping') for (const w of this.live.values()) w.child.kill('SIGKILL');
+          if (this.phase === 'stopping') for (const w of this.all()) w.child.kill('SIGKILL');
           else this.beginStop();
           break;
         case 'SIGHUP':
           this.restart().catch(() => {});
+          break;
+        case 'SIGUSR2':
+          // Failures are reported as 'reloadError' events.
+          this.reload().catch(() => {});
           break;
         case 'SIGTTIN':
           this.scale(this.target + 1);
@@ -284,7 +321,7 @@ export class MasterImpl {
   /** Step 3: notice readiness and heartbeats; kill workers that are overdue. */
   private killOverdue(): void {
     const t = now();
-    for (const w of this.live.values()) {
+    for (const w of this.all()) {
       if (w.state === 'starting' && native.shmLoad(w.shm, STATE) === STATE_READY) {
         w.state = 'ready';
         w.readyAt = t;
@@ -304,12 +341,35 @@ export class MasterImpl {
     }
   }
 
+  /**
+   * Step 3b: retire one worker that asked to be recycled (maxRequests,
+   * maxMemory), only while every other worker is ready and none is draining,
+   * so recycling never takes more than one worker out of service.
+   */
+  private recycle(): void {
+    if (this.phase !== 'running' || this.reloading !== null || !this.steady()) return;
+    const pick = dueForRecycling(this.live.values());
+    if (pick === null) return;
+    this.notify(() => this.events.emit('recycle', pick.event));
+    this.retire(pick.worker, 'recycle');
+  }
+
+  /** Whether every num below the target has a ready worker that is not being retired. */
+  private steady(): boolean {
+    for (let num = 0; num < this.target; num++) {
+      const w = this.live.get(num);
+      if (w === undefined || w.state !== 'ready' || w.retiring !== null) return false;
+    }
+    return true;
+  }
+
   /** Step 4: retire extra workers, fork missing ones, advance a rolling restart. */
   private keepCount(): void {
     if (this.phase === 'stopping') return;
     for (const w of this.live.values()) if (w.num >= this.target && w.retiring === null) this.retire(w, 'scale');
     this.forkMissing();
     this.rollOne();
+    this.advanceReload();
   }
 
   /** Forks a worker for each missing num whose backoff is over, lowest num first. */
@@ -330,15 +390,11 @@ export class MasterImpl {
 
   /** A rolling restart retires one old-generation worker at a time, once every other worker is ready. */
   private rollOne(): void {
-    if (this.restartWaiters.length === 0) return;
-    let busy = false;
-    let oldest: Live | null = null;
+    if (this.restartWaiters.length === 0 || this.reloading !== null || !this.steady()) return;
     for (let num = 0; num < this.target; num++) {
-      const w = this.live.get(num);
-      if (w === undefined || w.state !== 'ready' || w.retiring !== null) busy = true;
-      else if (w.generation < this.generation && oldest === null) oldest = w;
+      const w = this.live.get(num)!;
+      if (w.generation < this.generation) return this.retire(w, 'restart', this.cfg.shutdownTimeout);
     }
-    if (!busy && oldest !== null) this.retire(oldest, 'restart', this.cfg.shutdownTimeout);
   }
 
   /** Resolves promises whose condition now holds. */
@@ -361,7 +417,7 @@ export class MasterImpl {
         return false;
       });
     }
-    if (this.phase === 'stopping' && this.live.size === 0) this.finish();
+    if (this.phase === 'stopping' && this.live.size === 0 && this.extra.size === 0) this.finish();
   }
 
   /** Step 5: sleep until the self-pipe wakes us or the next deadline comes. */
@@ -370,7 +426,7 @@ export class MasterImpl {
     this.cancelSleep?.();
     const t = now();
     let next = Math.min(this.beatEvery, this.history.nextDue(t), this.orphans.nextDue(t));
-    for (const w of this.live.values()) if (w.killAt !== null && w.killAt !== Infinity) next = Math.min(next, w.killAt - t);
+    for (const w of this.all()) if (w.killAt !== null && w.killAt !== Infinity) next = Math.min(next, w.killAt - t);
     this.cancelSleep = libraryTimeout(() => {
       this.cancelSleep = null;
       this.schedule();
@@ -379,83 +435,70 @@ export class MasterImpl {
 
   // -- workers -----------------------------------------------------------------
 
-  private spawn(num: number): void {
-    const generation = this.generation;
+  /** Forks the worker of `num`; in a reload, a new-code worker that holds no num yet. */
+  spawn(num: number, reload: Reload | null = null): void {
+    const generation = reload?.generation ?? this.generation;
     const h = this.history.of(num);
     // Replacing a lost worker comes first: its collection waits for the end of this turn.
     if (h.lost) this.gc.defer();
     else this.gc.collect();
     h.lost = false;
     this.cfg.beforeFork?.({ num, generation });
-    const shm = native.shmCreate(SHM_SLOTS);
-    native.shmStore(shm, BEAT, Math.round(now()));
-    const listenFds = this.sockets.listenFdsOf(num);
-    const setup: WorkerSetup = {
-      num,
-      generation,
-      listenFds,
-      // Not the self-pipe's read end: the master's watcher on it is inherited
-      // (and silenced); closing a polled fd under libuv aborts the child.
-      closeFds: [this.lifeWrite, ...this.sockets.otherSockets(num)],
-      lifeRead: this.lifeRead,
-      wakeFd: this.pipe.writeFd,
-      shm,
-      beatEvery: this.beatEvery,
-      timeout: this.cfg.timeout,
-      threads: this.cfg.threads,
-      worker: this.cfg.worker,
-      module: this.cfg.module,
-      afterFork: this.cfg.afterFork,
-    };
-    let child: ForkedChild;
+    let w: Live;
     try {
-      // PR_SET_PDEATHSIG, with the pipe-EOF watch in the worker as the fallback
-      // (the only way where there is no PDEATHSIG). The variable is for the
-      // test that proves the fallback alone is enough.
-      const dieWithParent = process.env.COWFORK_TEST_NO_PDEATHSIG !== '1';
-      child = forkChild(() => runWorker(setup), { keepFds: listenFds, dieWithParent, warnInheritedConnections: 'the prefork master' });
+      w = forkWorker(this.setupOf(num, generation, reload === null ? this.cfg.worker : reload.worker));
     } catch (err) {
       // In the child, forkChild unwinds the master's stack; let it pass.
       if (isChildUnwind(err)) throw err;
       // EAGAIN or ENOMEM: treat like a crash, so the retry backs off.
-      const h = this.history.of(num);
       h.streak++;
       h.notBefore = now() + Math.max(BACKOFF_BASE_MS, backoff(h.streak));
       this.notify(() => this.events.emit('forkError', err));
       return;
     }
-    const w: Live = {
-      num,
-      pid: child.pid,
-      generation,
-      child,
-      shm,
-      forkedAt: now(),
-      readyAt: null,
-      state: 'starting',
-      retiring: null,
-      killAt: null,
-    };
-    this.live.set(num, w);
-    child.exited.then((exit) => {
+    if (reload === null) {
+      this.live.set(num, w);
+    } else {
+      reload.incoming.set(num, w);
+      this.extra.set(w.pid, w);
+    }
+    w.child.exited.then((exit) => {
       this.exits.push({ worker: w, exit });
       this.wake();
     });
-    this.notify(() => this.events.emit('spawn', { num, pid: child.pid, generation }));
+    this.notify(() => this.events.emit('spawn', { num, pid: w.pid, generation }));
+  }
+
+  /** Everything the worker of `num` starts from, captured before its fork. */
+  private setupOf(num: number, generation: number, worker: WorkerFn | null): WorkerSetup {
+    return {
+      num,
+      generation,
+      listenFds: this.sockets.listenFdsOf(num),
+      // Not the self-pipe's read end: the master's watcher on it is inherited
+      // (and silenced); closing a polled fd under libuv aborts the child.
+      closeFds: [this.lifeWrite, ...this.sockets.otherSockets(num)],
+      lifeRead: this.lifeRead,
+      wakeFd: this.pipe.writeFd,
+      shm: workerShm(),
+      beatEvery: this.beatEvery,
+      timeout: this.cfg.timeout,
+      threads: this.cfg.threads,
+      worker,
+      module: this.cfg.module,
+      afterFork: this.cfg.afterFork,
+      recycle: this.cfg.recycle,
+      metrics: this.cfg.metrics,
+    };
   }
 
   /** Asks a worker to drain (SIGTERM); SIGKILL follows after `grace` ms. */
-  private retire(w: Live, reason: ExitReason, grace = this.cfg.shutdownTimeout): void {
-    w.retiring = reason;
-    w.state = 'stopping';
-    w.killAt = now() + grace;
-    native.shmStore(w.shm, STATE, STATE_STOPPING);
-    w.child.kill('SIGTERM');
+  retire(w: Live, reason: ExitReason, grace = this.cfg.shutdownTimeout): void {
+    retireWorker(w, reason, grace);
   }
 
   private isWorker(pid: number): boolean {
-    for (const w of this.live.values()) if (w.pid === pid) return true;
-    return false;
+    return this.live.size + this.extra.size > 0 && this.all().some((w) => w.pid === pid);
   }
 
   // -- stopping ----------------------------------------------------------------
@@ -467,7 +510,9 @@ export class MasterImpl {
       this.notify(() => this.readyReject(err));
     }
     this.phase = 'stopping';
-    for (const w of this.live.values()) if (w.retiring === null || w.retiring === 'restart' || w.retiring === 'scale') this.retire(w, 'stop');
+    this.reloading?.abort(this, new ReloadError('prefork: the reload was cut short: the master is stopping'));
+    this.reloading = null;
+    for (const w of this.all()) if (w.retiring === null || w.retiring === 'restart' || w.retiring === 'scale' || w.retiring === 'reload') this.retire(w, 'stop');
   }
 
   private finish(): void {

@@ -1,19 +1,11 @@
-// HTTP serving inside a worker, with a drain that loses no request, and the
-// rule that turns an app module into a worker function.
+// HTTP serving inside a worker, with a drain that loses no request (drain.ts),
+// and the rule that turns an app module into a worker function.
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { drainOnShutdown } from './drain';
 import type { RequestHandler, ServeOptions, WorkerContext, WorkerFn } from './types';
-
-/** A keep-alive connection idle this long during a drain is closed. */
-const IDLE_GRACE_MS = 150;
-const DRAIN_TICK_MS = 25;
-
-/** The response Node is writing on a socket, if any (cleared when it finishes). */
-function responseOn(socket: net.Socket): http.ServerResponse | null {
-  return (socket as net.Socket & { _httpMessage?: http.ServerResponse | null })._httpMessage ?? null;
-}
 
 export function serve(
   ctx: WorkerContext,
@@ -30,52 +22,8 @@ export function serve(
   else if (target instanceof net.Server) server = target;
   else throw new TypeError('ctx.serve(handlerOrServer): expected a request handler or an http.Server');
 
-  // Connections are tracked, requests are not: serving pays nothing per
-  // request for the drain. A socket is busy while Node has a response on it.
-  const conns = new Set<net.Socket>();
-  server.on('connection', (socket: net.Socket) => {
-    conns.add(socket);
-    socket.once('close', () => conns.delete(socket));
-  });
+  drainOnShutdown(ctx, server);
   server.listen({ fd }, () => ctx.ready());
-
-  ctx.onShutdown(
-    () =>
-      new Promise<void>((resolve) => {
-        // http.Server#close would also drop idle keep-alive connections at
-        // once, racing a client that is sending its next request on one. Stop
-        // accepting only; each busy connection is closed by its next
-        // response's `Connection: close`, and an idle one after a grace.
-        net.Server.prototype.close.call(server);
-        const idleSince = new Map<net.Socket, number>();
-        server.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
-          idleSince.delete(req.socket);
-          res.setHeader('connection', 'close');
-        });
-        for (const socket of conns) {
-          const res = responseOn(socket);
-          if (res && !res.headersSent) res.setHeader('connection', 'close');
-        }
-        const tick = (): void => {
-          const now = performance.now();
-          for (const socket of conns) {
-            if (responseOn(socket)) {
-              idleSince.delete(socket);
-            } else {
-              const since = idleSince.get(socket);
-              if (since === undefined) idleSince.set(socket, now);
-              else if (now - since >= IDLE_GRACE_MS) socket.destroySoon();
-            }
-          }
-          if (conns.size === 0) {
-            clearInterval(timer);
-            resolve();
-          }
-        };
-        const timer = setInterval(tick, DRAIN_TICK_MS);
-        tick();
-      }),
-  );
   return server;
 }
 

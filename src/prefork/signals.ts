@@ -6,7 +6,7 @@
 // disposition is the default for init, so without a listener `docker stop`'s
 // SIGTERM would do nothing.
 
-export const MASTER_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGQUIT', 'SIGHUP', 'SIGTTIN', 'SIGTTOU'] as const;
+export const MASTER_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGQUIT', 'SIGHUP', 'SIGUSR2', 'SIGTTIN', 'SIGTTOU'] as const;
 
 export type MasterSignal = (typeof MASTER_SIGNALS)[number];
 

@@ -3,6 +3,7 @@
 // go to the worker process's main thread, which folds them into its own.
 import { parentPort, workerData } from 'node:worker_threads';
 import { BaseContext } from './context';
+import { adoptListeners } from './drain';
 import type { ThreadMessage, ThreadSetup } from './worker';
 import { importModule, workerFromModule } from './serve';
 import type { Frame, ParentContext } from './types';
@@ -36,6 +37,7 @@ function post(m: ThreadMessage): void {
 async function main(): Promise<void> {
   const setup = workerData as ThreadSetup;
   const ctx = new ThreadContext(setup);
+  adoptListeners(ctx);
   parentPort!.on('message', (m: ThreadMessage) => {
     if (m.type === 'shutdown') void ctx.runShutdown().then(() => process.exit(0));
   });

@@ -84,6 +84,22 @@ export interface PreforkOptions {
   beforeFork?: (info: ForkInfo) => void;
   /** Runs in each forked worker just after the fork, before `worker(ctx)`. */
   afterFork?: (ctx: WorkerContext) => void;
+  /**
+   * Recycle a worker (a graceful replacement) once it has served this many
+   * HTTP requests, plus its own random jitter of 0..maxRequestsJitter.
+   * Counts the requests of every server on an inherited fd.
+   */
+  maxRequests?: number;
+  /** The most requests a worker adds to maxRequests, drawn per worker (default: a tenth of maxRequests). */
+  maxRequestsJitter?: number;
+  /** Recycle a worker whose memory (PSS on Linux, else RSS) is over this many bytes; checked every second. */
+  maxMemory?: number;
+  /**
+   * Serve one /metrics with every worker's prom-client metrics (its default
+   * registry) merged, each series labelled `worker="<num>"`, plus the
+   * master's. Needs the prom-client package. `host` defaults to every interface.
+   */
+  metrics?: { port: number; host?: string };
 }
 
 export type WorkerState = 'starting' | 'ready' | 'stopping';
@@ -101,7 +117,7 @@ export interface WorkerStats {
   lastHeartbeat: number;
 }
 
-export type ExitReason = 'crash' | 'timeout' | 'restart' | 'scale' | 'stop';
+export type ExitReason = 'crash' | 'timeout' | 'restart' | 'scale' | 'stop' | 'recycle' | 'reload';
 
 export interface WorkerEvent {
   num: number;
@@ -113,4 +129,11 @@ export interface WorkerExitEvent extends WorkerEvent {
   exitCode: number | null;
   signal: NodeJS.Signals | null;
   reason: ExitReason;
+}
+
+/** A worker over maxRequests or maxMemory is being replaced. */
+export interface WorkerRecycleEvent extends WorkerEvent {
+  cause: 'maxRequests' | 'maxMemory';
+  /** The worker's own request limit (maxRequests plus its jitter), or null without maxRequests. */
+  requestLimit: number | null;
 }

@@ -7,12 +7,16 @@ import { Worker } from 'node:worker_threads';
 import { exitChild } from '../fork';
 import { HUP, READ, type ShmHandle, native } from '../native';
 import { BaseContext } from './context';
+import { adoptListeners } from './drain';
+import { type MetricsSetup, startWorkerMetrics } from './metrics';
+import { RECYCLE, REQUEST_LIMIT, type RecycleLimits, Recycler } from './recycle';
 import type { Frame, ParentContext, WorkerContext, WorkerFn } from './types';
 
 // Shared-memory slots of one worker, written by the worker and read by the master.
 export const BEAT = 0; // performance.now() of the last heartbeat, in ms (a clock fork() keeps shared)
 export const STATE = 1; // 0 starting, 1 ready, 2 stopping
-export const SHM_SLOTS = 2;
+// Slots 2 and 3 are recycling's (recycle.ts: RECYCLE, REQUEST_LIMIT).
+export const SHM_SLOTS = 4;
 export const STATE_STARTING = 0;
 export const STATE_READY = 1;
 export const STATE_STOPPING = 2;
@@ -35,6 +39,9 @@ export interface WorkerSetup {
   worker: WorkerFn | null;
   module: string | null;
   afterFork?: (ctx: WorkerContext) => void;
+  recycle: RecycleLimits;
+  /** Where the worker writes its prom-client snapshots (metrics.ts), or null. */
+  metrics: MetricsSetup | null;
 }
 
 class ProcessContext extends BaseContext {
@@ -106,6 +113,13 @@ export function runWorker(setup: WorkerSetup): Promise<number> {
   }
   detachStdin();
   const ctx = new ProcessContext(setup);
+  const recycler = new Recycler(setup.recycle, (code) => {
+    native.shmStore(setup.shm, RECYCLE, code);
+    wakeMaster(setup.wakeFd);
+  });
+  if (recycler.limit !== Infinity) native.shmStore(setup.shm, REQUEST_LIMIT, recycler.limit);
+  // Any server that listens on an inherited fd drains on SIGTERM, not only ctx.serve()'s.
+  adoptListeners(ctx, recycler.onRequest);
   let resolveExit!: (code: number) => void;
   const exited = new Promise<number>((r) => (resolveExit = r));
 
@@ -114,13 +128,17 @@ export function runWorker(setup: WorkerSetup): Promise<number> {
   // is also what keeps the worker's event loop alive.
   native.watch(setup.lifeRead, READ | HUP, () => exitChild(1));
 
+  const finalSnapshot = setup.metrics === null ? null : startWorkerMetrics(setup.metrics, setup.num);
   let stopping = false;
   const threads = setup.threads > 0 ? new ThreadHost(ctx, setup) : null;
   const shutdown = (): void => {
     if (stopping) return;
     stopping = true;
     native.shmStore(setup.shm, STATE, STATE_STOPPING);
-    void Promise.all([ctx.runShutdown(), threads?.shutdown()]).then(() => resolveExit(0));
+    // The last metrics snapshot is taken once everything has drained, so it holds every count.
+    void Promise.all([ctx.runShutdown(), threads?.shutdown()])
+      .then(() => finalSnapshot?.())
+      .then(() => resolveExit(0));
   };
   for (const sig of ['SIGTERM', 'SIGINT', 'SIGQUIT'] as const) process.on(sig, shutdown);
   // A terminal hangup or a stray HUP is the master's business, not a worker's.
@@ -131,6 +149,7 @@ export function runWorker(setup: WorkerSetup): Promise<number> {
   ctx.heartbeat();
   const beat = setInterval(() => {
     if (threads === null || threads.allAlive(setup.timeout)) ctx.heartbeat();
+    recycler.checkMemory();
   }, setup.beatEvery);
   beat.unref();
 

@@ -369,6 +369,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"SKIP_SETTLE_WORKERS", CF_FORK_SKIP_SETTLE_WORKERS},
       {"SKIP_NODE_LOCKS", CF_FORK_SKIP_NODE_LOCKS},
       {"EARLY_DOFORK", CF_FORK_EARLY_DOFORK},
+      {"SHORT_POOL_WAIT", CF_FORK_SHORT_POOL_WAIT},
   };
   const cf__const_t dofork[] = {
       {"RANGED", CF_DOFORK_RANGED},

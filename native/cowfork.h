@@ -30,7 +30,10 @@ enum {
   CF_FORK_SKIP_NODE_LOCKS = 1 << 10, /* leave Node's options lock as the fork found it */
   /* Run the MADV_DOFORK pass first, before the census waits for V8's pool,
    * as cowfork once did: memory a pool thread maps meanwhile is left out. */
-  CF_FORK_EARLY_DOFORK = 1 << 11
+  CF_FORK_EARLY_DOFORK = 1 << 11,
+  /* Give a working pool thread only the census's short wait (16 passes, 20
+   * ms), as cowfork once did, not the long one. */
+  CF_FORK_SHORT_POOL_WAIT = 1 << 12
 };
 
 /* Exit codes a forked child uses for cowfork's own failures, so that the

@@ -381,7 +381,7 @@ int cf_waiters_census(cf_fork_plan_t* plan, int flags) {
     if (waiting == 0) break;
     /* Known pool threads get the long wait; unknown running threads (libuv's,
      * a user's Worker) only the short one. */
-    int long_wait = want_pool && cf__pool.n > 0;
+    int long_wait = want_pool && cf__pool.n > 0 && !(flags & CF_FORK_SHORT_POOL_WAIT);
     int64_t elapsed = cf__now_ns() - start;
     if (long_wait ? elapsed >= CF__POOL_SETTLE_NS : (pass >= CF__CENSUS_PASSES || elapsed >= CF__CENSUS_NS)) break;
     if (pass < CF__CENSUS_PASSES) {

@@ -116,6 +116,7 @@ export interface Native {
     readonly SKIP_SETTLE_WORKERS: number;
     readonly SKIP_NODE_LOCKS: number;
     readonly EARLY_DOFORK: number;
+    readonly SHORT_POOL_WAIT: number;
   };
   /** Exit codes of a forked child that cowfork itself failed (native/cowfork.h); describeExit() names them. */
   readonly EXIT_CODES: {

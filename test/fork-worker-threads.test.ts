@@ -67,11 +67,14 @@ async function churn(children: number, unsafeFlags = 0): Promise<Churn> {
 
 describe('worker_threads: Workers starting and finishing in the parent while it forks', () => {
   it('without letting them settle, some children hang (a lock a Worker held at the fork)', async () => {
-    // About 1 child in 30 hangs; up to 5 rounds of 40 so that the hazard shows
-    // (all 200 pass by chance about once in 1,000 runs).
+    // About 1 child in 30 to 40 hangs; up to 8 rounds of 40 so that the hazard
+    // shows (all 320 pass by chance about once in 3,000 runs). The census's long
+    // wait for V8's pool (native/waiters.c) also covers part of a Worker's
+    // start, where the start hands the pool work: it is left out here too
+    // (with it, Node 22 showed no hang in 200 children).
     const failures: string[] = [];
-    for (let round = 0; round < 5 && failures.length === 0; round++) {
-      const out = await churn(40, native.FORK_FLAGS.SKIP_SETTLE_WORKERS);
+    for (let round = 0; round < 8 && failures.length === 0; round++) {
+      const out = await churn(40, native.FORK_FLAGS.SKIP_SETTLE_WORKERS | native.FORK_FLAGS.SHORT_POOL_WAIT);
       expect(out.churned).toBeGreaterThan(10);
       failures.push(...out.failures);
     }

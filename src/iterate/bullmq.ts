@@ -384,7 +384,11 @@ class Leases implements LeaseEngine {
           throw new EngineError(`iterate run "${name}" has no parent job: it was destroyed, or enqueue did not finish; call engine.enqueue again`, name);
         }
         const state = await parent.getState();
-        if (state === 'completed') return reviveSummary(parent.returnvalue as RunSummary, this.instances);
+        if (state === 'completed') {
+          // The job may have completed after getJob() read it, without its return value: read it again.
+          const done = (parent.returnvalue ?? (await this.queue.getJob(PARENT))?.returnvalue) as RunSummary | null | undefined;
+          if (done != null) return reviveSummary(done, this.instances);
+        }
         if (state === 'failed') {
           if (ranParent !== null) throw ranParent;
           throw new EngineError(`iterate run "${name}": onAllComplete failed on another machine: ${parent.failedReason}`, name);

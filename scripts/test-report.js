@@ -9,6 +9,18 @@
 const fs = require('node:fs');
 const path = require('node:path');
 
+/**
+ * The first lines of a failed test's messages, indented under its name: CI
+ * keeps only the tail of a run's output, and this summary is that tail.
+ */
+function excerpt(messages, maxLines = 30) {
+  const lines = (messages ?? []).join('\n').replace(/\x1b\[[0-9;]*m/g, '').split('\n').filter((l) => l.trim() !== '');
+  if (lines.length === 0) return '';
+  const shown = lines.slice(0, maxLines).map((l) => `\n      ${l.slice(0, 300)}`);
+  if (lines.length > maxLines) shown.push(`\n      ... (${lines.length - maxLines} more lines)`);
+  return shown.join('');
+}
+
 /** Counts of one report, or null if the file is missing or not a vitest report. */
 function read(file) {
   let r;
@@ -21,7 +33,9 @@ function read(file) {
   const failedNames = [];
   for (const suite of r.testResults ?? []) {
     const file = path.relative(process.cwd(), suite.name);
-    for (const t of suite.assertionResults ?? []) if (t.status === 'failed') failedNames.push(`${file} > ${t.fullName ?? t.title}`);
+    for (const t of suite.assertionResults ?? []) {
+      if (t.status === 'failed') failedNames.push(`${file} > ${t.fullName ?? t.title}${excerpt(t.failureMessages)}`);
+    }
     // A file that failed to load has no assertions, only a message.
     if (suite.status === 'failed' && (suite.assertionResults ?? []).length === 0) failedNames.push(`${file}: ${String(suite.message).split('\n')[0]}`);
   }

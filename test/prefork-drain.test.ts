@@ -1,6 +1,6 @@
 // Any server that listens on an inherited fd drains the way ctx.serve() does,
 // with no extra call: Express, Koa, plain http and net, written the natural
-// way (`app.listen({ fd: ctx.listenFds[0] })`). Real load over real sockets,
+// way (`app.listen({ fd: ctx.listenFds[0] })`; Fastify through its serverFactory). Real load over real sockets,
 // real signals to the master, under keep-alive and `Connection: close`
 // traffic.
 import net from 'node:net';
@@ -49,8 +49,8 @@ describe('drain for any server on an inherited fd', () => {
     });
   }
 
-  it('Koa and plain http.createServer(h).listen({ fd }): HUP and TTOU lose no request', async () => {
-    for (const app of ['prefork-koa-app.js', 'prefork-net-app.js']) {
+  it('Koa, Fastify (serverFactory) and plain http.createServer(h).listen({ fd }): HUP and TTOU lose no request', async () => {
+    for (const app of ['prefork-koa-app.js', 'prefork-fastify-app.js', 'prefork-net-app.js']) {
       const m = await master({ app, workers: 3, timeout: 10_000 });
       const stats = await restartAndScaleDown(m, false);
       expect(stats.failures).toEqual([]);

@@ -137,7 +137,11 @@ describe('the published package', () => {
 
     const mapped = await run(process.execPath, ['--single-threaded', 'package-map.cjs'], { cwd: app, env });
     expectOk(mapped, 'map under --single-threaded');
-    expect(JSON.parse(mapped.stdout)).toEqual({ values: [2, 4, 6], forked: true });
+    expect(JSON.parse(mapped.stdout)).toEqual({
+      values: [2, 4, 6],
+      forked: true,
+      metrics: 'ERR_PREFORK_METRICS: options.metrics needs the prom-client package, an optional peer dependency of cowfork: npm install prom-client',
+    });
   }, 120_000);
 
   it('compiles from the tarball with npm\'s own node-gyp when no prebuild fits', async () => {

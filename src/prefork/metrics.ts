@@ -52,7 +52,10 @@ export function loadPromClient(from: string): PromClient {
     try {
       return require('prom-client') as PromClient;
     } catch (err) {
-      throw new Error('options.metrics needs the prom-client package, an optional peer dependency of cowfork: npm install prom-client', { cause: err });
+      throw Object.assign(
+        new Error('options.metrics needs the prom-client package, an optional peer dependency of cowfork: npm install prom-client', { cause: err }),
+        { code: 'ERR_PREFORK_METRICS' },
+      );
     }
   }
 }

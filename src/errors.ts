@@ -223,3 +223,8 @@ export class WorkerBootError extends CowforkError {
 export class ReloadError extends CowforkError {
   readonly code = 'ERR_PREFORK_RELOAD';
 }
+
+/** prefork's `metrics` cannot work: prom-client, its optional peer dependency, is not installed. */
+export class MetricsError extends CowforkError {
+  readonly code = 'ERR_PREFORK_METRICS';
+}

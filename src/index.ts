@@ -57,4 +57,5 @@ export {
   CheckpointError,
   WorkerBootError,
   ReloadError,
+  MetricsError,
 } from './errors';

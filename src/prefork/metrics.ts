@@ -17,6 +17,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import type { EventEmitter } from 'node:events';
+import { MetricsError } from '../errors';
 import { type Address, type Endpoint, closeSocket, openSocket } from './listen';
 import type { WorkerEvent, WorkerStats } from './types';
 
@@ -52,10 +53,7 @@ export function loadPromClient(from: string): PromClient {
     try {
       return require('prom-client') as PromClient;
     } catch (err) {
-      throw Object.assign(
-        new Error('options.metrics needs the prom-client package, an optional peer dependency of cowfork: npm install prom-client', { cause: err }),
-        { code: 'ERR_PREFORK_METRICS' },
-      );
+      throw new MetricsError('options.metrics needs the prom-client package, an optional peer dependency of cowfork: npm install prom-client', { cause: err });
     }
   }
 }

@@ -70,6 +70,19 @@ static napi_value ImmediatesFound(napi_env env, napi_callback_info info) {
   return cf__bool(env, cf_env_immediates_found(loop) != 0);
 }
 
+/* testImmediatesDecoys(): [decoys of that queue's run planted in a copy of
+ * the memory around it, how many made the locate miss it (-1: not found)]. */
+static napi_value TestImmediatesDecoys(napi_env env, napi_callback_info info) {
+  uv_loop_t* loop;
+  napi_value out = NULL;
+  int planted = 0;
+  CF__CHECK(napi_get_uv_event_loop(env, &loop));
+  int missed = cf_test_immediates_decoys(loop, &planted);
+  bool ok = napi_create_array_with_length(env, 2, &out) == napi_ok && cf__set(env, out, 0, cf__int(env, planted)) &&
+            cf__set(env, out, 1, cf__int(env, missed));
+  return ok ? out : cf__napi_fail(env);
+}
+
 /* optionsLockFound(): whether Node's process-wide options lock can be found,
  * so that a child can release it when a parent's Worker held it (locks.c). */
 static napi_value OptionsLockFound(napi_env env, napi_callback_info info) {
@@ -348,6 +361,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       CF__FN("settleBeforeFork", cf__SettleBeforeFork),
       CF__FN("forkParentWork", ForkParentWork),
       CF__FN("immediatesFound", ImmediatesFound),
+      CF__FN("testImmediatesDecoys", TestImmediatesDecoys),
       CF__FN("optionsLockFound", OptionsLockFound),
       CF__FN("testHoldOptionsLock", cf__TestHoldOptionsLock),
       CF__FN("forkCensusPasses", cf__ForkCensusPasses),

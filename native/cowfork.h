@@ -127,6 +127,8 @@ uintptr_t cf_static_address(uintptr_t in_object, const char* name, size_t size);
 int cf_env_forget_parent_immediates(uv_loop_t* loop);
 int cf_env_immediates_found(uv_loop_t* loop); /* 1 if this Node's queue can be found */
 int cf_fork_parent_immediates_dropped(void); /* child: callbacks dropped by its fork, or -1 */
+/* Tests: decoys of the run planted in a copy that made the locate miss it, or -1. */
+int cf_test_immediates_decoys(uv_loop_t* loop, int* planted);
 
 /* silence.c: inherited connections are dead in the child (writes fail with
  * EPIPE, reads never complete); other inherited I/O is quiet. */

@@ -72,6 +72,8 @@ export interface Native {
   forkParentWork(): [number, number, number, number];
   /** Whether this Node's queue of callbacks from other threads can be found, so children can drop the parent's. */
   immediatesFound(): boolean;
+  /** Tests only: [decoys of that queue planted in a copy of the memory around it, how many made the locate miss it (-1: not found)]. */
+  testImmediatesDecoys(): [number, number];
   /** Whether Node's process-wide options lock can be found, so children can release it when a parent's Worker held it. */
   optionsLockFound(): boolean;
   /** Tests only: a thread holds Node's options lock for ms (as a starting Worker does); returns once it does. ENOENT where not found. */

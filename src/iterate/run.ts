@@ -15,7 +15,8 @@
 // the partitions leased: the engine hands this process one partition at a
 // time (up to its concurrency), each gets a slot and an instance, cursors are
 // saved to the engine per partition, and the engine says when the run has
-// ended on every machine.
+// ended on every machine. What a slot (one instance or lease) holds and
+// reports is slots.ts.
 import { CheckpointError, IterateError, ReshardError } from '../errors';
 import {
   type ChildExit,
@@ -26,42 +27,17 @@ import {
   libraryMacrotask,
   libraryTimeout,
 } from '../fork';
-import { HUP, READ, type ShmHandle, type WatchHandle, native } from '../native';
+import { HUP, READ, type ShmHandle, native } from '../native';
 import { isThenable } from '../util';
-import { type Failure, RecordReader } from './channel';
+import { RecordReader } from './channel';
 import { crashError, failureError } from './failures';
 import { STOP, runInstance } from './instance';
 import { Saves } from './saves';
+import { type Slot, cursorOf, newSlot, reportedSlots, resultOf, snapshotOf } from './slots';
 import { type IterateState, acquireLock, checkState } from './store';
-import type { EngineOptions, InstanceResult, InterruptReason, IterateResult, LeaseEngine, LeaseOutcome, LeasedPartition } from './types';
+import type { EngineOptions, InterruptReason, IterateResult, LeaseEngine, LeaseOutcome, LeasedPartition } from './types';
 
 const PROGRESS_MS = 100;
-
-interface Slot {
-  readonly instance: number;
-  /** Cursor the instance started this run from. */
-  readonly startCursor: unknown;
-  readonly processedBefore: number;
-  processed: number;
-  /** The newest cursor as JSON text, parsed lazily. */
-  cursorText: string | null;
-  cursor: unknown;
-  done: boolean;
-  failure?: Failure;
-  /** The signal the instance itself got, when it stopped because of one. */
-  stoppedBy?: InterruptReason;
-  error?: IterateError;
-  child?: ForkedChild;
-  readFd?: number;
-  watch?: WatchHandle;
-  reader?: RecordReader;
-  /** Leased slots: the cursor changed since the last save to the engine. */
-  unsaved?: boolean;
-  /** Leased slots: the lease was lost; the instance's stop is not the run's interruption. */
-  revoked?: boolean;
-  /** Leased slots: settles the engine's lease once the instance has ended. */
-  ended?: (outcome: LeaseOutcome) => void;
-}
 
 class Run<I, C> {
   /** The parent's pid: the parent-side callbacks below never act in an instance. */
@@ -78,7 +54,7 @@ class Run<I, C> {
   private fatal: Error | undefined;
   private progressDirty = false;
   private readonly saves = new Saves(
-    () => (this.opts.lease !== undefined ? this.saveLeased() : this.opts.store.save(this.snapshot())),
+    () => (this.opts.lease !== undefined ? this.saveLeased() : this.opts.store.save(snapshotOf(this.slots, this.opts.instances, this.allComplete))),
     (err) => this.saveFailed(err),
   );
   private readonly pending = new Set<Promise<void>>();
@@ -98,16 +74,7 @@ class Run<I, C> {
     const count = opts.lease === undefined ? opts.instances : 0;
     this.slots = Array.from({ length: count }, (_, i) => {
       const saved = state?.cursors[i];
-      const cursor = saved?.innerCursor ?? null;
-      return {
-        instance: i,
-        startCursor: cursor,
-        processedBefore: saved?.processed ?? 0,
-        processed: 0,
-        cursorText: null,
-        cursor,
-        done: saved?.done ?? false,
-      };
+      return newSlot(i, saved?.innerCursor ?? null, saved?.processed ?? 0, saved?.done ?? false);
     });
     this.promise = new Promise((res, rej) => {
       this.resolve = res;
@@ -158,15 +125,7 @@ class Run<I, C> {
 
   /** The engine leased a partition to this process: walk it in an instance. */
   private leased(p: LeasedPartition): Promise<LeaseOutcome> {
-    const slot: Slot = {
-      instance: p.instance,
-      startCursor: p.cursor,
-      processedBefore: p.processed,
-      processed: 0,
-      cursorText: null,
-      cursor: p.cursor,
-      done: false,
-    };
+    const slot = newSlot(p.instance, p.cursor, p.processed, false);
     const outcome = new Promise<LeaseOutcome>((resolve) => {
       slot.ended = resolve;
     });
@@ -199,7 +158,7 @@ class Run<I, C> {
     if (ended === undefined) return;
     slot.ended = undefined;
     const end = slot.done ? 'done' : slot.error !== undefined ? 'failed' : 'stopped';
-    const outcome: LeaseOutcome = { end, cursor: this.cursorOf(slot), processed: slot.processedBefore + slot.processed };
+    const outcome: LeaseOutcome = { end, cursor: cursorOf(slot), processed: slot.processedBefore + slot.processed };
     if (slot.error !== undefined) outcome.error = slot.error;
     // The engine marks the partition done or releases it only after its cursor is saved.
     void this.settleSaves().then(() => ended(outcome));
@@ -367,7 +326,7 @@ class Run<I, C> {
     this.progressDirty = true;
     this.save();
     if (slot.done) {
-      this.callback(() => this.opts.onComplete?.(this.resultOf(slot)));
+      this.callback(() => this.opts.onComplete?.(resultOf<C>(slot)));
     } else if (slot.failure !== undefined) {
       slot.error = failureError(slot.instance, this.opts.instances, slot.failure, exit);
     } else if (slot.revoked && (exit.exitCode === 0 || exit.signal === 'SIGTERM')) {
@@ -381,7 +340,7 @@ class Run<I, C> {
       // after fork): also an interruption. The item it was on, if any, repeats.
       this.interruptedBy ??= exit.signal;
     } else if (!(this.stopping && (exit.exitCode === 0 || this.forced))) {
-      slot.error = crashError(slot.instance, this.opts.instances, exit, slot.processed, this.cursorOf(slot));
+      slot.error = crashError(slot.instance, this.opts.instances, exit, slot.processed, cursorOf(slot));
     }
     if (slot.error !== undefined && this.opts.failFast) this.stop('failFast');
     this.endLease(slot);
@@ -409,30 +368,6 @@ class Run<I, C> {
 
   // -- checkpoints -------------------------------------------------------------
 
-  private cursorOf(slot: Slot): unknown {
-    if (slot.cursorText !== null) {
-      slot.cursor = JSON.parse(slot.cursorText);
-      slot.cursorText = null;
-    }
-    return slot.cursor;
-  }
-
-  private snapshot(): IterateState {
-    const n = this.opts.instances;
-    return {
-      version: 1,
-      instances: n,
-      allComplete: this.allComplete,
-      cursors: this.slots.map((s) => ({
-        instance: s.instance,
-        instances: n,
-        innerCursor: this.cursorOf(s),
-        done: s.done,
-        processed: s.processedBefore + s.processed,
-      })),
-    };
-  }
-
   /** A leased run saves each partition whose cursor moved, to the engine. */
   private saveLeased(): Promise<unknown> {
     const engine = this.opts.lease!;
@@ -440,7 +375,7 @@ class Run<I, C> {
     for (const s of this.slots) {
       if (!s.unsaved) continue;
       s.unsaved = false;
-      saves.push(engine.save(s.instance, this.cursorOf(s), s.processedBefore + s.processed));
+      saves.push(engine.save(s.instance, cursorOf(s), s.processedBefore + s.processed));
     }
     return Promise.all(saves);
   }
@@ -460,41 +395,21 @@ class Run<I, C> {
 
   // -- progress and results ------------------------------------------------------
 
-  private resultOf(s: Slot): InstanceResult<C> {
-    const r: InstanceResult<C> = {
-      instance: s.instance,
-      processed: s.processed,
-      processedTotal: s.processedBefore + s.processed,
-      cursor: this.cursorOf(s) as C | null,
-      done: s.done,
-    };
-    if (s.error !== undefined) r.error = s.error;
-    return r;
-  }
-
-  /** The slots to report: a leased partition worked on more than once here counts by its last lease. */
-  private reported(): Slot[] {
-    if (this.opts.lease === undefined) return this.slots;
-    const last = new Map<number, Slot>();
-    for (const s of this.slots) last.set(s.instance, s);
-    return [...last.values()].sort((a, b) => a.instance - b.instance);
-  }
-
   private result(): IterateResult<C> {
     const complete = this.opts.lease === undefined ? this.slots.every((s) => s.done) : this.runResult?.complete === true;
     return {
       complete,
       interrupted: !complete && this.interruptedBy !== null,
       interruptedBy: complete ? null : this.interruptedBy,
-      instances: this.reported().map((s) => this.resultOf(s)),
+      instances: reportedSlots(this.slots, this.opts.lease !== undefined).map((s) => resultOf<C>(s)),
     };
   }
 
   private reportProgress(): void {
     if (!this.progressDirty || this.opts.onProgress === undefined) return;
     this.progressDirty = false;
-    const counts = this.reported().map((s) => {
-      const r = this.resultOf(s);
+    const counts = reportedSlots(this.slots, this.opts.lease !== undefined).map((s) => {
+      const r = resultOf<C>(s);
       delete r.error;
       return r;
     });

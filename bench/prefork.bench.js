@@ -56,7 +56,9 @@ function makeHandler(data) {
 
 // withMetrics: the app counts every request with a prom-client counter, and
 // the master serves the merged /metrics (the cost of metrics per request).
-function preforkServer(port, mb, withMetrics = false) {
+// reusePort: a listening socket per worker (SO_REUSEPORT), so that the kernel
+// spreads new connections evenly instead of whichever worker accepts first.
+function preforkServer(port, mb, { withMetrics = false, reusePort = false } = {}) {
   const { prefork } = require('..');
   const data = preload(mb);
   let handler = makeHandler;
@@ -78,6 +80,7 @@ function preforkServer(port, mb, withMetrics = false) {
     workers: WORKERS,
     listen: `127.0.0.1:${port}`,
     signals: false,
+    reusePort,
     beforeFork: ({ num }) => forkAt.set(num, performance.now()),
     worker: (ctx) => ctx.serve(handler(data)),
     ...(withMetrics ? { metrics: { port: 0, host: '127.0.0.1' } } : {}),
@@ -298,9 +301,10 @@ async function main() {
   // 'prefork-metrics' is prefork with a prom-client counter per request and
   // metrics: { port }, scraped once per round (a scrape every 2 s: far more
   // often than Prometheus' usual 15 s).
-  const KINDS = ['prefork', 'cluster', 'cluster-st', 'prefork-metrics'];
-  const rps = { prefork: [], cluster: [], 'cluster-st': [], 'prefork-metrics': [] };
-  const perCpu = { prefork: [], cluster: [], 'cluster-st': [], 'prefork-metrics': [] };
+  // 'prefork-reuseport' is prefork with reusePort: true.
+  const KINDS = ['prefork', 'cluster', 'cluster-st', 'prefork-metrics', 'prefork-reuseport'];
+  const rps = Object.fromEntries(KINDS.map((k) => [k, []]));
+  const perCpu = Object.fromEntries(KINDS.map((k) => [k, []]));
   const small = { prefork: [], cluster: [] };
   const servers = {};
   for (const kind of KINDS) servers[kind] = await startServer(kind, 0);
@@ -382,6 +386,8 @@ async function main() {
   rows.push(`| with metrics (a prom-client counter per request, \`metrics: { port }\`, a scrape per round): req/s; per CPU-second | ${pm.rps.toFixed(0)}; ${pm.eff.toFixed(0)} | ${tp.cluster.toFixed(0)}; ${eff.cluster.toFixed(0)} | **${(pm.rps / tp.cluster).toFixed(2)}×**; ${(pm.eff / eff.cluster).toFixed(2)}× | |`);
   rows.push(`| cost of metrics per request (CPU, with metrics − without, medians) | ${metricsCostUs.toFixed(2)} µs | | ${(pm.eff / eff.prefork).toFixed(2)}× prefork's req per CPU-second | |`);
   const cl = { prefork: median(closeRps.prefork), cluster: median(closeRps.cluster) };
+  const rp = { rps: median(rps['prefork-reuseport']), eff: median(perCpu['prefork-reuseport']) };
+  rows.push(`| with \`reusePort: true\` (a listening socket per worker; the kernel spreads the connections): req/s; per CPU-second | ${rp.rps.toFixed(0)}; ${rp.eff.toFixed(0)} | ${tp.cluster.toFixed(0)}; ${eff.cluster.toFixed(0)} | **${(rp.rps / tp.cluster).toFixed(2)}×**; ${(rp.eff / eff.cluster).toFixed(2)}× | |`);
   rows.push(`| throughput with a new connection per request (\`Connection: close\`, req/s, median of ${CLOSE_ROUNDS} alternating rounds) | ${cl.prefork.toFixed(0)} | ${cl.cluster.toFixed(0)} | **${(cl.prefork / cl.cluster).toFixed(2)}×** | |`);
   rows.push(`| total PSS, master + ${WORKERS} workers, ${PRELOAD_MB} MB preloaded, after 4 s of load | ${mb(mem.prefork.total)} MB | ${mb(mem.cluster.total)} MB | **${(mem.prefork.total / mem.cluster.total).toFixed(2)}×** | ≤ 0.5× |`);
   rows.push(`| fork → worker ready, small app (median per worker) | ${ms(f2r.prefork)} ms | ${ms(f2r.cluster)} ms | **${(f2r.cluster / f2r.prefork).toFixed(0)}× faster** | ≥ 10× |`);
@@ -411,6 +417,9 @@ async function main() {
     `- Keep-alive throughput, prefork ÷ cluster within each round: ${pairedText('prefork', 'cluster')}; prefork ÷ cluster under --single-threaded: ${pairedText('prefork', 'cluster-st')}.`,
     `- Throughput samples (req/s, in round order): prefork ${rps.prefork.map((x) => x.toFixed(0)).join(', ')}; cluster ${rps.cluster.map((x) => x.toFixed(0)).join(', ')}. Load: ${HAVE_WRK ? 'wrk' : 'autocannon'}.`,
     `- With metrics ÷ without, within each round: ${pairedText('prefork-metrics', 'prefork')}. Samples (req/s): ${rps['prefork-metrics'].map((x) => x.toFixed(0)).join(', ')}.`,
+    `- With \`reusePort: true\` ÷ cluster, within each round: ${pairedText('prefork-reuseport', 'cluster')}; ÷ prefork's one shared socket: ${pairedText('prefork-reuseport', 'prefork')}. Samples (req/s): ${rps['prefork-reuseport'].map((x) => x.toFixed(0)).join(', ')}.`,
+    '  With one shared socket, the 64 keep-alive connections go to whichever worker accepts first, and stay there; node:cluster\'s',
+    '  primary hands them out round-robin, and SO_REUSEPORT hashes them across the workers\' own sockets.',
     '  prefork workers run under V8\'s `--single-threaded` (fork() needs it): no concurrent GC or compiler threads. node:cluster',
     `  started with the same flag, in the same rounds: ${st.rps.toFixed(0)} req/s, ${st.eff.toFixed(0)} req per CPU-second; prefork against it:`,
     `  **${(tp.prefork / st.rps).toFixed(2)}×** throughput, **${(eff.prefork / st.eff).toFixed(2)}×** per CPU-second. Samples: ${rps['cluster-st'].map((x) => x.toFixed(0)).join(', ')}.`,
@@ -423,7 +432,8 @@ async function main() {
 
 const mode = process.argv[2];
 if (mode === 'prefork-server') preforkServer(Number(process.argv[3]), Number(process.argv[4]));
-else if (mode === 'prefork-metrics-server') preforkServer(Number(process.argv[3]), Number(process.argv[4]), true);
+else if (mode === 'prefork-metrics-server') preforkServer(Number(process.argv[3]), Number(process.argv[4]), { withMetrics: true });
+else if (mode === 'prefork-reuseport-server') preforkServer(Number(process.argv[3]), Number(process.argv[4]), { reusePort: true });
 else if (mode === 'cluster-server') clusterServer(Number(process.argv[3]), Number(process.argv[4]));
 else
   main().catch((err) => {

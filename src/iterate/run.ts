@@ -401,14 +401,19 @@ class Run<I, C> {
       complete,
       interrupted: !complete && this.interruptedBy !== null,
       interruptedBy: complete ? null : this.interruptedBy,
-      instances: reportedSlots(this.slots, this.opts.lease !== undefined).map((s) => resultOf<C>(s)),
+      instances: this.reported().map((s) => resultOf<C>(s)),
     };
+  }
+
+  /** The slots to report (slots.ts): a leased partition counts by its last lease here. */
+  private reported(): Slot[] {
+    return reportedSlots(this.slots, this.opts.lease !== undefined);
   }
 
   private reportProgress(): void {
     if (!this.progressDirty || this.opts.onProgress === undefined) return;
     this.progressDirty = false;
-    const counts = reportedSlots(this.slots, this.opts.lease !== undefined).map((s) => {
+    const counts = this.reported().map((s) => {
       const r = resultOf<C>(s);
       delete r.error;
       return r;

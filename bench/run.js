@@ -44,13 +44,18 @@ function loadAverages() {
   return os.loadavg().map((l) => l.toFixed(1)).join(' / ');
 }
 
+/** More runnable work than cores over the last minute. */
+function loaded() {
+  return os.loadavg()[0] > os.cpus().length;
+}
+
 let failed = 0;
 for (const file of suites) {
   const name = file.replace(/\.bench\.js$/, '');
   console.error(`bench: ${name} ...`);
   const started = Date.now();
   const loadBefore = loadAverages();
-  const busyBefore = os.loadavg()[0] > os.cpus().length;
+  const loadedBefore = loaded();
   const r = spawnSync(process.execPath, ['--single-threaded', '--expose-gc', path.join(dir, file)], {
     cwd: path.join(dir, '..'),
     encoding: 'utf8',
@@ -66,7 +71,7 @@ for (const file of suites) {
     `_Measured ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC on ${os.cpus().length} × ` +
     `${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}, in ${((Date.now() - started) / 1000).toFixed(0)} s; ` +
     `load average (1, 5, 15 min) ${loadBefore} at the start, ${loadAverages()} at the end` +
-    `${busyBefore || os.loadavg()[0] > os.cpus().length ? ' (a loaded machine: trust the ratios, not the absolute numbers)' : ''}. ` +
+    `${loadedBefore || loaded() ? ' (a loaded machine: trust the ratios, not the absolute numbers)' : ''}. ` +
     `Command: \`npm run bench -- ${name}\`._`;
   const section = `<!-- bench:${name} -->\n${r.stdout.trim()}\n\n${meta}\n<!-- /bench:${name} -->`;
   const re = new RegExp(`<!-- bench:${name} -->[\\s\\S]*?<!-- /bench:${name} -->`);

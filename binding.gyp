@@ -23,6 +23,7 @@
         "native/silence.c",
         "native/inspect.c",
         "native/settle.c",
+        "native/procfs.c",
         "native/locks.c",
         "native/wait.c",
         "native/poll.c",

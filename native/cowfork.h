@@ -156,11 +156,16 @@ int cf_socket_peer(int fd, char* out, size_t outlen); /* CF_SOCK_* or -errno (no
 int cf_inspect_handles(uv_loop_t* loop, cf_handle_info_t* out, int max); /* the total, even past max */
 int cf_threads(cf_thread_info_t* out, int max); /* Linux; -ENOSYS elsewhere */
 int cf_thread_count(void);
+/* One read of a small file (a /proc entry) into buf, NUL-terminated: its
+ * length, or -errno. */
+ssize_t cf_read_small(const char* path, char* buf, size_t size);
+int64_t cf_now_ns(void); /* CLOCK_MONOTONIC, in ns */
 /* settle.c: waits up to max_us until none of tids is running (Linux; 0 at once
  * elsewhere). Returns how many were still running when it gave up. */
 int cf_settle_threads(const int32_t* tids, size_t n, int max_us);
-/* The next cf_fork waits the same way for these threads, up to max_us, after
- * its census and just before fork() (the first 256 are kept). Returns how many. */
+/* The next cf_fork waits the same way for these threads, up to max_us, as its
+ * first step, before the census and the MADV_DOFORK pass (the first 256 are
+ * kept). Returns how many. */
 int cf_fork_settle_next(const int32_t* tids, size_t n, int max_us);
 void cf_fork_settle_run(void); /* cf_fork's own call */
 

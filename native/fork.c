@@ -17,6 +17,15 @@
 #include <sys/prctl.h>
 #endif
 
+/* The MADV_DOFORK pass at one of its two points: early (first, a test flag's
+ * old order) or last (right before fork(), the default); none with
+ * CF_FORK_SKIP_DOFORK. Returns the pass's result, 0 when it does not run here. */
+static int cf__dofork_pass(int flags, int early) {
+  if (flags & CF_FORK_SKIP_DOFORK) return 0;
+  if (((flags & CF_FORK_EARLY_DOFORK) != 0) != early) return 0;
+  return cf_dofork_all();
+}
+
 /* Fork the process. Signals are blocked across the fork, as libuv's uv_spawn
  * does, so that no handler runs in the child before its state is repaired. The
  * loop's work-queue mutex is held across the fork so that a threadpool thread
@@ -44,10 +53,7 @@ int cf_fork(uv_loop_t* loop, const int* keep_fds, int nkeep, int flags) {
   cf_fork_settle_run();
   /* Test only: the pass before the census, where a pool thread's new pages
    * are left out (see below). */
-  if (!(flags & CF_FORK_SKIP_DOFORK) && (flags & CF_FORK_EARLY_DOFORK)) {
-    err = cf_dofork_all();
-    if (err < 0) return err;
-  }
+  if ((err = cf__dofork_pass(flags, 1)) < 0) return err;
 
   if (!(flags & CF_FORK_SKIP_PARENT_WORK)) cf_loop_before_fork();
   cf_locks_before_fork();
@@ -71,12 +77,9 @@ int cf_fork(uv_loop_t* loop, const int* keep_fds, int nkeep, int flags) {
    * an app's first fetch(). Run any earlier and the child lacks those pages
    * while it has the code that points into them (measured: children died of
    * SIGSEGV running undici's parser, docs/hazards.md). */
-  if (!(flags & CF_FORK_SKIP_DOFORK) && !(flags & CF_FORK_EARLY_DOFORK)) {
-    err = cf_dofork_all();
-    if (err < 0) {
-      pthread_sigmask(SIG_SETMASK, &saved, NULL);
-      return err;
-    }
+  if ((err = cf__dofork_pass(flags, 0)) < 0) {
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    return err;
   }
   uv_mutex_lock(&loop->wq_mutex);
 

@@ -113,7 +113,6 @@ int cf_threads(cf_thread_info_t* out, int max) {
   if (dir == NULL) return -errno;
   while ((e = readdir(dir)) != NULL) {
     char path[300];
-    int fd;
     ssize_t len;
     if (e->d_name[0] == '.') continue;
     if (n >= max) {
@@ -124,15 +123,8 @@ int cf_threads(cf_thread_info_t* out, int max) {
     t->tid = atoi(e->d_name);
     t->name[0] = '\0';
     snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
-    do
-      fd = open(path, O_RDONLY | O_CLOEXEC);
-    while (fd < 0 && errno == EINTR);
-    if (fd < 0) continue; /* the thread exited meanwhile */
-    do
-      len = read(fd, t->name, sizeof(t->name) - 1);
-    while (len < 0 && errno == EINTR);
-    close(fd);
-    if (len <= 0) continue;
+    len = cf_read_small(path, t->name, sizeof(t->name));
+    if (len <= 0) continue; /* the thread exited meanwhile */
     if (t->name[len - 1] == '\n') len--;
     t->name[len] = '\0';
     n++;
@@ -150,18 +142,10 @@ int cf_thread_count(void) {
 #if defined(__linux__)
   /* Field 20 of /proc/self/stat; one read, cheap enough for every fork. */
   char buf[1024];
-  int fd, field = 1;
-  ssize_t len;
-  do
-    fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
-  while (fd < 0 && errno == EINTR);
-  if (fd < 0) return -errno;
-  do
-    len = read(fd, buf, sizeof(buf) - 1);
-  while (len < 0 && errno == EINTR);
-  close(fd);
-  if (len <= 0) return -EIO;
-  buf[len] = '\0';
+  int field;
+  ssize_t len = cf_read_small("/proc/self/stat", buf, sizeof(buf));
+  if (len < 0) return (int)len;
+  if (len == 0) return -EIO;
   /* The command name (field 2) may hold spaces and parentheses: count from
    * the last ')'. */
   char* p = strrchr(buf, ')');

@@ -19,40 +19,23 @@
 #include "cowfork.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #if defined(__linux__)
 /* 1 when the thread is running or runnable (R), in uninterruptible sleep (D)
  * or cannot be looked at, 0 when asleep, stopped or gone. */
 static int cf__thread_busy(int tid) {
   char path[64], buf[512];
-  int fd;
-  ssize_t len;
   snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
-  do
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-  while (fd < 0 && errno == EINTR);
-  if (fd < 0) return errno == ENOENT || errno == ESRCH ? 0 : 1; /* gone, or unknown: wait (bounded) */
-  do
-    len = read(fd, buf, sizeof(buf) - 1);
-  while (len < 0 && errno == EINTR);
-  close(fd);
-  if (len <= 0) return 0;
-  buf[len] = '\0';
+  ssize_t len = cf_read_small(path, buf, sizeof(buf));
+  if (len == -ENOENT || len == -ESRCH || len == 0) return 0; /* gone */
+  if (len < 0) return 1;                                   /* unknown: wait (bounded) */
   /* The name (field 2) may hold spaces and parentheses: the state follows the last ')'. */
   char* p = strrchr(buf, ')');
   if (p == NULL || p[1] != ' ') return 0;
   return p[2] == 'R' || p[2] == 'D';
-}
-
-static int64_t cf__now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 #endif
 
@@ -82,11 +65,11 @@ void cf_fork_settle_run(void) {
 
 int cf_settle_threads(const int32_t* tids, size_t n, int max_us) {
 #if defined(__linux__)
-  int64_t deadline = cf__now_us() + max_us;
+  int64_t deadline = cf_now_ns() + (int64_t)max_us * 1000;
   for (;;) {
     int busy = 0;
     for (size_t i = 0; i < n; i++) busy += cf__thread_busy(tids[i]);
-    if (busy == 0 || cf__now_us() >= deadline) return busy;
+    if (busy == 0 || cf_now_ns() >= deadline) return busy;
     /* Give the core to the busy thread: on a small machine it may be waiting for ours. */
     struct timespec pause = {0, 100000};
     nanosleep(&pause, NULL);

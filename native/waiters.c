@@ -121,18 +121,7 @@ static void cf__read_thread(const char* tid, cf__thread_t* t) {
   t->state = CF__BLOCKED;
   t->futex = t->sp = 0;
   snprintf(path, sizeof(path), "/proc/self/task/%s/syscall", tid);
-  int fd;
-  do
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-  while (fd < 0 && errno == EINTR);
-  if (fd < 0) return; /* gone, or no tracehook on this kernel */
-  ssize_t n;
-  do
-    n = read(fd, buf, sizeof(buf) - 1);
-  while (n < 0 && errno == EINTR);
-  close(fd);
-  if (n <= 0) return;
-  buf[n] = '\0';
+  if (cf_read_small(path, buf, sizeof(buf)) <= 0) return; /* gone, or no tracehook on this kernel */
   if (strncmp(buf, "running", 7) == 0) {
     t->state = CF__RUNNING;
     return;
@@ -342,16 +331,10 @@ static void cf__plan_resets(const cf__thread_t* t, int nt, cf_fork_plan_t* plan)
 
 /* ---- Before and after fork() ---------------------------------------------- */
 
-static int64_t cf__now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 int cf_waiters_census(cf_fork_plan_t* plan, int flags) {
   cf__thread_t t[CF__THREADS_MAX];
   int nt = 0, running = 0, pass = 0;
-  int64_t start = cf__now_ns();
+  int64_t start = cf_now_ns();
   /* A child whose fork emptied the pool has nothing left there to repair. */
   int want_pool = !(flags & CF_FORK_SKIP_POOL) && !cf__pool_emptied;
   memset(plan, 0, sizeof(*plan));
@@ -382,7 +365,7 @@ int cf_waiters_census(cf_fork_plan_t* plan, int flags) {
     /* Known pool threads get the long wait; unknown running threads (libuv's,
      * a user's Worker) only the short one. */
     int long_wait = want_pool && cf__pool.n > 0 && !(flags & CF_FORK_SHORT_POOL_WAIT);
-    int64_t elapsed = cf__now_ns() - start;
+    int64_t elapsed = cf_now_ns() - start;
     if (long_wait ? elapsed >= CF__POOL_SETTLE_NS : (pass >= CF__CENSUS_PASSES || elapsed >= CF__CENSUS_NS)) break;
     if (pass < CF__CENSUS_PASSES) {
       sched_yield();

@@ -6,7 +6,7 @@
 import { WorkerCrashedError } from '../errors';
 import { type ChildExit, forkChild, libraryInterval, libraryMacrotask } from '../fork';
 import { BatchWriter } from '../frame';
-import { type ShmHandle, native } from '../native';
+import { native } from '../native';
 import { writeAll } from '../scratch';
 import { Call, type CallKind, type Live } from './call';
 import type { ItemFn, RunOptions } from './options';

@@ -23,7 +23,7 @@ import { type Live, exitEvent, forkWorker, howItEnded, retireWorker, statsOf, wo
 import { type RecycleLimits, dueForRecycling } from './recycle';
 import { type Reload, type ReloadHost, loadReload } from './reload';
 import { SelfPipe } from './selfpipe';
-import { SignalQueue } from './signals';
+import { type SignalActions, SignalQueue, actOn } from './signals';
 import { MasterSockets } from './sockets';
 import type { ExitReason, ForkInfo, WorkerContext, WorkerFn, WorkerStats } from './types';
 import { BEAT, STATE, STATE_READY, type WorkerSetup } from './worker';
@@ -292,30 +292,18 @@ export class MasterImpl implements ReloadHost {
 
   /** Step 2: act on the signals the handlers queued. */
   private handleSignals(): void {
-    for (const sig of this.signals.take()) {
-      switch (sig) {
-        case 'SIGTERM':
-        case 'SIGINT':
-        case 'SIGQUIT':
-          // A second stop signal while draining means "now".
-          if (this.phase === 'stopping') for (const w of this.all()) w.child.kill('SIGKILL');
-          else this.beginStop();
-          break;
-        case 'SIGHUP':
-          this.restart().catch(() => {});
-          break;
-        case 'SIGUSR2':
-          // Failures are reported as 'reloadError' events.
-          this.reload().catch(() => {});
-          break;
-        case 'SIGTTIN':
-          this.scale(this.target + 1);
-          break;
-        case 'SIGTTOU':
-          this.scale(Math.max(0, this.target - 1));
-          break;
-      }
-    }
+    const actions: SignalActions = {
+      stop: () => {
+        if (this.phase !== 'stopping') return this.beginStop();
+        // A second stop signal while draining means "now".
+        for (const w of this.all()) w.child.kill('SIGKILL');
+      },
+      restart: () => void this.restart().catch(() => {}),
+      // Failures are reported as 'reloadError' events.
+      reload: () => void this.reload().catch(() => {}),
+      scaleBy: (delta) => this.scale(Math.max(0, this.target + delta)),
+    };
+    for (const sig of this.signals.take()) actOn(sig, actions);
   }
 
   /** Step 3: notice readiness and heartbeats; kill workers that are overdue. */
@@ -356,9 +344,14 @@ export class MasterImpl implements ReloadHost {
 
   /** Whether every num below the target has a ready worker that is not being retired. */
   private steady(): boolean {
+    return this.everyReady((w) => w.retiring === null);
+  }
+
+  /** Whether every num below the target has a ready worker for which `ok` holds. */
+  private everyReady(ok: (w: Live) => boolean): boolean {
     for (let num = 0; num < this.target; num++) {
       const w = this.live.get(num);
-      if (w === undefined || w.state !== 'ready' || w.retiring !== null) return false;
+      if (w === undefined || w.state !== 'ready' || !ok(w)) return false;
     }
     return true;
   }
@@ -374,18 +367,10 @@ export class MasterImpl implements ReloadHost {
 
   /** Forks a worker for each missing num whose backoff is over, lowest num first. */
   private forkMissing(): void {
-    const due = this.missingNums();
-    if (due.length === 0) return;
-    for (const num of due) this.spawn(num);
-  }
-
-  private missingNums(): number[] {
     const t = now();
-    const due: number[] = [];
     for (let num = 0; num < this.target; num++) {
-      if (!this.live.has(num) && this.history.of(num).notBefore <= t) due.push(num);
+      if (!this.live.has(num) && this.history.of(num).notBefore <= t) this.spawn(num);
     }
-    return due;
   }
 
   /** A rolling restart retires one old-generation worker at a time, once every other worker is ready. */
@@ -399,13 +384,7 @@ export class MasterImpl implements ReloadHost {
 
   /** Resolves promises whose condition now holds. */
   private settle(): void {
-    const allReady = (gen: number): boolean => {
-      for (let num = 0; num < this.target; num++) {
-        const w = this.live.get(num);
-        if (w === undefined || w.state !== 'ready' || w.generation < gen) return false;
-      }
-      return true;
-    };
+    const allReady = (gen: number): boolean => this.everyReady((w) => w.generation >= gen);
     if (this.phase === 'booting' && allReady(0)) {
       this.phase = 'running';
       this.notify(() => this.readyResolve());

@@ -10,6 +10,35 @@ export const MASTER_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGQUIT', 'SIGHUP', 'SIGUSR
 
 export type MasterSignal = (typeof MASTER_SIGNALS)[number];
 
+/** What the master does for the signals an operator sends it. */
+export interface SignalActions {
+  /** SIGTERM, SIGINT, SIGQUIT: drain and stop. */
+  stop(): void;
+  /** SIGHUP: a rolling restart. */
+  restart(): void;
+  /** SIGUSR2: reload the code. */
+  reload(): void;
+  /** SIGTTIN: one worker more; SIGTTOU: one fewer. */
+  scaleBy(delta: 1 | -1): void;
+}
+
+export function actOn(sig: MasterSignal, act: SignalActions): void {
+  switch (sig) {
+    case 'SIGTERM':
+    case 'SIGINT':
+    case 'SIGQUIT':
+      return act.stop();
+    case 'SIGHUP':
+      return act.restart();
+    case 'SIGUSR2':
+      return act.reload();
+    case 'SIGTTIN':
+      return act.scaleBy(1);
+    case 'SIGTTOU':
+      return act.scaleBy(-1);
+  }
+}
+
 export class SignalQueue {
   private readonly queue: MasterSignal[] = [];
   private readonly handlers = new Map<MasterSignal, () => void>();

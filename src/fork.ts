@@ -4,11 +4,11 @@
 import os from 'node:os';
 import { ForkUnsafeError, signalName } from './errors';
 import { resetNodePools, watchInheritedWrites } from './inherited';
-import { forgetForkWarnings, noteConnectionsBeforeFork, noteThreadsBeforeFork, warnAfterFork } from './inspect';
+import { forgetForkWarnings, noteConnectionsBeforeFork, noteThreadsBeforeFork, noteWorkersBeforeFork, warnAfterFork } from './inspect';
 import { HUP, READ, native } from './native';
 import { warnIfPoolUnrepaired } from './pool-repair';
 import { prepareRandom, reseedRandom } from './random';
-import { forgetParentWorkers, forgetSettle, settleWorkers, trackWorkers } from './workers';
+import { forgetParentWorkers, forgetSettle, liveWorkers, settleWorkers, trackWorkers } from './workers';
 
 trackWorkers();
 
@@ -294,6 +294,7 @@ export function forkChild(body: () => number | Promise<number>, options: ForkOpt
   warnIfImmediatesUnknown();
   for (let i = hooks.length - 1; i >= 0; i--) hooks[i].prepare?.();
   noteThreadsBeforeFork();
+  noteWorkersBeforeFork(liveWorkers());
   // An app with an atFork({ child }) hook re-creates its clients there (docs/recipes.md): no warning.
   if (options.warnInheritedConnections && !hooks.some((h) => h.child && !ownHooks.has(h))) {
     noteConnectionsBeforeFork(options.warnInheritedConnections);

@@ -164,6 +164,27 @@ export function foreignThreadsNote(): string {
   );
 }
 
+let warnedWorkers = false;
+
+/**
+ * Called just before each fork: notes once that the process has live Workers.
+ * A child has none of their threads: what it posts or writes to them is lost
+ * (a pino transport's log lines) and their replies never come.
+ */
+export function noteWorkersBeforeFork(live: number): void {
+  if (warnedWorkers || live === 0) return;
+  warnedWorkers = true;
+  pending.push({
+    code: 'COWFORK_LIVE_WORKERS',
+    message:
+      `cowfork: this process has ${live} live worker_threads Worker(s) (an app's own, a pool such as piscina's, ` +
+      "a logger's transport such as pino's). A forked child does not have their threads: what it posts or writes " +
+      'to them is lost, log lines included, and their replies never come. Start Workers in the process that uses ' +
+      'them (in atFork({ child }), or lazily per process); log to stdout or to a file opened for appending, and ' +
+      `run transports in a process of their own: see ${RECIPES}.`,
+  });
+}
+
 let warnedConnections = false;
 
 /**

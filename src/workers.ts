@@ -34,6 +34,8 @@ const NOT_A_WORKER = /libuv-worker|V8Worker|DelayedTaskSche|SignalInspector/;
 const tids = new Set<number>();
 /** Workers announced that have neither come online nor exited. */
 let starting = 0;
+/** Workers announced that have not exited. */
+let live = 0;
 let known: Set<number> | null = null;
 let tracking = false;
 
@@ -59,6 +61,7 @@ function onWorker(worker: Worker): void {
   }
   known = new Set(now.map(([tid]) => tid));
   starting++;
+  live++;
   let counted = true;
   const started = (): void => {
     if (counted) starting--;
@@ -67,6 +70,7 @@ function onWorker(worker: Worker): void {
   worker.once('online', started);
   worker.once('exit', () => {
     started();
+    live--;
     // The Worker's thread has been joined: drop every id whose thread is gone.
     for (const tid of tids) if (!fs.existsSync(`/proc/self/task/${tid}`)) tids.delete(tid);
   });
@@ -97,9 +101,15 @@ export function forgetSettle(): void {
   if (tids.size > 0) native.settleBeforeFork(new Int32Array(0), 0);
 }
 
+/** How many Workers this process made that have not exited (made since cowfork was loaded). */
+export function liveWorkers(): number {
+  return live;
+}
+
 /** In a child: the parent's Workers are not this process's (and its threads are not known until needed). */
 export function forgetParentWorkers(): void {
   tids.clear();
   starting = 0;
+  live = 0;
   known = null;
 }

@@ -9,10 +9,10 @@
 // connection (autoResendUnfulfilledCommands): the hazard row in
 // docs/hazards.md. The scenarios run in test/fixtures/compat-ioredis.js, a
 // process of its own, as an app would.
-import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { FIXTURES, ROOT, runNode, useTestServer } from '../helpers';
+import { FIXTURES, runNode, useTestServer } from '../helpers';
+import { expectRecipeInDocs } from './support';
 
 const redis = useTestServer('redis-test-server.sh', 'Redis');
 
@@ -57,9 +57,7 @@ function expectChildrenOnOwnConnections(s: Scenario): void {
 
 describe('ioredis client used in the parent', () => {
   it('the recipe in docs/recipes.md is examples/recipes/ioredis.js, word for word', () => {
-    const recipe = fs.readFileSync(path.join(ROOT, 'examples', 'recipes', 'ioredis.js'), 'utf8');
-    const doc = fs.readFileSync(path.join(ROOT, 'docs', 'recipes.md'), 'utf8');
-    expect(doc).toContain('```js\n' + recipe + '```');
+    expectRecipeInDocs('ioredis.js');
   });
 
   it('with the atFork recipe, while the parent keeps a command in flight: children use their own connections, and every reply the parent gets is its own', async () => {

@@ -4,11 +4,10 @@
 // on connections of their own; without it the child's first query on an
 // inherited connection fails at once instead of hanging. The scenarios run in
 // test/fixtures/compat-pg.js, a process of its own, as an app would.
-import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FIXTURES, ROOT, isAlive, runNode, useTestServer, waitFor } from '../helpers';
-import { getOnce, within } from './support';
+import { expectRecipeInDocs, getOnce, within } from './support';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { startProcess } = require('../fixtures/prefork-harness.js');
 
@@ -47,9 +46,7 @@ const FAST_FAILURE = /EPIPE|ECONNRESET|Connection terminated|not queryable/;
 
 describe('pg Pool used in the parent', () => {
   it('the recipe in docs/recipes.md is examples/recipes/pg-pool.js, word for word', () => {
-    const recipe = fs.readFileSync(path.join(ROOT, 'examples', 'recipes', 'pg-pool.js'), 'utf8');
-    const doc = fs.readFileSync(path.join(ROOT, 'docs', 'recipes.md'), 'utf8');
-    expect(doc).toContain('```js\n' + recipe + '```');
+    expectRecipeInDocs('pg-pool.js');
   });
 
   it('with the atFork recipe: map children (pool and isolation) and prefork workers query on connections of their own', async () => {

@@ -9,7 +9,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FIXTURES, ROOT, runNode, tempDir } from '../helpers';
+import { FIXTURES, runNode, tempDir } from '../helpers';
+import { expectRecipeInDocs } from './support';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -48,9 +49,7 @@ const LIVE_WORKERS = 'COWFORK_LIVE_WORKERS';
 
 describe('pino logger made in the parent', () => {
   it('the recipe in docs/recipes.md is examples/recipes/pino.js, word for word', () => {
-    const recipe = fs.readFileSync(path.join(ROOT, 'examples', 'recipes', 'pino.js'), 'utf8');
-    const doc = fs.readFileSync(path.join(ROOT, 'docs', 'recipes.md'), 'utf8');
-    expect(doc).toContain('```js\n' + recipe + '```');
+    expectRecipeInDocs('pino.js');
   });
 
   it('with a transport (a Worker): children log into the void, and the parent warns once, before its first fork, naming the cause', async () => {

@@ -1,9 +1,21 @@
 // Shared by the compat tests (one file per library): a local upstream HTTP
 // server, `map` in both child modes, a prefork master in this process, and
-// bounded waits, so that a regression fails the test instead of hanging CI.
+// bounded waits, so that a regression fails the test instead of hanging CI;
+// and the check that a recipe in docs/recipes.md is its example file.
+import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { expect } from 'vitest';
 import { type ParallelOptions, type Settled, map, prefork } from '../../src/index';
+import { ROOT } from '../helpers';
+
+/** docs/recipes.md shows examples/recipes/<file> word for word, in a js block. */
+export function expectRecipeInDocs(file: string): void {
+  const recipe = fs.readFileSync(path.join(ROOT, 'examples', 'recipes', file), 'utf8');
+  const doc = fs.readFileSync(path.join(ROOT, 'docs', 'recipes.md'), 'utf8');
+  expect(doc).toContain('```js\n' + recipe + '```');
+}
 
 /** Rejects when `p` has not settled within `ms`: a hang fails the test instead of stalling it. */
 export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {

@@ -155,16 +155,32 @@ export function foreignThreadsAtFork(): readonly string[] {
   return foreignAtFork;
 }
 
-/** For errors about a child that never finished: the likely cause when the parent had foreign threads. */
-export function foreignThreadsNote(): string {
-  if (foreignAtFork.length === 0) return '';
-  return (
-    `. The process had threads of a native library when it forked (${describeCounts(foreignAtFork)}), ` +
-    `and work handed to them never completes in a child. ${FOREIGN_THREAD_RULE}`
-  );
+/**
+ * For errors about a child that never finished: the likely causes the fork
+ * that made it saw, threads of a native library and live Workers.
+ */
+export function hangCauseNote(): string {
+  let note = '';
+  if (foreignAtFork.length > 0) {
+    note +=
+      `. The process had threads of a native library when it forked (${describeCounts(foreignAtFork)}), ` +
+      `and work handed to them never completes in a child. ${FOREIGN_THREAD_RULE}`;
+  }
+  if (workersAtFork > 0) {
+    note +=
+      `. The process had ${workersAtFork} live worker_threads Worker(s) when it forked; a child has none of ` +
+      `their threads, and an answer from one never comes. ${LIVE_WORKERS_RULE}`;
+  }
+  return note;
 }
 
 let warnedWorkers = false;
+/** Live Workers at the last fork (in a child: at the fork that made it). */
+let workersAtFork = 0;
+
+const LIVE_WORKERS_RULE =
+  'Start Workers in the process that uses them (in atFork({ child }), or lazily per process); log to stdout or ' +
+  `to a file opened for appending, and run transports in a process of their own: see ${RECIPES}.`;
 
 /**
  * Called just before each fork: notes once that the process has live Workers.
@@ -172,6 +188,7 @@ let warnedWorkers = false;
  * (a pino transport's log lines) and their replies never come.
  */
 export function noteWorkersBeforeFork(live: number): void {
+  workersAtFork = live;
   if (warnedWorkers || live === 0) return;
   warnedWorkers = true;
   pending.push({
@@ -179,9 +196,7 @@ export function noteWorkersBeforeFork(live: number): void {
     message:
       `cowfork: this process has ${live} live worker_threads Worker(s) (an app's own, a pool such as piscina's, ` +
       "a logger's transport such as pino's). A forked child does not have their threads: what it posts or writes " +
-      'to them is lost, log lines included, and their replies never come. Start Workers in the process that uses ' +
-      'them (in atFork({ child }), or lazily per process); log to stdout or to a file opened for appending, and ' +
-      `run transports in a process of their own: see ${RECIPES}.`,
+      `to them is lost, log lines included, and their replies never come. ${LIVE_WORKERS_RULE}`,
   });
 }
 

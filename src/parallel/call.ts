@@ -8,7 +8,7 @@
 import { AbortError, ResultIntegrityError, TimeoutError, WorkerCrashedError, WorkerError } from '../errors';
 import { type ChildExit, type ForkedChild, describeExit, killAndReapSync, libraryInterval, libraryTimeout, onInterrupt } from '../fork';
 import { type FrameError, Outcome, type RecordOut, type SerializedError, decodeAll, decodeBatch, fromSerializedError, newKey } from '../frame';
-import { foreignThreadsNote } from '../inspect';
+import { hangCauseNote } from '../inspect';
 import { type ShmHandle, native } from '../native';
 import { Progress } from '../progress';
 import { createScratch, readScratch, removeScratch } from '../scratch';
@@ -220,7 +220,7 @@ export abstract class Call<T, R> {
   crashError(index: number | undefined, exit: ChildExit, timedOut: boolean): Error {
     const what = index === undefined ? 'between items' : `on item ${index}`;
     if (timedOut) {
-      const msg = `item ${index} exceeded the ${this.opts.timeout} ms timeout; child ${exit.pid} was killed${foreignThreadsNote()}`;
+      const msg = `item ${index} exceeded the ${this.opts.timeout} ms timeout; child ${exit.pid} was killed${hangCauseNote()}`;
       return new TimeoutError(msg, index, this.opts.timeout!);
     }
     return new WorkerCrashedError(`child ${exit.pid} ${describeExit(exit)} ${what}`, index, exit.pid, exit.exitCode, exit.signal);

@@ -103,7 +103,8 @@ export function forgetSettle(): void {
 
 /** How many Workers this process made that have not exited (made since cowfork was loaded). */
 export function liveWorkers(): number {
-  return live;
+  // A parent's Worker seen exiting in a child would count below zero there.
+  return Math.max(0, live);
 }
 
 /** In a child: the parent's Workers are not this process's (and its threads are not known until needed). */

@@ -93,7 +93,8 @@ function noteWrite(socket: net.Socket): void {
   process.emitWarning(
     `cowfork: process ${process.pid} wrote to a connection it inherited from its parent (peer ${peer}, fd ${fd}). ` +
       'That connection belongs to the parent: in a forked child its writes fail at once (EPIPE) and it never ' +
-      'receives data. Open connections in the child instead: re-create the client or pool in ' +
+      'receives data. A client that then reconnects by itself (ioredis does) may send the parent\'s unanswered ' +
+      'commands again from this process. Open connections in the child instead: re-create the client or pool in ' +
       `atFork({ child }), or create it lazily per process. Recipes for pg, mysql2, ioredis and better-sqlite3: ${RECIPES}.`,
     { code: 'COWFORK_INHERITED_CONNECTION' },
   );

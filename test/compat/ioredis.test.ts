@@ -74,6 +74,7 @@ describe('ioredis client used in the parent', () => {
     const warning = s.stderr.split('\n').find((line) => line.includes(INHERITED_WARNING));
     expect(warning).toContain(`peer 127.0.0.1:${redis.env().REDIS_PORT}`);
     expect(warning).toContain('docs/recipes.md');
+    expect(warning).toContain("send the parent's unanswered commands again");
   });
 
   it('without it, a command of the parent in flight at the fork is sent again from the child (the hazard the recipe avoids)', async () => {

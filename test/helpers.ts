@@ -138,7 +138,7 @@ export function runCommand(
     child.stderr.on('data', (d) => (stderr += d));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`${file} ${args.join(' ')} timed out; stderr: ${stderr.slice(-2000)}`));
+      reject(new Error(`${file} ${args.join(' ')} timed out; stdout: ${stdout.slice(-1000)}; stderr: ${stderr.slice(-2000)}`));
     }, opts.timeoutMs ?? 60_000);
     child.on('error', (err) => {
       clearTimeout(timer);

@@ -127,7 +127,8 @@ describe('scheduler: per-process registry', () => {
 
 describe('scheduler: top level and failures, in a fresh node', () => {
   it('drives synchronously at the top level of a CommonJS script', async () => {
-    const r = await runNode(['--single-threaded', `${FIXTURES}/scheduler-toplevel.js`]);
+    // Well inside the test's timeout: a hang then reports what the script printed.
+    const r = await runNode(['--single-threaded', `${FIXTURES}/scheduler-toplevel.js`], { timeoutMs: 20_000 });
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({ order: [10, 20, 30], resumed: 6, left: 0 });
   });

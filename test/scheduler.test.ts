@@ -104,6 +104,42 @@ describe('scheduler: ordering and the tick contract', () => {
   });
 });
 
+describe('scheduler: the time base of a pass', () => {
+  // Four fibers start in one pass, in this order: one parks for 30 ms, one for
+  // 10 ms, one computes for 15 ms (a slow fiber, or a process the kernel kept
+  // off the CPU that long), one parks for 20 ms. Counted from each park's own
+  // instant, the 20 ms park would be due after the 30 ms one (at 35 ms against
+  // 30). Counted from the pass's time, as Node's timers count from libuv's
+  // loop time, they fire in the order of their delays.
+  const spawnAll = (order: number[]): Promise<unknown>[] =>
+    [30, 10, -15, 20].map((ms) =>
+      Scheduler.spawn(async () => {
+        if (ms < 0) {
+          const end = performance.now() - ms;
+          while (performance.now() < end);
+          return;
+        }
+        await Scheduler.pause(ms / 1000);
+        order.push(ms);
+      }).done,
+    );
+
+  it('parks made in one slow pass fire in the order of their delays (event loop)', async () => {
+    const order: number[] = [];
+    await Promise.all(spawnAll(order));
+    expect(order).toEqual([10, 20, 30]);
+  });
+
+  it('parks made in one slow pass fire in the order of their delays (runUntilEmpty)', async () => {
+    const order: number[] = [];
+    await macrotask(() => {
+      spawnAll(order);
+      Scheduler.runUntilEmpty();
+    });
+    expect(order).toEqual([10, 20, 30]);
+  });
+});
+
 describe('scheduler: errors', () => {
   it("a fiber's error rejects fiber.done and never escapes tick", async () => {
     const s = new Scheduler({ eventLoop: false });

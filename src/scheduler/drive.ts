@@ -52,6 +52,7 @@ export class Core extends LoopTables {
       this.pollReadiness(timeout);
       now = performance.now();
     }
+    this.passNow = now;
 
     // fd readiness first: a park whose fd became ready and whose timeout
     // passed in the same pass reports the readiness.

@@ -44,6 +44,8 @@ export abstract class ParkTables {
   protected nextSeq = 0;
   /** > 0 while a driver or a pass runs: watcher and timer changes wait for reconcile(). */
   protected depth = 0;
+  /** The time a pass took as its own (drive.ts sets it): the base of every deadline made in the pass. */
+  protected passNow = 0;
   /** Generator fibers parked on a promise: a pass flushes the promise bridge first. */
   protected promiseParks = 0;
   /** A promise park or an async fiber woke in this pass: drain microtasks at its end. */
@@ -79,6 +81,16 @@ export abstract class ParkTables {
       this.depth--;
       this.reconcile();
     }
+  }
+
+  /**
+   * The base for a new deadline. Inside a pass it is the pass's own time, as
+   * libuv's loop time is for Node's timers: parks made in one pass then fire
+   * in the order of their delays, however long the pass itself runs (on a
+   * loaded machine the fibers of one pass can start tens of ms apart).
+   */
+  protected clock(): number {
+    return this.depth > 0 ? this.passNow : performance.now();
   }
 
   /** Drops a scheduler that was copied into a forked child by fork(). */
@@ -161,7 +173,7 @@ export abstract class ParkTables {
   private placePause(p: Park, ms: number): void {
     // pause(0) is a yield: ready for the next pass, no timer needed.
     if (ms === 0) this.queueReady(p, 0);
-    else this.place(p, null, performance.now() + ms);
+    else this.place(p, null, this.clock() + ms);
   }
 
   private placeIo(p: Park, timeoutMs: number): void {
@@ -182,7 +194,7 @@ export abstract class ParkTables {
       }
       this.fds.set(fd, e);
     }
-    this.place(p, e, timeoutMs === Infinity ? Infinity : performance.now() + timeoutMs);
+    this.place(p, e, timeoutMs === Infinity ? Infinity : this.clock() + timeoutMs);
   }
 
   /** A park that cannot be placed: a promise rejects at once, a generator fiber gets the error thrown in the next pass. */

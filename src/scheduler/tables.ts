@@ -3,7 +3,6 @@
 // observed. loop.ts adds the event-loop side (watchers and one timer) and
 // drive.ts the passes and the synchronous drivers; both work on the same
 // tables, so a fiber can be driven by either, or by both in turn.
-import { performance } from 'node:perf_hooks';
 import { CancelledError, FiberFailedError, TimeoutError } from '../errors';
 import { type SpawnOptions, isGeneratorFunction } from './args';
 import {
@@ -173,7 +172,7 @@ export abstract class FiberTables extends ParkTables {
 
   /** A deadline over `f`: spawn's options.timeout (`scope` false), or a withTimeout() scope. */
   openDeadline(f: FiberImpl<any>, ms: number, scope: boolean): Deadline {
-    const d = new Deadline(f, performance.now() + ms, ms / 1000, scope);
+    const d = new Deadline(f, this.clock() + ms, ms / 1000, scope);
     d.seq = this.nextSeq++;
     this.timers.push(d);
     (f.deadlines ??= []).push(d);

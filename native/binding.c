@@ -62,6 +62,13 @@ static napi_value ForkParentWork(napi_env env, napi_callback_info info) {
   return ok ? out : cf__napi_fail(env);
 }
 
+/* forkTraceCategories(): how many of the trace categories Node's threadpool
+ * work asks for this process registered before its first fork (locks.c): 2,
+ * 0 where the tracing controller is not V8's, -1 before any fork. */
+static napi_value ForkTraceCategories(napi_env env, napi_callback_info info) {
+  return cf__int(env, cf_fork_trace_categories());
+}
+
 /* immediatesFound(): whether this Node's cross-thread callback queue can be
  * found, so that children can drop what other threads queued for the parent. */
 static napi_value ImmediatesFound(napi_env env, napi_callback_info info) {
@@ -360,6 +367,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       CF__FN("settleThreads", cf__SettleThreads),
       CF__FN("settleBeforeFork", cf__SettleBeforeFork),
       CF__FN("forkParentWork", ForkParentWork),
+      CF__FN("forkTraceCategories", ForkTraceCategories),
       CF__FN("immediatesFound", ImmediatesFound),
       CF__FN("testImmediatesDecoys", TestImmediatesDecoys),
       CF__FN("optionsLockFound", OptionsLockFound),

@@ -117,6 +117,10 @@ int cf_locks_found(void);            /* 1 if this Node's options lock can be fou
 int cf_locks_release_in_child(void); /* child: 1 if it was held and was re-initialized */
 int cf_fork_locks_released(void);    /* child: what its fork did (0 or 1), or -1 */
 int cf_test_hold_options_lock(int ms); /* tests: a thread holds it for ms; -ENOENT if not found */
+/* The trace categories Node's threadpool work asks for, registered by the
+ * parent before its first fork (2), 0 where the controller is not V8's, -1
+ * before any fork. */
+int cf_fork_trace_categories(void);
 
 /* symbols.c: a file-local variable of the ELF object holding in_object, by
  * name and size, from its symbol table; 0 when there is not exactly one. */

@@ -1,4 +1,8 @@
-/* Node's process-wide options lock, released in a child.
+/* Node's process-wide options lock, released in a child; and two locks a
+ * parent's threads take once per process (Abseil's CPU-frequency call-once,
+ * V8's tracing lock for a new trace category), whose one-time work the
+ * forking thread does itself, so that no thread of the parent is inside it
+ * at a later fork (below).
  *
  * fork() copies only the calling thread, with every mutex as it was. Node
  * guards its process-wide options with one mutex,
@@ -68,8 +72,12 @@ static void* cf__node_symbol(const char* name, int type, size_t size) {
 #endif
 }
 
-/* Once, in the parent: the address of Node's options mutex, or NULL. */
+static void cf__trace_categories_before_fork(void);
+
+/* Once, in the parent: the address of Node's options mutex, or NULL; and
+ * the trace categories of Node's threadpool work registered (below). */
 void cf_locks_before_fork(void) {
+  cf__trace_categories_before_fork();
   if (cf__looked_up) return;
   cf__looked_up = 1;
   cf__options_mutex = cf__node_symbol(cf__options_mutex_name, STT_OBJECT, sizeof(pthread_mutex_t));
@@ -95,6 +103,58 @@ void cf_locks_before_fork_with_workers(void) {
   cf__cpu_frequency_known = 1;
   void* fn = cf__node_symbol(cf__cpu_frequency_name, STT_FUNC, 0);
   if (fn != NULL) ((double (*)(void))fn)();
+}
+
+/* V8's tracing controller registers a trace category the first time any
+ * thread asks for it, under the controller's own lock (an absl::Mutex on
+ * Node 26), and finds it without the lock from then on. Node's threadpool
+ * work (crypto, zlib) asks for "node,node.threadpoolwork,...sync" on the
+ * libuv thread that runs it, so a parent whose first such work is running
+ * while it forks can hand a child that lock held by a thread the child does
+ * not have: the child's own first crypto call then waits on it forever (gdb,
+ * Node 26: absl::Mutex::lock <- TracingController::GetCategoryGroupEnabled
+ * <- ThreadPoolWork::ScheduleWork's work callback, on the child's libuv
+ * thread). cf_fork does not wait for libuv's threads (waiters.c says why),
+ * so the parent registers Node's threadpool categories itself, once, before
+ * its first fork; no thread takes that lock for them again.
+ *
+ * The controller comes from Node's public node::GetTracingController(). It
+ * is asked through its own virtual function, and only when that is V8's
+ * (the slot after the two destructors, in the Itanium C++ ABI, holds the
+ * address of V8's TracingController::GetCategoryGroupEnabled, looked up by
+ * name); any other controller, or a missing symbol, is left alone. */
+static const char cf__tracing_controller_name[] = "_ZN4node20GetTracingControllerEv";
+static const char cf__category_enabled_name[] =
+    "_ZN2v88platform7tracing17TracingController23GetCategoryGroupEnabledEPKc";
+static const char* const cf__threadpool_categories[] = {
+    "node,node.threadpoolwork,node.threadpoolwork.sync",
+    "node,node.threadpoolwork,node.threadpoolwork.async",
+};
+static int cf__trace_categories = -1;
+
+static int cf__register_trace_categories(void) {
+  void* (*get)(void) = (void* (*)(void))cf__node_symbol(cf__tracing_controller_name, STT_FUNC, 0);
+  void* v8_fn = cf__node_symbol(cf__category_enabled_name, STT_FUNC, 0);
+  if (get == NULL || v8_fn == NULL) return 0;
+  void* controller = get();
+  uintptr_t vptr = 0, slot = 0;
+  if (controller == NULL || !cf_peek_all((uintptr_t)controller, &vptr, sizeof(vptr))) return 0;
+  if (vptr == 0 || !cf_peek_all(vptr + 2 * sizeof(uintptr_t), &slot, sizeof(slot))) return 0;
+  if (slot != (uintptr_t)v8_fn) return 0;
+  const unsigned char* (*enabled)(void*, const char*) = (const unsigned char* (*)(void*, const char*))v8_fn;
+  int n = 0;
+  for (size_t i = 0; i < sizeof(cf__threadpool_categories) / sizeof(*cf__threadpool_categories); i++)
+    n += enabled(controller, cf__threadpool_categories[i]) != NULL;
+  return n;
+}
+
+/* Once, in the parent, before its first fork. */
+static void cf__trace_categories_before_fork(void) {
+  if (cf__trace_categories < 0) cf__trace_categories = cf__register_trace_categories();
+}
+
+int cf_fork_trace_categories(void) {
+  return cf__trace_categories;
 }
 
 int cf_locks_found(void) {

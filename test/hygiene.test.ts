@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
-import { WorkerCrashedError, atFork, isChild, map } from '../src/index';
+import { AbortError, WorkerCrashedError, atFork, isChild, map } from '../src/index';
 import { native } from '../src/native';
 import { fullGc, reps, tempDir, weakGarbage } from './helpers';
 
@@ -190,6 +190,23 @@ describe('§9 signal listeners and timers', () => {
       process.removeListener('SIGINT', onSigint);
     }
     expect(fs.existsSync(file)).toBe(false);
+  });
+
+  it("a parent's timer that aborts a map fires in its children too, yet only the parent's map settles: no child runs the code after the await", async () => {
+    // Timers the app set are inherited (atFork({ child }) stops them). Here the
+    // children's copy of the timer aborts their copy of the signal; their copy
+    // of the call must not stop and settle, or the rest of this test would run
+    // in them (found as scratch directories left by such children).
+    const log = path.join(scratch(), 'after-await');
+    for (const isolation of [false, true]) {
+      const ac = new AbortController();
+      setTimeout(() => ac.abort(new Error('stop now')), 100);
+      const err = await map([0, 1], () => new Promise((r) => setTimeout(r, 3000)), { concurrency: 2, isolation, signal: ac.signal }).catch((e: unknown) => e);
+      fs.appendFileSync(log, `${process.pid}\n`);
+      expect(err).toBeInstanceOf(AbortError);
+    }
+    // The map settles once its children are reaped: a child that went on would have written by now.
+    expect(fs.readFileSync(log, 'utf8').trim().split('\n')).toEqual([String(process.pid), String(process.pid)]);
   });
 
   it('at-fork hooks run in pthread_atfork order; a child hook can stop a user interval in the child', async () => {

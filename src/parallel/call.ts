@@ -54,6 +54,8 @@ export abstract class Call<T, R> {
   /** Stream mode: results the consumer has taken. */
   consumed = 0;
   private scratchDir: string | undefined;
+  /** The process that made this call: only there may it stop, finish or settle. */
+  private readonly ownerPid = process.pid;
   private failedByParent = 0;
   private stopped = false;
   private outcome: Error | undefined;
@@ -77,6 +79,7 @@ export abstract class Call<T, R> {
     this.shm = width > 0 ? native.shmCreate(shmCount(width)) : undefined;
     this.disposers.push(
       onInterrupt(() => {
+        if (process.pid !== this.ownerPid) return;
         for (const pid of this.live.keys()) killAndReapSync(pid);
         if (this.scratchDir !== undefined) removeScratch(this.scratchDir);
       }),
@@ -266,7 +269,11 @@ export abstract class Call<T, R> {
    * gets STOP_GRACE_MS; a child in synchronous code is killed at once.
    */
   stop(reason: Error): void {
-    if (this.stopped) return;
+    // A forked child's copy of this call is the parent's: a user timer or
+    // signal the child inherited (an AbortController aborted from a
+    // setTimeout) must not stop it, or the parent's `await map()` would go on
+    // running in the child.
+    if (this.stopped || process.pid !== this.ownerPid) return;
     this.stopped = true;
     this.outcome = reason;
     if (this.shm !== undefined) native.shmStore(this.shm, STOP, 1);
@@ -283,7 +290,7 @@ export abstract class Call<T, R> {
   protected onStop(): void {}
 
   maybeFinish(): void {
-    if (this.finished || this.live.size > 0) return;
+    if (this.finished || this.live.size > 0 || process.pid !== this.ownerPid) return;
     if (!this.stopped && this.continueWork()) return;
     this.finished = true;
     for (const d of this.disposers) d();

@@ -245,13 +245,15 @@ Rounds: ${ROUNDS_SMALL} at the small heap, ${ROUNDS_BIG} at the big one. What a 
 fork is mostly the pages it writes: each is a copy-on-write fault, and the child of a bare fork writes almost
 none. A cowfork child returns into JavaScript, re-arms the event loop and runs its hygiene before \`_exit\`; the
 faults column gives each child's minor faults (median, from the parent's \`cminflt\`). On this VM one such fault
-costs tens of microseconds, which is most of the gap at the small heap. The third column is the floor for any
+costs about 15 µs, measured in C ("What this machine charges a fork", \`npm run bench -- machine\`), which is most of the gap at the small heap. The third column is the floor for any
 fork whose child runs JavaScript at all: cowfork's native fork, C hygiene included, with the child calling
 \`_exit\` as soon as it is back in JavaScript (no JavaScript hygiene, no event loop, \`waitpid\` at once).
 ${verdict(small, big)} The rest of the gap is the child's JavaScript hygiene and the parent's
 event-loop round trip (the library macrotask, the pidfd wake-up). Timed step by step in a child (2026-11-30, by
-hand), each hygiene step, even one that only bumps a counter or empties a Map, took 60–800 µs, and
-\`--no-lazy\` (no lazy compilation in the child) did not shrink that: the steps pay for the pages they write.
+hand), each hygiene step, even one that only bumps a counter or empties a Map, took 60–800 µs; the steps pay for
+the pages they write. \`--no-lazy\` (no lazy compilation in the child) brought the child's first line of its body
+forward by about 1 ms of 14 (2026-12-01, 4 alternating runs of 41 forks each). New children mostly start on their
+parent's CPU on this VM and wait for it to yield (same section).
 Dividing the time between the floor and cowfork by the extra faults gives ${f(((median(small.cow) - median(small.floor)) / Math.max(1, small.cowFaults - small.floorFaults)) * 1000)} µs per fault at the small heap,
 an upper bound, since that time also holds the event-loop round trip.
 MADV_DOFORK pass alone (median): ${f(small.dofork.ranged * 1000)} µs in ${small.dofork.rangedCalls} ranged calls vs

@@ -127,6 +127,37 @@ static napi_value BenchForkRoundtrip(napi_env env, napi_callback_info info) {
   return cf__int(env, r);
 }
 
+/* benchCowNs(pages, populate): a forked child's time to write `pages` pages (bench.c). */
+static napi_value BenchCowNs(napi_env env, napi_callback_info info) {
+  CF__ARGS("benchCowNs", 2);
+  int64_t pages, ns = 0;
+  bool populate;
+  CF__TRY(cf__arg_int(env, cf__fn, "pages", argv[0], 1, 1 << 20, &pages));
+  CF__TRY(cf__arg_bool(env, cf__fn, "populate", argv[1], &populate));
+  CF__ERR(cf_bench_cow_ns((int)pages, populate, &ns));
+  return cf__int(env, ns);
+}
+
+/* benchForkCpu(): [CPU the parent forked on, CPU the child first ran on]. */
+static napi_value BenchForkCpu(napi_env env, napi_callback_info info) {
+  int parent = -1, child = -1;
+  CF__ERR(cf_bench_fork_cpu(&parent, &child));
+  return cf__pair(env, parent, child);
+}
+
+/* benchSpinNs(children, iters, pin): wall ns of CPU-bound children (bench.c). */
+static napi_value BenchSpinNs(napi_env env, napi_callback_info info) {
+  CF__ARGS("benchSpinNs", 3);
+  int64_t children, iters;
+  bool pin;
+  CF__TRY(cf__arg_int(env, cf__fn, "children", argv[0], 0, 64, &children));
+  CF__TRY(cf__arg_int(env, cf__fn, "iters", argv[1], 0, INT64_C(1) << 40, &iters));
+  CF__TRY(cf__arg_bool(env, cf__fn, "pin", argv[2], &pin));
+  int64_t r = cf_bench_spin_ns((int)children, iters, pin);
+  CF__ERR(r);
+  return cf__int(env, r);
+}
+
 /* exit(code): _exit(2). The kernel keeps the low 8 bits, as for process.exit. */
 static napi_value Exit(napi_env env, napi_callback_info info) {
   CF__ARGS("exit", 1);
@@ -330,6 +361,9 @@ static napi_value Init(napi_env env, napi_value exports) {
       CF__FN("doforkAll", DoforkAll),
       CF__FN("doforkLast", DoforkLast),
       CF__FN("benchForkRoundtrip", BenchForkRoundtrip),
+      CF__FN("benchCowNs", BenchCowNs),
+      CF__FN("benchForkCpu", BenchForkCpu),
+      CF__FN("benchSpinNs", BenchSpinNs),
       CF__FN("benchCpuNs", BenchCpuNs),
       CF__FN("randomFill", RandomFill),
       CF__FN("exit", Exit),

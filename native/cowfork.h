@@ -70,6 +70,12 @@ int cf_dofork_last(int* calls); /* the path the last call took, 0 before the fir
 /* bench.c: fork + _exit + reap with nothing else, for the benchmarks. */
 int cf_bench_fork_roundtrip(void);
 int64_t cf_bench_cpu_ns(void);
+/* What this machine charges a fork, in C: a child's copy-on-write faults
+ * (trapped one by one, or populated in one call), where a new child first
+ * runs, and CPU-bound children with and without CPU pinning. */
+int cf_bench_cow_ns(int pages, int populate, int64_t* ns);
+int cf_bench_fork_cpu(int* parent_cpu, int* child_cpu);
+int64_t cf_bench_spin_ns(int children, int64_t iters, int pin);
 
 /* random.c: fills buf with fresh bytes from the kernel (getrandom(2)). */
 int cf_random_fill(void* buf, size_t len);

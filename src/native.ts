@@ -29,6 +29,12 @@ export interface Native {
   benchForkRoundtrip(): number;
   /** Bench only: CPU time this process has used, in ns. */
   benchCpuNs(): number;
+  /** Bench only: a forked child's ns to write `pages` pages, by faulting each or with one MADV_POPULATE_WRITE. */
+  benchCowNs(pages: number, populate: boolean): number;
+  /** Bench only: [CPU the parent forked on, CPU the new child first ran on] (Linux). */
+  benchForkCpu(): [number, number];
+  /** Bench only: wall ns of `children` forked children each spinning `iters` times (0: this process, once); `pin` binds child k to CPU k. */
+  benchSpinNs(children: number, iters: number, pin: boolean): number;
   exit(code: number): never;
   getpid(): number;
   getppid(): number;

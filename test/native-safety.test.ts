@@ -67,7 +67,7 @@ describe('napi_status is checked, and a throwing argument stops the call (§1)',
   });
 
   // Zero-argument entry points; every other one must appear in the table below.
-  const NO_ARGS = ['doforkAll', 'doforkLast', 'benchForkRoundtrip', 'benchCpuNs', 'getpid', 'getppid', 'forkWaitersReleased', 'forkPoolEmptied', 'inheritedCount', 'inspectHandles', 'threads', 'threadCount', 'forkParentWork', 'forkTraceCategories', 'immediatesFound', 'testImmediatesDecoys', 'optionsLockFound', 'forkCensusPasses', 'forkPoolLocated'];
+  const NO_ARGS = ['doforkAll', 'doforkLast', 'benchForkRoundtrip', 'benchCpuNs', 'benchForkCpu', 'getpid', 'getppid', 'forkWaitersReleased', 'forkPoolEmptied', 'inheritedCount', 'inspectHandles', 'threads', 'threadCount', 'forkParentWork', 'forkTraceCategories', 'immediatesFound', 'testImmediatesDecoys', 'optionsLockFound', 'forkCensusPasses', 'forkPoolLocated'];
 
   it('every entry point rejects bad arguments with a TypeError or RangeError naming the call and the argument', () => {
     const shm = native.shmCreate(2);
@@ -136,6 +136,11 @@ describe('napi_status is checked, and a throwing argument stops the call (§1)',
             ['settleBeforeFork', ['1', 0], typeError(/^settleBeforeFork: tids must be an Int32Array, got a string/)],
             ['settleBeforeFork', [i32, 10001], rangeError(/^settleBeforeFork: maxMs must be an integer from 0 to 10000/)],
             ['doforkAll', [-1], rangeError(/^doforkAll: flags/)],
+            ['benchCowNs', [0, false], rangeError(/^benchCowNs: pages must be an integer from 1/)],
+            ['benchCowNs', [1, 1], typeError(/^benchCowNs: populate must be a boolean/)],
+            ['benchSpinNs', [65, 1, false], rangeError(/^benchSpinNs: children must be an integer from 0 to 64/)],
+            ['benchSpinNs', [1, -1, false], rangeError(/^benchSpinNs: iters/)],
+            ['benchSpinNs', [1, 1, 'no'], typeError(/^benchSpinNs: pin must be a boolean/)],
             ['randomFill', ['x'], typeError(/^randomFill: bytes must be a Buffer or Uint8Array/)],
             ['testPark', [2], rangeError(/^testPark: kind must be an integer from 0 to 1/)],
             ['testHoldOptionsLock', ['5'], typeError(/^testHoldOptionsLock: ms must be an integer/)],

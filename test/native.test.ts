@@ -1,6 +1,7 @@
 // Targeted tests of the C core, through the binding.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { native } from '../src/native';
@@ -38,6 +39,27 @@ describe('fork(2) and MADV_DONTFORK (§1)', () => {
 
   it('doforkAll walks the mappings when asked to (test/dofork.test.ts covers the ranged path)', () => {
     expect(native.doforkAll(native.DOFORK.FORCE_WALK)).toBeGreaterThan(10);
+  });
+});
+
+describe('the benchmarks\' C reference points (native/bench.c)', () => {
+  const childCount = (): number => fs.readFileSync(`/proc/${process.pid}/task/${process.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).length;
+
+  it('time a child\'s copy-on-write pages both ways, report CPUs the machine has, and reap every child', () => {
+    const before = childCount();
+    const trapped = native.benchCowNs(64, false);
+    const populated = native.benchCowNs(64, true);
+    expect(trapped).toBeGreaterThan(0);
+    expect(populated).toBeGreaterThan(0);
+    const [parentCpu, childCpu] = native.benchForkCpu();
+    const cpus = os.cpus().length;
+    for (const cpu of [parentCpu, childCpu]) {
+      expect(cpu).toBeGreaterThanOrEqual(0);
+      expect(cpu).toBeLessThan(cpus);
+    }
+    expect(native.benchSpinNs(0, 1000, false)).toBeGreaterThan(0);
+    expect(native.benchSpinNs(2, 1000, true)).toBeGreaterThan(0);
+    expect(childCount()).toBe(before);
   });
 });
 

@@ -19,26 +19,41 @@
 #define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
 #endif
 
-/* fork(), _exit(0) in the child, and reap it by pid: the least any fork of
- * this process can cost. Signals are blocked across it, as cf_fork does, so
- * that none of Node's handlers runs in the child. Returns the child's pid. */
-int cf_bench_fork_roundtrip(void) {
-  sigset_t all, saved;
+/* Reaps pid and checks that it exited 0. */
+static int cf__bench_reap(pid_t pid) {
   int status;
-  int err;
-  pid_t pid, r;
-
-  sigfillset(&all);
-  if ((err = pthread_sigmask(SIG_SETMASK, &all, &saved)) != 0) return -err;
-  pid = fork();
-  if (pid == 0) _exit(0);
-  err = pid < 0 ? -errno : 0;
-  pthread_sigmask(SIG_SETMASK, &saved, NULL);
-  if (err < 0) return err;
+  pid_t r;
   do
     r = waitpid(pid, &status, 0);
   while (r < 0 && errno == EINTR);
   if (r < 0) return -errno;
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -ECHILD;
+}
+
+/* fork() with every signal blocked across it, as cf_fork does, so that none
+ * of Node's handlers runs in the child; the child keeps them blocked until it
+ * calls _exit. Returns the pid, 0 in the child, or a negative errno. */
+static pid_t cf__bench_fork(void) {
+  sigset_t all, saved;
+  int err;
+  pid_t pid;
+  sigfillset(&all);
+  if ((err = pthread_sigmask(SIG_SETMASK, &all, &saved)) != 0) return -err;
+  pid = fork();
+  if (pid == 0) return 0;
+  err = pid < 0 ? -errno : 0;
+  pthread_sigmask(SIG_SETMASK, &saved, NULL);
+  return err < 0 ? err : pid;
+}
+
+/* fork(), _exit(0) in the child, and reap it by pid: the least any fork of
+ * this process can cost. Returns the child's pid. */
+int cf_bench_fork_roundtrip(void) {
+  pid_t pid = cf__bench_fork();
+  int err;
+  if (pid == 0) _exit(0);
+  if (pid < 0) return pid;
+  if ((err = cf__bench_reap(pid)) < 0) return err;
   return (int)pid;
 }
 
@@ -54,17 +69,6 @@ static int64_t cf__bench_now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-/* Reaps pid and checks that it exited 0. */
-static int cf__bench_reap(pid_t pid) {
-  int status;
-  pid_t r;
-  do
-    r = waitpid(pid, &status, 0);
-  while (r < 0 && errno == EINTR);
-  if (r < 0) return -errno;
-  return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -ECHILD;
 }
 
 #if defined(__linux__)
@@ -97,7 +101,7 @@ int cf_bench_cow_ns(int pages, int populate, int64_t* ns) {
   }
   madvise(p, len, MADV_NOHUGEPAGE); /* 4 KB pages, one fault each */
   for (size_t i = 0; i < len; i += 4096) p[i] = 1;
-  pid = fork();
+  pid = cf__bench_fork();
   if (pid == 0) {
     int64_t t = cf__bench_now_ns();
     if (populate) {
@@ -108,8 +112,7 @@ int cf_bench_cow_ns(int pages, int populate, int64_t* ns) {
     shared[0] = cf__bench_now_ns() - t;
     _exit(0);
   }
-  if (pid < 0) err = -errno;
-  else err = cf__bench_reap(pid);
+  err = pid < 0 ? pid : cf__bench_reap(pid);
   if (err == -ECHILD && populate) err = -EINVAL; /* no MADV_POPULATE_WRITE on this kernel */
   if (err == 0) *ns = shared[0];
   munmap(p, len);
@@ -129,12 +132,12 @@ int cf_bench_fork_cpu(int* parent_cpu, int* child_cpu) {
   int err;
   if ((shared = cf__bench_shared()) == NULL) return -errno;
   *parent_cpu = sched_getcpu();
-  pid = fork();
+  pid = cf__bench_fork();
   if (pid == 0) {
     shared[0] = sched_getcpu();
     _exit(0);
   }
-  err = pid < 0 ? -errno : cf__bench_reap(pid);
+  err = pid < 0 ? pid : cf__bench_reap(pid);
   if (err == 0) *child_cpu = (int)shared[0];
   munmap(shared, 4096);
   return err;
@@ -171,7 +174,7 @@ int64_t cf_bench_spin_ns(int children, int64_t iters, int pin) {
   if (pin) return -ENOSYS;
 #endif
   for (; n < children; n++) {
-    pid_t pid = fork();
+    pid_t pid = cf__bench_fork();
     if (pid == 0) {
 #if defined(__linux__)
       if (pin) {
@@ -190,7 +193,7 @@ int64_t cf_bench_spin_ns(int children, int64_t iters, int pin) {
       _exit(0);
     }
     if (pid < 0) {
-      err = -errno;
+      err = pid;
       break;
     }
     pids[n] = pid;

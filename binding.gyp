@@ -20,6 +20,7 @@
         "native/symbols.c",
         "native/peek.c",
         "native/testhooks.c",
+        "native/testtask.c",
         "native/silence.c",
         "native/inspect.c",
         "native/settle.c",

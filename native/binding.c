@@ -406,6 +406,8 @@ static napi_value Init(napi_env env, napi_value exports) {
       CF__FN("testImmediatesDecoys", TestImmediatesDecoys),
       CF__FN("optionsLockFound", OptionsLockFound),
       CF__FN("testHoldOptionsLock", cf__TestHoldOptionsLock),
+      CF__FN("testTaskHold", cf__TestTaskHold),
+      CF__FN("testTaskLockHeld", cf__TestTaskLockHeld),
       CF__FN("forkCensusPasses", cf__ForkCensusPasses),
       CF__FN("forkPoolLocated", cf__ForkPoolLocated),
       CF__FN("testPark", cf__TestPark),
@@ -426,6 +428,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"SKIP_NODE_LOCKS", CF_FORK_SKIP_NODE_LOCKS},
       {"EARLY_DOFORK", CF_FORK_EARLY_DOFORK},
       {"SHORT_POOL_WAIT", CF_FORK_SHORT_POOL_WAIT},
+      {"SKIP_WORK_SETTLE", CF_FORK_SKIP_WORK_SETTLE},
   };
   const cf__const_t dofork[] = {
       {"RANGED", CF_DOFORK_RANGED},

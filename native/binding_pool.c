@@ -69,3 +69,23 @@ napi_value cf__TestHoldOptionsLock(napi_env env, napi_callback_info info) {
   CF__ERR(cf_test_hold_options_lock((int)ms));
   return cf__undefined(env);
 }
+
+/* testTaskHold(us, untilWaited): a libuv threadpool task holds a lock while
+ * it spins for us microseconds, or until a fork's census has waited for it;
+ * returns once it holds the lock. */
+napi_value cf__TestTaskHold(napi_env env, napi_callback_info info) {
+  CF__ARGS("testTaskHold", 2);
+  int64_t us;
+  bool until_waited;
+  uv_loop_t* loop;
+  CF__TRY(cf__arg_int(env, cf__fn, "us", argv[0], 1, 10 * 1000 * 1000, &us));
+  CF__TRY(cf__arg_bool(env, cf__fn, "untilWaited", argv[1], &until_waited));
+  CF__CHECK(napi_get_uv_event_loop(env, &loop));
+  CF__ERR(cf_test_task_hold(loop, (int)us, until_waited));
+  return cf__undefined(env);
+}
+
+/* testTaskLockHeld(): whether that task's lock is held (in a child: was held at the fork). */
+napi_value cf__TestTaskLockHeld(napi_env env, napi_callback_info info) {
+  return cf__bool(env, cf_test_task_lock_held());
+}

@@ -33,7 +33,9 @@ enum {
   CF_FORK_EARLY_DOFORK = 1 << 11,
   /* Give a working pool thread only the census's short wait (16 passes, 20
    * ms), as cowfork once did, not the long one. */
-  CF_FORK_SHORT_POOL_WAIT = 1 << 12
+  CF_FORK_SHORT_POOL_WAIT = 1 << 12,
+  /* Do not give libuv threadpool threads inside a task time to finish it. */
+  CF_FORK_SKIP_WORK_SETTLE = 1 << 13
 };
 
 /* Exit codes a forked child uses for cowfork's own failures, so that the
@@ -108,6 +110,14 @@ typedef struct cf_test_park_s cf_test_park_t;
 int cf_test_park(int kind, cf_test_park_t** out, uintptr_t* word);
 int cf_test_unpark(cf_test_park_t* p); /* -EINVAL the second time */
 void cf_test_park_free(cf_test_park_t* p);
+
+/* testtask.c, for tests only: a libuv threadpool task that holds a lock while
+ * it spins for `us` microseconds, or, with until_waited, until a census that
+ * began after it has waited for it (a second pass); returns once it holds
+ * the lock. Whether the lock is held now (in a child: held at the fork). */
+int cf_test_task_hold(uv_loop_t* loop, int us, int until_waited);
+void cf_census_progress(int* gen, int* pass); /* waiters.c: the census running now, and its pass */
+int cf_test_task_lock_held(void);
 
 /* loop.c: the parent's threadpool work, forgotten in the child. */
 void cf_loop_before_fork(void);              /* parent: finds libuv's slow I/O count, once */

@@ -46,6 +46,9 @@
 static int cf__waiters_released = -1;
 static int cf__pool_emptied = 0;
 static int cf__census_passes = 0;
+/* Which census is running and which pass it is in, for testtask.c's task to
+ * see the census wait for it (tests only; relaxed atomics). */
+static _Atomic int cf__census_gen, cf__census_pass_now;
 #if defined(__linux__)
 static int cf__pool_located = 0;
 #else
@@ -58,6 +61,11 @@ int cf_fork_waiters_released(void) {
 
 int cf_fork_pool_emptied(void) {
   return cf__pool_emptied;
+}
+
+void cf_census_progress(int* gen, int* pass) {
+  *gen = cf__census_gen;
+  *pass = cf__census_pass_now;
 }
 
 int cf_fork_census_passes(void) {
@@ -96,6 +104,14 @@ int cf_fork_pool_located(void) {
  * moments and maps new code pages; the fork waits for it to finish. */
 #define CF__POOL_SETTLE_NS (2000LL * 1000 * 1000)
 #define CF__POOL_SETTLE_SLEEP_NS (200 * 1000)
+/* A libuv threadpool thread that is running is inside a task: a crypto job
+ * takes OpenSSL's locks at moments (its method store's, in every fetch), and
+ * a child that inherits one held hangs on it for good (docs/hazards.md §3).
+ * The census gives such threads this long to finish their task and park.
+ * Short tasks, whose time in a lock is a large share of the whole, finish
+ * well within it; a long one (a costly pbkdf2, a big zlib call) spends almost
+ * all its time outside any lock, and the fork does not wait for it. */
+#define CF__WORK_SETTLE_NS (5 * 1000 * 1000)
 #define CF__THREADS_MAX 256
 /* A parked thread's stack pointer is within this distance below its own
  * descriptor (measured: 2 to 17 KiB); a pool thread's stack is 4 MiB, so the
@@ -110,20 +126,33 @@ enum { CF__RUNNING, CF__FUTEX, CF__BLOCKED };
 
 typedef struct {
   int state;
+  int libuv;       /* CF__RUNNING: a libuv threadpool thread (by its name) */
   uintptr_t futex; /* CF__FUTEX: the word it waits on */
   uintptr_t sp;    /* CF__FUTEX, CF__BLOCKED: its stack pointer */
 } cf__thread_t;
+
+/* Whether thread `tid` is one of libuv's threadpool threads. libuv 1.48 and
+ * later (Node 22 and later) name them; Node 20's are unnamed, and there none
+ * is recognized. */
+static int cf__is_libuv_worker(const char* tid) {
+  char path[320], name[32];
+  snprintf(path, sizeof(path), "/proc/self/task/%s/comm", tid);
+  ssize_t n = cf_read_small(path, name, sizeof(name));
+  return n >= 12 && strncmp(name, "libuv-worker", 12) == 0;
+}
 
 /* Reads one /proc/self/task/<tid>/syscall line: "running", or the syscall
  * number, its six arguments, the stack pointer and the program counter. */
 static void cf__read_thread(const char* tid, cf__thread_t* t) {
   char path[320], buf[256];
   t->state = CF__BLOCKED;
+  t->libuv = 0;
   t->futex = t->sp = 0;
   snprintf(path, sizeof(path), "/proc/self/task/%s/syscall", tid);
   if (cf_read_small(path, buf, sizeof(buf)) <= 0) return; /* gone, or no tracehook on this kernel */
   if (strncmp(buf, "running", 7) == 0) {
     t->state = CF__RUNNING;
+    t->libuv = cf__is_libuv_worker(tid);
     return;
   }
   char* p;
@@ -140,17 +169,18 @@ static void cf__read_thread(const char* tid, cf__thread_t* t) {
 }
 
 /* Every other thread's state. Returns how many, or a negative errno. */
-static int cf__snapshot(cf__thread_t* t, int max, int* running) {
+static int cf__snapshot(cf__thread_t* t, int max, int* running, int* busy_libuv) {
   pid_t self = (pid_t)syscall(SYS_gettid);
   DIR* dir = opendir("/proc/self/task");
   if (dir == NULL) return -errno;
   int n = 0;
   struct dirent* e;
-  *running = 0;
+  *running = *busy_libuv = 0;
   while ((e = readdir(dir)) != NULL && n < max) {
     if (e->d_name[0] == '.' || atoi(e->d_name) == self) continue;
     cf__read_thread(e->d_name, &t[n]);
     *running += t[n].state == CF__RUNNING;
+    *busy_libuv += t[n].libuv;
     n++;
   }
   closedir(dir);
@@ -333,7 +363,7 @@ static void cf__plan_resets(const cf__thread_t* t, int nt, cf_fork_plan_t* plan)
 
 int cf_waiters_census(cf_fork_plan_t* plan, int flags) {
   cf__thread_t t[CF__THREADS_MAX];
-  int nt = 0, running = 0, pass = 0;
+  int nt = 0, running = 0, busy_libuv = 0, pass = 0;
   int64_t start = cf_now_ns();
   /* A child whose fork emptied the pool has nothing left there to repair. */
   int want_pool = !(flags & CF_FORK_SKIP_POOL) && !cf__pool_emptied;
@@ -341,13 +371,16 @@ int cf_waiters_census(cf_fork_plan_t* plan, int flags) {
 
   /* A pool thread that is running may be between taking and releasing the
    * task queue's mutex, or inside a task that the child would count as
-   * outstanding forever. Give those few threads a moment to park. Other
-   * threads do not matter: libuv's pool is locked out by the loop's
-   * wq_mutex, which cf_fork holds across fork(), and is re-created in the
-   * child; a user's busy worker_thread should not hold a fork up. */
+   * outstanding forever. Give those few threads a moment to park. A libuv
+   * threadpool thread inside a task gets a short moment too (a lock it holds
+   * would stay held in the child); the finished work itself is locked out by
+   * the loop's wq_mutex, which cf_fork holds across fork(), and the pool is
+   * re-created in the child. A user's busy worker_thread does not hold a
+   * fork up here (src/workers.ts settles those first). */
+  cf__census_gen++;
   for (;;) {
-    pass++;
-    nt = cf__snapshot(t, CF__THREADS_MAX, &running);
+    cf__census_pass_now = ++pass;
+    nt = cf__snapshot(t, CF__THREADS_MAX, &running, &busy_libuv);
     if (nt < 0) {
       cf__census_passes = pass;
       cf__pool_located = nt == -ENOENT ? -ENOSYS : nt; /* no /proc */
@@ -361,13 +394,17 @@ int cf_waiters_census(cf_fork_plan_t* plan, int flags) {
       /* Until the pool is found, any running thread might be one of it. */
       if (cf__pool.n > 0) waiting = cf__pool.n - cf__pool_parked(t, nt);
     }
-    if (waiting == 0) break;
     /* Known pool threads get the long wait; unknown running threads (libuv's,
      * a user's Worker) only the short one. */
     int long_wait = want_pool && cf__pool.n > 0 && !(flags & CF_FORK_SHORT_POOL_WAIT);
     int64_t elapsed = cf_now_ns() - start;
-    if (long_wait ? elapsed >= CF__POOL_SETTLE_NS : (pass >= CF__CENSUS_PASSES || elapsed >= CF__CENSUS_NS)) break;
-    if (pass < CF__CENSUS_PASSES) {
+    int pool_done = waiting == 0 ||
+                    (long_wait ? elapsed >= CF__POOL_SETTLE_NS : (pass >= CF__CENSUS_PASSES || elapsed >= CF__CENSUS_NS));
+    /* Busy libuv threads: up to CF__WORK_SETTLE_NS in all. */
+    int work_wait = !(flags & CF_FORK_SKIP_WORK_SETTLE) && elapsed < CF__WORK_SETTLE_NS ? busy_libuv : 0;
+    if (pool_done && work_wait == 0) break;
+    /* sched_yield() would hand this CPU to a busy thread for a whole slice. */
+    if (pass < CF__CENSUS_PASSES && !pool_done) {
       sched_yield();
     } else {
       struct timespec pause = {0, CF__POOL_SETTLE_SLEEP_NS};

@@ -86,6 +86,10 @@ export interface Native {
   optionsLockFound(): boolean;
   /** Tests only: a thread holds Node's options lock for ms (as a starting Worker does); returns once it does. ENOENT where not found. */
   testHoldOptionsLock(ms: number): void;
+  /** Test only: a libuv threadpool task holds a lock while it spins for us microseconds, or until a fork's census has waited for it; returns once it holds it. */
+  testTaskHold(us: number, untilWaited: boolean): void;
+  /** Test only: whether that lock is held (in a child: whether it was held at the fork). */
+  testTaskLockHeld(): boolean;
   /** In a forked child: the peer address of the parent's connection that fd was, or null. */
   inheritedPeer(fd: number): string | null;
   /** In a forked child: how many of the parent's connections it inherited (dead: writes fail with EPIPE). */
@@ -127,6 +131,7 @@ export interface Native {
     readonly SKIP_NODE_LOCKS: number;
     readonly EARLY_DOFORK: number;
     readonly SHORT_POOL_WAIT: number;
+    readonly SKIP_WORK_SETTLE: number;
   };
   /** Exit codes of a forked child that cowfork itself failed (native/cowfork.h); describeExit() names them. */
   readonly EXIT_CODES: {

@@ -278,6 +278,34 @@ describe('§3 the libuv threadpool across fork', () => {
     expect(parentOps).toBeGreaterThan(0);
   });
 
+  it('a threadpool task inside a lock at the fork: the fork gives it a few ms to end (libuv names its threads on 22+), and does not wait out a long one', () => {
+    // A crypto job holds OpenSSL's locks at moments; a child that inherits
+    // one held hangs on it (docs/hazards.md §3, seen in CI on Node 24). The
+    // hook's task holds a lock while it spins, as such a job computes.
+    /** Whether the child of a fork taken while the task holds the lock found it held. */
+    const heldInChild = (flags: number, untilWaited: boolean): boolean => {
+      // Up to 200 ms, or (untilWaited) only until the fork's census has waited for it.
+      native.testTaskHold(200_000, untilWaited);
+      const pid = native.fork([], flags);
+      if (pid === 0) native.exit(native.testTaskLockHeld() ? 1 : 0);
+      const st = native.waitpid(pid, false);
+      expect(st?.[2]).toBe(0);
+      return st?.[1] === 1;
+    };
+    const named = fs.readdirSync('/proc/self/task').some((tid) => fs.readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim() === 'libuv-worker');
+    const short = Array.from({ length: 4 }, () => heldInChild(0, true));
+    const shortUnsettled = Array.from({ length: 4 }, () => heldInChild(native.FORK_FLAGS.SKIP_WORK_SETTLE, true));
+    const long = Array.from({ length: 2 }, () => heldInChild(0, false));
+    // Without the wait, the census never waits for the task, so it still holds the lock at fork().
+    expect(shortUnsettled).toEqual([true, true, true, true]);
+    // With it, a task that ends once the census waits for it ends before fork(),
+    // where the census can tell libuv's threads apart; Node 20's are unnamed,
+    // and there the hazard remains.
+    expect(short).toEqual(named ? [false, false, false, false] : [true, true, true, true]);
+    // A task longer than the wait's 5 ms is not waited out: the fork goes ahead.
+    expect(long).toEqual([true, true]);
+  });
+
   it("the trace categories a threadpool thread looks up are registered before the first fork (V8's tracing lock is never left held)", async () => {
     // A libuv thread registering one while the parent forked left the child
     // that lock held: its first crypto call never finished (gdb, Node 26).

@@ -67,7 +67,7 @@ describe('napi_status is checked, and a throwing argument stops the call (§1)',
   });
 
   // Zero-argument entry points; every other one must appear in the table below.
-  const NO_ARGS = ['doforkAll', 'doforkLast', 'benchForkRoundtrip', 'benchCpuNs', 'benchForkCpu', 'getpid', 'getppid', 'forkWaitersReleased', 'forkPoolEmptied', 'inheritedCount', 'inspectHandles', 'threads', 'threadCount', 'forkParentWork', 'forkTraceCategories', 'immediatesFound', 'testImmediatesDecoys', 'optionsLockFound', 'forkCensusPasses', 'forkPoolLocated'];
+  const NO_ARGS = ['doforkAll', 'doforkLast', 'benchForkRoundtrip', 'benchCpuNs', 'benchForkCpu', 'testTaskLockHeld', 'getpid', 'getppid', 'forkWaitersReleased', 'forkPoolEmptied', 'inheritedCount', 'inspectHandles', 'threads', 'threadCount', 'forkParentWork', 'forkTraceCategories', 'immediatesFound', 'testImmediatesDecoys', 'optionsLockFound', 'forkCensusPasses', 'forkPoolLocated'];
 
   it('every entry point rejects bad arguments with a TypeError or RangeError naming the call and the argument', () => {
     const shm = native.shmCreate(2);
@@ -146,6 +146,9 @@ describe('napi_status is checked, and a throwing argument stops the call (§1)',
             ['testHoldOptionsLock', ['5'], typeError(/^testHoldOptionsLock: ms must be an integer/)],
             ['testHoldOptionsLock', [0], rangeError(/^testHoldOptionsLock: ms must be an integer from 1 to 60000/)],
             ['testUnpark', [shm], typeError(/^testUnpark: handle must be a park handle, got a native handle/)],
+            ['testTaskHold', [0, false], rangeError(/^testTaskHold: us must be an integer from 1 to 10000000/)],
+            ['testTaskHold', ['5', false], typeError(/^testTaskHold: us must be an integer/)],
+            ['testTaskHold', [5, 1], typeError(/^testTaskHold: untilWaited must be a boolean/)],
           ];
           for (const [fn, args, expected] of cases) {
             expect(thrown(() => raw[fn](...args)), `${fn}(${args.map((a) => typeof a).join(', ')})`).toEqual(expected);

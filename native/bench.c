@@ -21,13 +21,10 @@
 
 /* Reaps pid and checks that it exited 0. */
 static int cf__bench_reap(pid_t pid) {
-  int status;
-  pid_t r;
-  do
-    r = waitpid(pid, &status, 0);
-  while (r < 0 && errno == EINTR);
-  if (r < 0) return -errno;
-  return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -ECHILD;
+  cf_wait_result_t w;
+  int r = cf_waitpid((int)pid, 0, &w);
+  if (r < 0) return r;
+  return w.exit_status == 0 && w.term_signal == 0 ? 0 : -ECHILD;
 }
 
 /* fork() with every signal blocked across it, as cf_fork does, so that none
@@ -65,12 +62,6 @@ int64_t cf_bench_cpu_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static int64_t cf__bench_now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 #if defined(__linux__)
 /* A shared anonymous page, where a forked child leaves what it measured. */
 static int64_t* cf__bench_shared(void) {
@@ -103,13 +94,13 @@ int cf_bench_cow_ns(int pages, int populate, int64_t* ns) {
   for (size_t i = 0; i < len; i += 4096) p[i] = 1;
   pid = cf__bench_fork();
   if (pid == 0) {
-    int64_t t = cf__bench_now_ns();
+    int64_t t = cf_now_ns();
     if (populate) {
       if (madvise(p, len, MADV_POPULATE_WRITE) != 0) _exit(1);
     } else {
       for (size_t i = 0; i < len; i += 4096) ((volatile char*)p)[i] = 2;
     }
-    shared[0] = cf__bench_now_ns() - t;
+    shared[0] = cf_now_ns() - t;
     _exit(0);
   }
   err = pid < 0 ? pid : cf__bench_reap(pid);
@@ -158,14 +149,14 @@ static void cf__bench_spin(int64_t iters) {
  * this process may use, so that the kernel cannot keep it on the parent's
  * CPU. Returns the wall time in ns. */
 int64_t cf_bench_spin_ns(int children, int64_t iters, int pin) {
-  int64_t t = cf__bench_now_ns();
+  int64_t t = cf_now_ns();
   int err = 0;
   pid_t pids[64];
   int n = 0;
   if (children < 0 || children > 64 || iters < 0) return -EINVAL;
   if (children == 0) {
     cf__bench_spin(iters);
-    return cf__bench_now_ns() - t;
+    return cf_now_ns() - t;
   }
 #if defined(__linux__)
   cpu_set_t allowed;
@@ -202,5 +193,5 @@ int64_t cf_bench_spin_ns(int children, int64_t iters, int pin) {
     int r = cf__bench_reap(pids[i]);
     if (err == 0) err = r;
   }
-  return err < 0 ? err : cf__bench_now_ns() - t;
+  return err < 0 ? err : cf_now_ns() - t;
 }

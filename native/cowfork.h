@@ -179,6 +179,9 @@ int cf_thread_count(void);
 /* One read of a small file (a /proc entry) into buf, NUL-terminated: its
  * length, or -errno. */
 ssize_t cf_read_small(const char* path, char* buf, size_t size);
+/* A thread's name (/proc/self/task/<tid>/comm, without the newline): its
+ * length, 0 or a negative errno once the thread has gone. */
+ssize_t cf_thread_name(const char* tid, char* name, size_t size);
 int64_t cf_now_ns(void); /* CLOCK_MONOTONIC, in ns */
 /* settle.c: waits up to max_us until none of tids is running (Linux; 0 at once
  * elsewhere). Returns how many were still running when it gave up. */

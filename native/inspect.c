@@ -112,8 +112,6 @@ int cf_threads(cf_thread_info_t* out, int max) {
   int n = 0;
   if (dir == NULL) return -errno;
   while ((e = readdir(dir)) != NULL) {
-    char path[300];
-    ssize_t len;
     if (e->d_name[0] == '.') continue;
     if (n >= max) {
       n++;
@@ -122,11 +120,7 @@ int cf_threads(cf_thread_info_t* out, int max) {
     cf_thread_info_t* t = &out[n];
     t->tid = atoi(e->d_name);
     t->name[0] = '\0';
-    snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
-    len = cf_read_small(path, t->name, sizeof(t->name));
-    if (len <= 0) continue; /* the thread exited meanwhile */
-    if (t->name[len - 1] == '\n') len--;
-    t->name[len] = '\0';
+    if (cf_thread_name(e->d_name, t->name, sizeof(t->name)) <= 0) continue; /* the thread exited meanwhile */
     n++;
   }
   closedir(dir);

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,6 +23,14 @@ ssize_t cf_read_small(const char* path, char* buf, size_t size) {
   if (len < 0) len = -errno;
   close(fd);
   buf[len < 0 ? 0 : len] = '\0';
+  return len;
+}
+
+ssize_t cf_thread_name(const char* tid, char* name, size_t size) {
+  char path[300];
+  snprintf(path, sizeof(path), "/proc/self/task/%s/comm", tid);
+  ssize_t len = cf_read_small(path, name, size);
+  if (len > 0 && name[len - 1] == '\n') name[--len] = '\0';
   return len;
 }
 

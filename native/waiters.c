@@ -135,10 +135,8 @@ typedef struct {
  * later (Node 22 and later) name them; Node 20's are unnamed, and there none
  * is recognized. */
 static int cf__is_libuv_worker(const char* tid) {
-  char path[320], name[32];
-  snprintf(path, sizeof(path), "/proc/self/task/%s/comm", tid);
-  ssize_t n = cf_read_small(path, name, sizeof(name));
-  return n >= 12 && strncmp(name, "libuv-worker", 12) == 0;
+  char name[32];
+  return cf_thread_name(tid, name, sizeof(name)) > 0 && strcmp(name, "libuv-worker") == 0;
 }
 
 /* Reads one /proc/self/task/<tid>/syscall line: "running", or the syscall

@@ -6,6 +6,7 @@ import path from 'node:path';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { afterAll, beforeAll } from 'vitest';
+import { native } from '../src/native';
 
 export const ROOT = path.resolve(__dirname, '..');
 export const FIXTURES = path.join(__dirname, 'fixtures');
@@ -29,6 +30,11 @@ export function reps(full: number, light: number): number {
 }
 
 /** Open fds of this process. */
+/** Whether libuv names its threadpool's threads `libuv-worker` (libuv 1.48+, Node 22+), once the pool has started. */
+export function libuvNamesItsThreads(): boolean {
+  return native.threads().some(([, name]) => name === 'libuv-worker');
+}
+
 export function fdCount(): number {
   return fs.readdirSync('/proc/self/fd').length;
 }

@@ -10,7 +10,7 @@ import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AbortError, WorkerCrashedError, atFork, isChild, map } from '../src/index';
 import { native } from '../src/native';
-import { fullGc, reps, tempDir, weakGarbage } from './helpers';
+import { fullGc, libuvNamesItsThreads, reps, tempDir, weakGarbage } from './helpers';
 
 /** Items in the two long maps below. */
 const MANY = reps(200, 60);
@@ -292,7 +292,7 @@ describe('§3 the libuv threadpool across fork', () => {
       expect(st?.[2]).toBe(0);
       return st?.[1] === 1;
     };
-    const named = fs.readdirSync('/proc/self/task').some((tid) => fs.readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim() === 'libuv-worker');
+    const named = libuvNamesItsThreads();
     const short = Array.from({ length: 4 }, () => heldInChild(0, true));
     const shortUnsettled = Array.from({ length: 4 }, () => heldInChild(native.FORK_FLAGS.SKIP_WORK_SETTLE, true));
     const long = Array.from({ length: 2 }, () => heldInChild(0, false));

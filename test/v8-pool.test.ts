@@ -12,7 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { map } from '../src/index';
 import { native } from '../src/native';
 import { POOL_REPAIR_WARNING, poolRepairMessage } from '../src/pool-repair';
-import { FIXTURES, runNode } from './helpers';
+import { FIXTURES, libuvNamesItsThreads, runNode } from './helpers';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const work = require('./fixtures/pool-work.js') as {
@@ -190,8 +190,7 @@ describe('§2 what the census waits for', () => {
       return { passes, stillBusy };
     };
     try {
-      // libuv 1.48 and later (Node 22 and later) name the threadpool's threads.
-      const named = fs.readdirSync('/proc/self/task').some((tid) => fs.readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim() === 'libuv-worker');
+      const named = libuvNamesItsThreads();
       const settled = await forks(0);
       const unsettled = await forks(native.FORK_FLAGS.SKIP_WORK_SETTLE);
       const blind = await forks(native.FORK_FLAGS.SKIP_POOL | native.FORK_FLAGS.SKIP_WORK_SETTLE);

@@ -114,9 +114,10 @@ void cf_locks_before_fork_with_workers(void) {
  * not have: the child's own first crypto call then waits on it forever (gdb,
  * Node 26: absl::Mutex::lock <- TracingController::GetCategoryGroupEnabled
  * <- ThreadPoolWork::ScheduleWork's work callback, on the child's libuv
- * thread). cf_fork does not wait for libuv's threads (waiters.c says why),
- * so the parent registers Node's threadpool categories itself, once, before
- * its first fork; no thread takes that lock for them again.
+ * thread). cf_fork gives a running libuv thread only a few milliseconds to
+ * finish its task, and only where it can tell libuv's threads apart
+ * (waiters.c), so the parent registers Node's threadpool categories itself,
+ * once, before its first fork; no thread takes that lock for them again.
  *
  * The controller comes from Node's public node::GetTracingController(). It
  * is asked through its own virtual function, and only when that is V8's

@@ -55,6 +55,24 @@ export class AbortError extends CowforkError {
   }
 }
 
+/**
+ * In a forked child: a `worker_threads` Worker that the parent started before
+ * the fork was asked to do something. The child has none of the parent's
+ * threads, so nothing posted to that Worker would ever be answered.
+ */
+export class ParentWorkerError extends CowforkError {
+  readonly code = 'ERR_PARENT_WORKER';
+  constructor(
+    message: string,
+    /** The Worker's `threadId` (the parent's thread). */
+    readonly threadId: number,
+    /** The pid of the process that started the Worker. */
+    readonly ownerPid: number,
+  ) {
+    super(message);
+  }
+}
+
 /** The input of map / each / stream threw (or rejected) while an item was pulled from it. `cause` is what it threw. */
 export class InputError extends CowforkError {
   readonly code = 'ERR_INPUT';

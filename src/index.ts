@@ -51,6 +51,7 @@ export {
   ForkUnsafeError,
   ResultIntegrityError,
   InputError,
+  ParentWorkerError,
   IterateError,
   ReshardError,
   EngineError,

@@ -178,7 +178,7 @@ let warnedWorkers = false;
 /** Live Workers at the last fork (in a child: at the fork that made it). */
 let workersAtFork = 0;
 
-const LIVE_WORKERS_RULE =
+export const LIVE_WORKERS_RULE =
   'Start Workers in the process that uses them (in atFork({ child }), or lazily per process); log to stdout or ' +
   `to a file opened for appending, and run transports in a process of their own: see ${RECIPES}.`;
 

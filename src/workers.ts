@@ -10,6 +10,8 @@
 // between the last look and fork(); it does not close it.
 import fs from 'node:fs';
 import type { Worker } from 'node:worker_threads';
+import { ParentWorkerError } from './errors';
+import { LIVE_WORKERS_RULE } from './inspect';
 import { native } from './native';
 
 /**
@@ -34,8 +36,8 @@ const NOT_A_WORKER = /libuv-worker|V8Worker|DelayedTaskSche|SignalInspector/;
 const tids = new Set<number>();
 /** Workers announced that have neither come online nor exited. */
 let starting = 0;
-/** Workers announced that have not exited. */
-let live = 0;
+/** Workers announced that have not exited: in a child, the parent's (see forgetParentWorkers). */
+const live = new Set<Worker>();
 let known: Set<number> | null = null;
 let tracking = false;
 
@@ -61,7 +63,7 @@ function onWorker(worker: Worker): void {
   }
   known = new Set(now.map(([tid]) => tid));
   starting++;
-  live++;
+  live.add(worker);
   let counted = true;
   const started = (): void => {
     if (counted) starting--;
@@ -70,7 +72,7 @@ function onWorker(worker: Worker): void {
   worker.once('online', started);
   worker.once('exit', () => {
     started();
-    live--;
+    live.delete(worker);
     // The Worker's thread has been joined: drop every id whose thread is gone.
     for (const tid of tids) if (!fs.existsSync(`/proc/self/task/${tid}`)) tids.delete(tid);
   });
@@ -103,14 +105,44 @@ export function forgetSettle(): void {
 
 /** How many Workers this process made that have not exited (made since cowfork was loaded). */
 export function liveWorkers(): number {
-  // A parent's Worker seen exiting in a child would count below zero there.
-  return Math.max(0, live);
+  return live.size;
+}
+
+/**
+ * In a forked child, a Worker of the parent's is an object whose thread does
+ * not exist: what is posted to it is never answered, and its `terminate()`
+ * used to wait forever for a thread that will never stop. Its methods now say
+ * so at once: `postMessage()` throws a ParentWorkerError naming the Worker,
+ * the process that started it and the fix; `terminate()` resolves, as it does
+ * for a Worker that has exited (there is nothing to stop); `getHeapSnapshot()`
+ * rejects with the error. 'exit' is not emitted: a library that writes to its
+ * Worker's shared memory (a pino transport) would fail on every log line,
+ * where the parent's warning (COWFORK_LIVE_WORKERS) already names the recipe.
+ */
+function standInForGoneThread(worker: Worker, ownerPid: number): void {
+  const gone = (what: string): ParentWorkerError =>
+    new ParentWorkerError(
+      `${what} a worker_threads Worker (threadId ${worker.threadId}) that process ${ownerPid} started before it ` +
+        `forked this child: the child has none of that process's threads, so nothing sent to it is ever answered. ` +
+        LIVE_WORKERS_RULE,
+      worker.threadId,
+      ownerPid,
+    );
+  const method = (value: unknown): PropertyDescriptor => ({ value, writable: true, configurable: true, enumerable: false });
+  Object.defineProperties(worker, {
+    postMessage: method(() => {
+      throw gone('postMessage() to');
+    }),
+    terminate: method(() => Promise.resolve(undefined)),
+    getHeapSnapshot: method(() => Promise.reject(gone('getHeapSnapshot() of'))),
+  });
 }
 
 /** In a child: the parent's Workers are not this process's (and its threads are not known until needed). */
 export function forgetParentWorkers(): void {
+  for (const worker of live) standInForGoneThread(worker, process.ppid);
+  live.clear();
   tids.clear();
   starting = 0;
-  live = 0;
   known = null;
 }

@@ -7,8 +7,8 @@
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { TimeoutError, map } from '../../src/index';
-import { MODES, outcome, preforkAnswers } from './support';
+import { ParentWorkerError, map } from '../../src/index';
+import { MODES, inChildren, outcome, preforkAnswers } from './support';
 
 /** Starts a Worker that posts 42 and resolves with its first message, without waiting for it to exit. */
 function runWorker(): Promise<unknown> {
@@ -36,8 +36,11 @@ describe('worker_threads, after the parent awaited a Worker', () => {
 });
 
 describe('worker_threads: a Worker the parent keeps running (a service thread, a pool, a logger transport)', () => {
-  it('a child that asks it fails at its timeout, with an error that names the live Worker and the recipes; the parent\'s Worker still answers', async () => {
-    const echo = new Worker('const { parentPort } = require("node:worker_threads"); parentPort.on("message", (x) => parentPort.postMessage(x * 2));', { eval: true });
+  const ECHO = 'const { parentPort } = require("node:worker_threads"); parentPort.on("message", (x) => parentPort.postMessage(x * 2));';
+
+  /** Runs `body` with a live echo Worker, and checks afterwards that the parent's Worker still answers. */
+  async function withEcho(body: (echo: Worker, ask: (x: number) => Promise<number>) => Promise<void>): Promise<void> {
+    const echo = new Worker(ECHO, { eval: true });
     try {
       await once(echo, 'online');
       const ask = async (x: number): Promise<number> => {
@@ -46,17 +49,60 @@ describe('worker_threads: a Worker the parent keeps running (a service thread, a
         return answer;
       };
       expect(await ask(5)).toBe(10);
-      const out = await map([1, 2], ask, { ...MODES.pool, timeout: 1000, settle: true });
-      for (const o of out) {
-        expect(o.status).toBe('rejected');
-        const err = (o as { reason: Error }).reason;
-        expect(err).toBeInstanceOf(TimeoutError);
-        expect(err.message).toContain('1 live worker_threads Worker(s) when it forked');
-        expect(err.message).toContain('docs/recipes.md');
-      }
+      await body(echo, ask);
       expect(await ask(21)).toBe(42);
     } finally {
       await echo.terminate();
     }
+  }
+
+  it("a child that posts to it fails at once with ParentWorkerError, naming the Worker, the parent and the recipes (it used to wait for an answer that never comes)", async () => {
+    await withEcho(async (echo, ask) => {
+      // Without the stand-in, each item waits for the Worker's answer until this timeout, and rejects with TimeoutError.
+      const { pool, isolation } = await inChildren([1, 2], ask, 10_000);
+      for (const o of [...pool, ...isolation]) {
+        expect(o).toMatch(/^WorkerError ERR_WORKER: .* <- ParentWorkerError: postMessage\(\) to a worker_threads Worker/);
+        expect(o).toContain(`(threadId ${echo.threadId}) that process ${process.pid} started before it forked this child`);
+        expect(o).toContain('docs/recipes.md');
+      }
+      // The error is the exported class, with its fields, in the child that catches it.
+      const caught = await map([0], () => {
+        try {
+          echo.postMessage(1);
+          return 'posted';
+        } catch (err) {
+          const e = err as ParentWorkerError;
+          return [e instanceof ParentWorkerError, e.code, e.threadId, e.ownerPid];
+        }
+      }, { ...MODES.pool, timeout: 10_000 });
+      expect(caught).toEqual([[true, 'ERR_PARENT_WORKER', echo.threadId, process.pid]]);
+    });
+  });
+
+  it("a child's terminate() of it resolves (there is no thread to stop; it used to wait forever), and getHeapSnapshot() rejects; the parent's Worker is untouched", async () => {
+    await withEcho(async (echo) => {
+      const stop = async (): Promise<unknown[]> => {
+        const exit = await echo.terminate();
+        const snapshot = await echo.getHeapSnapshot().then(
+          () => 'snapshot',
+          (err: Error) => err.name,
+        );
+        return [exit, snapshot];
+      };
+      // Without the stand-in, terminate() never settles in a child, and each item rejects with TimeoutError.
+      const { pool, isolation } = await inChildren([1, 2], stop, 10_000);
+      for (const o of [...pool, ...isolation]) expect(o).toEqual([undefined, 'ParentWorkerError']);
+    });
+  });
+
+  it("a child that waits for its message fails at its timeout, with an error that names the live Worker and the recipes", async () => {
+    await withEcho(async (echo) => {
+      const { pool, isolation } = await inChildren([1, 2], () => once(echo, 'message'), 1000);
+      for (const o of [...pool, ...isolation]) {
+        expect(o).toMatch(/^TimeoutError ERR_TIMEOUT: item \d exceeded the 1000 ms timeout/);
+        expect(o).toContain('1 live worker_threads Worker(s) when it forked');
+        expect(o).toContain('docs/recipes.md');
+      }
+    });
   });
 });

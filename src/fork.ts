@@ -8,9 +8,11 @@ import { forgetForkWarnings, noteConnectionsBeforeFork, noteThreadsBeforeFork, n
 import { HUP, READ, native } from './native';
 import { warnIfPoolUnrepaired } from './pool-repair';
 import { prepareRandom, reseedRandom } from './random';
+import { dropParentTimers, recordTimerOwners, warnIfTimersUnknown } from './timers';
 import { forgetParentWorkers, forgetSettle, liveWorkers, settleWorkers, trackWorkers } from './workers';
 
 trackWorkers();
+recordTimerOwners();
 
 const SINGLE_THREADED = new Set(['--single-threaded', '--single_threaded']);
 
@@ -214,11 +216,12 @@ function routeFatalErrors(): void {
   (process as unknown as { reallyExit: (code: number) => never }).reallyExit = childReallyExit;
 }
 
-function childHygiene(): void {
+function childHygiene(options: ForkOptions): void {
   childDepth++;
   refreshIdentity();
   for (const t of libraryTimers) clearTimeout(t);
   libraryTimers.clear();
+  if (options.dropParentTimers) dropParentTimers();
   resetSignals();
   routeFatalErrors();
   reseedRandom();
@@ -270,6 +273,11 @@ export interface ForkOptions {
    * the child would inherit dead, unless an atFork({ child }) hook is registered.
    */
   warnInheritedConnections?: string;
+  /**
+   * The child runs only the work it was forked for (map, iterate): the
+   * parent's pending immediates and ref'd timers never run there (src/timers.ts).
+   */
+  dropParentTimers?: boolean;
   /** Test-only flags that skip hygiene steps, to show each hazard is real. */
   unsafeFlags?: number;
 }
@@ -292,6 +300,7 @@ export function forkChild(body: () => number | Promise<number>, options: ForkOpt
   const death = havePidfd() ? null : native.pipe(false);
   prepareRandom();
   warnIfImmediatesUnknown();
+  if (options.dropParentTimers) warnIfTimersUnknown();
   for (let i = hooks.length - 1; i >= 0; i--) hooks[i].prepare?.();
   noteThreadsBeforeFork();
   noteWorkersBeforeFork(liveWorkers());
@@ -313,7 +322,7 @@ export function forkChild(body: () => number | Promise<number>, options: ForkOpt
 
   if (pid === 0) {
     if (death) native.close(death[0]);
-    runChild(body);
+    runChild(body, options);
     throw CHILD_UNWIND;
   }
 
@@ -372,9 +381,9 @@ function havePidfd(): boolean {
   return pidfdWorks;
 }
 
-function runChild(body: () => number | Promise<number>): void {
+function runChild(body: () => number | Promise<number>, options: ForkOptions): void {
   try {
-    childHygiene();
+    childHygiene(options);
     const code = body();
     if (typeof code === 'number') exitChild(code);
     // Async work: unwind to the event loop and exit once the work settles.

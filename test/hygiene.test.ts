@@ -192,15 +192,53 @@ describe('§9 signal listeners and timers', () => {
     expect(fs.existsSync(file)).toBe(false);
   });
 
-  it("a parent's timer that aborts a map fires in its children too, yet only the parent's map settles: no child runs the code after the await", async () => {
-    // Timers the app set are inherited (atFork({ child }) stops them). Here the
+  it("the parent's pending immediates, ref'd timers, intervals and sleeps never run in a map child; its unref'd timers do, and a timer the child refreshes is the child's", async () => {
+    // Without src/timers.ts each child (pool and isolation alike) runs every one of them: the parent's code after
+    // its `await sleep()` goes on there. An unref'd timer is kept, as libraries keep their tickers (undici's).
+    const log = path.join(scratch(), 'parent-timers');
+    const note = (what: string) => (): void => fs.appendFileSync(log, `${what} ${process.pid}\n`);
+    const { setTimeout: sleep } = await import('node:timers/promises');
+    for (const isolation of [false, true]) {
+      fs.writeFileSync(log, '');
+      const adopted = setTimeout(note('refreshed'), 100);
+      const call = map(
+        [0, 1],
+        async () => {
+          adopted.refresh();
+          await new Promise((r) => setTimeout(r, 400));
+          return process.pid;
+        },
+        { concurrency: 2, isolation, timeout: 20_000 },
+      );
+      // Queued after the map's own fork immediate, in the same turn: these all are pending at the fork.
+      setImmediate(note('immediate'));
+      setTimeout(note('timeout'), 50);
+      const interval = setInterval(note('interval'), 40);
+      const unref = setInterval(note('unref'), 40).unref();
+      void sleep(50).then(note('sleep'));
+      let children: number[];
+      try {
+        children = await call;
+      } finally {
+        clearInterval(interval);
+        clearInterval(unref);
+      }
+      const seen = fs.readFileSync(log, 'utf8').trim().split('\n');
+      const by = (pid: number): Set<string> => new Set(seen.filter((l) => l.endsWith(` ${pid}`)).map((l) => l.split(' ')[0]));
+      expect(by(process.pid)).toEqual(new Set(['refreshed', 'immediate', 'timeout', 'interval', 'unref', 'sleep']));
+      for (const pid of children) expect(by(pid)).toEqual(new Set(['refreshed', 'unref']));
+    }
+  });
+
+  it("a parent's unref'd timer that aborts a map fires in its children too, yet only the parent's map settles: no child runs the code after the await", async () => {
+    // An unref'd timer of the app's still runs in a child (atFork({ child }) stops it). Here the
     // children's copy of the timer aborts their copy of the signal; their copy
     // of the call must not stop and settle, or the rest of this test would run
     // in them (found as scratch directories left by such children).
     const log = path.join(scratch(), 'after-await');
     for (const isolation of [false, true]) {
       const ac = new AbortController();
-      setTimeout(() => ac.abort(new Error('stop now')), 100);
+      setTimeout(() => ac.abort(new Error('stop now')), 100).unref();
       const err = await map([0, 1], () => new Promise((r) => setTimeout(r, 3000)), { concurrency: 2, isolation, signal: ac.signal }).catch((e: unknown) => e);
       fs.appendFileSync(log, `${process.pid}\n`);
       expect(err).toBeInstanceOf(AbortError);
@@ -212,7 +250,8 @@ describe('§9 signal listeners and timers', () => {
   it('at-fork hooks run in pthread_atfork order; a child hook can stop a user interval in the child', async () => {
     const log: string[] = [];
     const ticks = path.join(scratch(), 'ticks');
-    const interval = setInterval(() => fs.appendFileSync(ticks, `${process.pid}\n`), 5);
+    // Unref'd: a ref'd interval of the parent's never runs in a child anyway (src/timers.ts).
+    const interval = setInterval(() => fs.appendFileSync(ticks, `${process.pid}\n`), 5).unref();
     const childLog: string[] = [];
     const offA = atFork({ prepare: () => log.push('prepare A'), parent: () => log.push('parent A'), child: () => childLog.push('child A') });
     const offB = atFork({

@@ -6,7 +6,7 @@
 // item) and `SerialCall` (serial.ts, concurrency: 0); run.ts picks one.
 // Children run the one body in child.ts.
 import { AbortError, ResultIntegrityError, TimeoutError, WorkerCrashedError, WorkerError } from '../errors';
-import { type ChildExit, type ForkedChild, describeExit, killAndReapSync, libraryInterval, libraryTimeout, onInterrupt } from '../fork';
+import { type ChildExit, type ForkOptions, type ForkedChild, describeExit, killAndReapSync, libraryInterval, libraryTimeout, onInterrupt } from '../fork';
 import { type FrameError, Outcome, type RecordOut, type SerializedError, decodeAll, decodeBatch, fromSerializedError, newKey } from '../frame';
 import { hangCauseNote } from '../inspect';
 import { type ShmHandle, native } from '../native';
@@ -31,6 +31,9 @@ export interface Live {
 
 /** How long a child awaiting an async item may react to ctx.signal after the call stops, before it is killed. */
 export const STOP_GRACE_MS = 250;
+
+/** How every strategy forks: a child runs only its items, never the parent's pending timers (src/timers.ts). */
+export const CHILD_FORK: ForkOptions = { dropParentTimers: true };
 
 /** A stop that is nobody's failure: a stream's consumer left. The stream swallows it. */
 export class ConsumerLeft extends Error {}

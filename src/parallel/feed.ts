@@ -10,7 +10,7 @@ import v8 from 'node:v8';
 import { type ChildExit, forkChild, isChildUnwind, libraryMacrotask } from '../fork';
 import { BatchWriter, Kind, type RecordOut, encode } from '../frame';
 import { HUP, READ, type WatchHandle, native } from '../native';
-import { Call, type CallKind, type Live } from './call';
+import { CHILD_FORK, Call, type CallKind, type Live } from './call';
 import { FrameReader, PipeWriter, writeBlocking } from './channel';
 import type { ItemFn, RunOptions } from './options';
 import { now, slotBase } from './shm';
@@ -269,7 +269,7 @@ export class FeedCall<T, R> extends Call<T, R> {
     const cowBelow = this.source.pulled;
     let child;
     try {
-      child = forkChild(() => this.childMain(worker, taskRead, taskWrite, resultRead, resultWrite));
+      child = forkChild(() => this.childMain(worker, taskRead, taskWrite, resultRead, resultWrite), CHILD_FORK);
     } catch (err) {
       if (isChildUnwind(err)) throw err;
       for (const fd of [taskRead, taskWrite, resultRead, resultWrite]) native.close(fd);

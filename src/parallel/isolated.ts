@@ -5,7 +5,7 @@ import { forkChild, libraryMacrotask, libraryTimeout } from '../fork';
 import { BatchWriter } from '../frame';
 import { native } from '../native';
 import { writeAll } from '../scratch';
-import { Call, type CallKind, type Live } from './call';
+import { CHILD_FORK, Call, type CallKind, type Live } from './call';
 import type { ItemFn, RunOptions } from './options';
 import { slotBase } from './shm';
 import type { Source } from './source';
@@ -72,7 +72,7 @@ export class IsolatedCall<T, R> extends Call<T, R> {
     const file = String(index);
     const worker = this.free.pop()!;
     native.shmStore(this.shm!, slotBase(worker), 0);
-    const child = forkChild(() => this.childMain(worker, index, item, file));
+    const child = forkChild(() => this.childMain(worker, index, item, file), CHILD_FORK);
     const live: Live = { child, worker, file, timedOut: false, index };
     this.live.set(child.pid, live);
     let cancelTimer: (() => void) | undefined;

@@ -8,7 +8,7 @@ import { type ChildExit, forkChild, libraryInterval, libraryMacrotask } from '..
 import { BatchWriter } from '../frame';
 import { native } from '../native';
 import { writeAll } from '../scratch';
-import { Call, type CallKind, type Live } from './call';
+import { CHILD_FORK, Call, type CallKind, type Live } from './call';
 import type { ItemFn, RunOptions } from './options';
 import { CURSOR, DONE, STOP, slotBase } from './shm';
 import type { Source } from './source';
@@ -53,7 +53,7 @@ export class PoolCall<T, R> extends Call<T, R> {
       if (this.isStopped) return this.maybeFinish();
       const file = `w${worker}.${this.seq++}`;
       native.shmStore(this.shm!, slotBase(worker), 0);
-      const child = forkChild(() => this.childMain(worker, file));
+      const child = forkChild(() => this.childMain(worker, file), CHILD_FORK);
       const live: Live = { child, worker, file, timedOut: false };
       this.live.set(child.pid, live);
       child.exited.then((exit) => this.onExit(live, exit));

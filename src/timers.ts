@@ -1,0 +1,130 @@
+// The parent's pending timers and immediates in a map / each / stream or
+// iterate child. A child that awaits (an async item) runs its event loop, and
+// that loop holds the parent's timer lists and immediate queue: a parent's
+// `setTimeout`, `setImmediate`, `setInterval` or `await sleep()` pending at
+// the fork ran in every such child, so the parent's own code went on there
+// (docs/hazards.md, §9).
+//
+// Node has no API to list timers. Each Timeout and Immediate stores its
+// callback in one property (`_onTimeout`, `_onImmediate`) that its
+// constructor assigns, and Node reads that property to decide whether, and
+// what, to run: `listOnTimeout` drops a timer whose `_onTimeout` is empty, as
+// for a cleared one, and `processImmediate` calls `_onImmediate`. An accessor
+// on each prototype records, on that assignment, which process generation
+// made the timer; in a child that drops the parent's timers, a timer of an
+// earlier generation then reads as cleared (an immediate as a no-op).
+//
+// What is dropped: every immediate of the parent, and its *ref'd* timers. An
+// unref'd timer keeps running: libraries keep their housekeeping tickers
+// unref'd (undici's one timer behind every request timeout is created in the
+// parent and reused by a child's requests), and a timer that does not keep
+// the process alive is rarely the app's own work. A parent timer the child
+// itself refreshes (`timer.refresh()`) becomes the child's.
+//
+// Where Node's layout differs (the accessor is bypassed, or a timer does not
+// read as expected), nothing is installed and the first fork warns once.
+import { warnFromParent } from './warn';
+
+const CALLBACK = Symbol('cowfork.timerCallback');
+const GENERATION = Symbol('cowfork.timerGeneration');
+
+interface Owned {
+  [CALLBACK]?: unknown;
+  [GENERATION]?: number;
+  hasRef(): boolean;
+}
+
+/** This process's generation: a child that drops its parent's timers takes a new one. */
+let generation = 0;
+/** Whether this process drops the timers of earlier generations. */
+let dropping = false;
+let installed = false;
+let checked = false;
+
+const noop = (): void => {};
+
+/**
+ * Puts the recording accessor on `proto[key]`. `keep(timer)` says whether a
+ * timer of an earlier generation still runs; `dropped` is what it reads as.
+ */
+function own(proto: object, key: '_onTimeout' | '_onImmediate', keep: (t: Owned) => boolean, dropped: unknown): void {
+  Object.defineProperty(proto, key, {
+    configurable: true,
+    enumerable: false,
+    get(this: Owned): unknown {
+      const cb = this[CALLBACK];
+      if (!dropping || this[GENERATION] === generation || cb == null || keep(this)) return cb;
+      return dropped;
+    },
+    set(this: Owned, cb: unknown): void {
+      this[CALLBACK] = cb;
+      this[GENERATION] = generation;
+    },
+  });
+}
+
+/** Whether timers made now record their generation and read back their callback. */
+function works(): boolean {
+  const t = setTimeout(noop, 1e9) as unknown as Owned & { _onTimeout: unknown };
+  const i = setImmediate(noop) as unknown as Owned & { _onImmediate: unknown };
+  try {
+    return (
+      !Object.hasOwn(t, '_onTimeout') &&
+      !Object.hasOwn(i, '_onImmediate') &&
+      t._onTimeout === noop &&
+      i._onImmediate === noop &&
+      t[GENERATION] === generation &&
+      i[GENERATION] === generation
+    );
+  } finally {
+    clearTimeout(t as unknown as NodeJS.Timeout);
+    clearImmediate(i as unknown as NodeJS.Immediate);
+  }
+}
+
+/** At load: installs the accessors, or leaves Node's timers as they are where they do not fit. */
+export function recordTimerOwners(): void {
+  if (installed) return;
+  const t = setTimeout(noop, 1e9);
+  const i = setImmediate(noop);
+  clearTimeout(t);
+  clearImmediate(i);
+  const timeoutProto = Object.getPrototypeOf(t) as { refresh(): unknown };
+  const immediateProto = Object.getPrototypeOf(i) as object;
+  // An accessor already there (another copy of cowfork, or Node's own) is not ours to replace.
+  if (Object.getOwnPropertyDescriptor(timeoutProto, '_onTimeout') || Object.getOwnPropertyDescriptor(immediateProto, '_onImmediate')) return;
+  if (typeof timeoutProto.refresh !== 'function') return;
+  own(timeoutProto, '_onTimeout', (timer) => !timer.hasRef(), null);
+  own(immediateProto, '_onImmediate', () => false, noop);
+  installed = works();
+  if (!installed) {
+    delete (timeoutProto as { _onTimeout?: unknown })._onTimeout;
+    delete (immediateProto as { _onImmediate?: unknown })._onImmediate;
+    return;
+  }
+  // A parent timer the child refreshes is the child's from then on (undici re-arms its ticker so).
+  const refresh = timeoutProto.refresh;
+  timeoutProto.refresh = function (this: Owned) {
+    this[GENERATION] = generation;
+    return refresh.call(this);
+  };
+}
+
+/** Before a fork that will drop them: says once where the parent's timers could not be told apart. */
+export function warnIfTimersUnknown(): void {
+  if (checked) return;
+  checked = true;
+  if (installed) return;
+  warnFromParent(
+    `cowfork: Node ${process.version}'s timers do not store their callback as cowfork expects, so a timer or ` +
+      'immediate the parent had pending at a fork can run in a map or iterate child. Stop your timers in an ' +
+      'atFork({ child }) hook (see docs/hazards.md, §9).',
+    'COWFORK_TIMERS_UNKNOWN',
+  );
+}
+
+/** In a child: the timers and immediates pending from earlier generations do not run here (see above). */
+export function dropParentTimers(): void {
+  generation++;
+  dropping = installed;
+}

@@ -34,11 +34,19 @@ interface Owned {
   hasRef(): boolean;
 }
 
-/** This process's generation: a child that drops its parent's timers takes a new one. */
-let generation = 0;
-/** Whether this process drops the timers of earlier generations. */
-let dropping = false;
-let installed = false;
+interface TimerState {
+  /** This process's generation: a child that drops its parent's timers takes a new one. */
+  generation: number;
+  /** Whether this process drops the timers of earlier generations. */
+  dropping: boolean;
+  /** Whether the accessors are on the prototypes. */
+  installed: boolean;
+}
+
+// One state per process, shared by every copy of cowfork loaded in it (two
+// versions in node_modules): only the first installs the accessors.
+const STATE = Symbol.for('cowfork.timers');
+const state: TimerState = ((globalThis as { [STATE]?: TimerState })[STATE] ??= { generation: 0, dropping: false, installed: false });
 let checked = false;
 
 const noop = (): void => {};
@@ -53,12 +61,12 @@ function own(proto: object, key: '_onTimeout' | '_onImmediate', keep: (t: Owned)
     enumerable: false,
     get(this: Owned): unknown {
       const cb = this[CALLBACK];
-      if (!dropping || this[GENERATION] === generation || cb == null || keep(this)) return cb;
+      if (!state.dropping || this[GENERATION] === state.generation || cb == null || keep(this)) return cb;
       return dropped;
     },
     set(this: Owned, cb: unknown): void {
       this[CALLBACK] = cb;
-      this[GENERATION] = generation;
+      this[GENERATION] = state.generation;
     },
   });
 }
@@ -73,8 +81,8 @@ function works(): boolean {
       !Object.hasOwn(i, '_onImmediate') &&
       t._onTimeout === noop &&
       i._onImmediate === noop &&
-      t[GENERATION] === generation &&
-      i[GENERATION] === generation
+      t[GENERATION] === state.generation &&
+      i[GENERATION] === state.generation
     );
   } finally {
     clearTimeout(t as unknown as NodeJS.Timeout);
@@ -84,7 +92,7 @@ function works(): boolean {
 
 /** At load: installs the accessors, or leaves Node's timers as they are where they do not fit. */
 export function recordTimerOwners(): void {
-  if (installed) return;
+  if (state.installed) return;
   const t = setTimeout(noop, 1e9);
   const i = setImmediate(noop);
   clearTimeout(t);
@@ -96,25 +104,30 @@ export function recordTimerOwners(): void {
   if (typeof timeoutProto.refresh !== 'function') return;
   own(timeoutProto, '_onTimeout', (timer) => !timer.hasRef(), null);
   own(immediateProto, '_onImmediate', () => false, noop);
-  installed = works();
-  if (!installed) {
+  state.installed = works();
+  if (!state.installed) {
     delete (timeoutProto as { _onTimeout?: unknown })._onTimeout;
     delete (immediateProto as { _onImmediate?: unknown })._onImmediate;
     return;
   }
   // A parent timer the child refreshes is the child's from then on (undici re-arms its ticker so).
   const refresh = timeoutProto.refresh;
-  timeoutProto.refresh = function (this: Owned) {
-    this[GENERATION] = generation;
-    return refresh.call(this);
-  };
+  Object.defineProperty(timeoutProto, 'refresh', {
+    configurable: true,
+    writable: true,
+    enumerable: false,
+    value: function (this: Owned) {
+      this[GENERATION] = state.generation;
+      return refresh.call(this);
+    },
+  });
 }
 
 /** Before a fork that will drop them: says once where the parent's timers could not be told apart. */
 export function warnIfTimersUnknown(): void {
   if (checked) return;
   checked = true;
-  if (installed) return;
+  if (state.installed) return;
   warnFromParent(
     `cowfork: Node ${process.version}'s timers do not store their callback as cowfork expects, so a timer or ` +
       'immediate the parent had pending at a fork can run in a map or iterate child. Stop your timers in an ' +
@@ -125,6 +138,6 @@ export function warnIfTimersUnknown(): void {
 
 /** In a child: the timers and immediates pending from earlier generations do not run here (see above). */
 export function dropParentTimers(): void {
-  generation++;
-  dropping = installed;
+  state.generation++;
+  state.dropping = state.installed;
 }

@@ -6,7 +6,6 @@
 // the table gives the median of the per-round ratios.
 'use strict';
 const { spawnSync } = require('node:child_process');
-const os = require('node:os');
 const path = require('node:path');
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS || 11);
@@ -78,8 +77,6 @@ function main() {
       '| per operation | plain node | with cowfork | ratio |',
       '|---|---:|---:|---:|',
       ...rows,
-      '',
-      `Load average at the end: ${os.loadavg().map((l) => l.toFixed(1)).join(' / ')}.`,
     ].join('\n'),
   );
 }

@@ -9,6 +9,7 @@ import { HUP, READ, native } from './native';
 import { warnIfPoolUnrepaired } from './pool-repair';
 import { prepareRandom, reseedRandom } from './random';
 import { dropParentTimers, recordTimerOwners, warnIfTimersUnknown } from './timers';
+import { warnFromParent } from './warn';
 import { forgetParentWorkers, forgetSettle, liveWorkers, settleWorkers, trackWorkers } from './workers';
 
 trackWorkers();
@@ -219,6 +220,8 @@ function routeFatalErrors(): void {
 function childHygiene(options: ForkOptions): void {
   childDepth++;
   refreshIdentity();
+  // cowfork's own timers (reap retries, the scheduler's loop timer) are the parent's bookkeeping: cleared in
+  // every child, prefork workers included and unref'd ones too, which dropParentTimers() would keep.
   for (const t of libraryTimers) clearTimeout(t);
   libraryTimers.clear();
   if (options.dropParentTimers) dropParentTimers();
@@ -333,7 +336,7 @@ export function forkChild(body: () => number | Promise<number>, options: ForkOpt
     try {
       h.parent?.();
     } catch (err) {
-      process.emitWarning(`cowfork atFork parent hook threw: ${String(err)}`);
+      warnFromParent(`cowfork atFork parent hook threw: ${String(err)}`, 'COWFORK_HOOK_THREW');
     }
   }
   return watchChild(pid, death ? death[0] : native.pidfdOpen(pid));
@@ -358,11 +361,11 @@ function warnIfImmediatesUnknown(): void {
   if (immediatesChecked) return;
   immediatesChecked = true;
   if (native.immediatesFound()) return;
-  process.emitWarning(
+  warnFromParent(
     `cowfork: Node ${process.version}'s queue of callbacks from other threads was not found, so children ` +
       'may run the parent\'s: a child forked just after a worker_thread finished can abort. ' +
       'Wait for a Worker\'s \'exit\' event before forking (see docs/hazards.md).',
-    { code: 'COWFORK_IMMEDIATES_UNKNOWN' },
+    'COWFORK_IMMEDIATES_UNKNOWN',
   );
 }
 

@@ -282,6 +282,34 @@ describe('§9 signal listeners and timers', () => {
     expect(log.length).toBe(before);
   });
 
+  it('a parent hook that throws is a warning in the parent, once per fork, and never in a child forked after it', async () => {
+    const seen: string[] = [];
+    const onWarning = (w: Error): void => {
+      if (w.message.includes('atFork parent hook threw')) seen.push(`${process.pid} ${(w as NodeJS.ErrnoException).code}`);
+    };
+    process.on('warning', onWarning);
+    const off = atFork({
+      parent: () => {
+        throw new Error('hook failed');
+      },
+    });
+    try {
+      // The pool forks its children in one macrotask: a warning queued as a tick after the first fork
+      // would run in the later children.
+      const inChildren = await map([0, 1, 2], async () => {
+        await new Promise((r) => setTimeout(r, 50));
+        return seen.filter((s) => !s.startsWith(`${process.ppid} `));
+      }, { concurrency: 3 });
+      expect(inChildren).toEqual([[], [], []]);
+      await new Promise((r) => setImmediate(r));
+      await new Promise((r) => setTimeout(r, 20));
+      expect(seen).toEqual(Array(3).fill(`${process.pid} COWFORK_HOOK_THREW`));
+    } finally {
+      off();
+      process.off('warning', onWarning);
+    }
+  });
+
   it('atFork rejects bad hooks naming the key', () => {
     expect(() => atFork({ child: 5 } as never)).toThrow(/hooks\.child must be a function/);
     expect(() => atFork(null as never)).toThrow(/hooks must be an object/);

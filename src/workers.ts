@@ -13,6 +13,7 @@ import type { Worker } from 'node:worker_threads';
 import { ParentWorkerError } from './errors';
 import { LIVE_WORKERS_RULE } from './inspect';
 import { native } from './native';
+import { standInForGonePorts, trackWorkerPorts } from './worker-ports';
 
 /**
  * How long a fork waits at most while a Worker has not come online yet: its
@@ -82,6 +83,7 @@ function onWorker(worker: Worker): void {
 export function trackWorkers(): void {
   if (tracking) return;
   tracking = true;
+  trackWorkerPorts();
   known = new Set(threads().map(([tid]) => tid));
   process.on('worker', onWorker);
 }
@@ -115,7 +117,9 @@ export function liveWorkers(): number {
  * so at once: `postMessage()` throws a ParentWorkerError naming the Worker,
  * the process that started it and the fix; `terminate()` resolves, as it does
  * for a Worker that has exited (there is nothing to stop); `getHeapSnapshot()`
- * rejects with the error. 'exit' is not emitted: a library that writes to its
+ * rejects with the error. A MessagePort whose other end the parent handed to
+ * the Worker (a piscina pool's task port) throws the error from postMessage()
+ * too (src/worker-ports.ts). 'exit' is not emitted: a library that writes to its
  * Worker's shared memory (a pino transport) would fail on every log line,
  * where the parent's warning (COWFORK_LIVE_WORKERS) already names the recipe.
  */
@@ -136,6 +140,7 @@ function standInForGoneThread(worker: Worker, ownerPid: number): void {
     terminate: method(() => Promise.resolve(undefined)),
     getHeapSnapshot: method(() => Promise.reject(gone('getHeapSnapshot() of'))),
   });
+  standInForGonePorts(worker, () => gone('postMessage() on a MessagePort whose other end was handed to'));
 }
 
 /** In a child: the parent's Workers are not this process's (and its threads are not known until needed). */

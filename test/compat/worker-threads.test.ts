@@ -5,7 +5,9 @@
 // node::worker::Worker::JoinThread, with SIGABRT). Isolation children, many
 // runs of them, are test/fork-worker-threads.test.ts.
 import { once } from 'node:events';
-import { Worker } from 'node:worker_threads';
+import path from 'node:path';
+import { MessageChannel, Worker } from 'node:worker_threads';
+import { Piscina } from 'piscina';
 import { describe, expect, it } from 'vitest';
 import { ParentWorkerError, map } from '../../src/index';
 import { MODES, inChildren, outcome, preforkAnswers } from './support';
@@ -93,6 +95,56 @@ describe('worker_threads: a Worker the parent keeps running (a service thread, a
       const { pool, isolation } = await inChildren([1, 2], stop, 10_000);
       for (const o of [...pool, ...isolation]) expect(o).toEqual([undefined, 'ParentWorkerError']);
     });
+  });
+
+  it('a port whose other end the parent handed to it: a child that posts on it fails at once with ParentWorkerError; in the parent it still works', async () => {
+    const SERVE_PORT =
+      'const { parentPort } = require("node:worker_threads"); parentPort.on("message", ({ port }) => port.on("message", (x) => port.postMessage(x * 2)));';
+    const worker = new Worker(SERVE_PORT, { eval: true });
+    try {
+      // Both forms of the transfer argument: a list, and { transfer }.
+      const a = new MessageChannel();
+      const b = new MessageChannel();
+      worker.postMessage({ port: a.port2 }, [a.port2]);
+      worker.postMessage({ port: b.port2 }, { transfer: [b.port2] });
+      const ask = async (port: import('node:worker_threads').MessagePort, x: number): Promise<number> => {
+        port.postMessage(x);
+        const [answer] = (await once(port, 'message')) as [number];
+        return answer;
+      };
+      expect([await ask(a.port1, 1), await ask(b.port1, 2)]).toEqual([2, 4]);
+      // Without the stand-in, each item waits for an answer until this timeout, and rejects with TimeoutError.
+      const { pool, isolation } = await inChildren([1, 2], (x) => ask(x === 1 ? a.port1 : b.port1, x), 10_000);
+      for (const o of [...pool, ...isolation]) {
+        expect(o).toMatch(/^WorkerError ERR_WORKER: .* <- ParentWorkerError: postMessage\(\) on a MessagePort whose other end was handed to a worker_threads Worker/);
+        expect(o).toContain(`(threadId ${worker.threadId}) that process ${process.pid} started before it forked this child`);
+      }
+      expect([await ask(a.port1, 3), await ask(b.port1, 4)]).toEqual([6, 8]);
+      a.port1.close();
+      b.port1.close();
+    } finally {
+      await worker.terminate();
+    }
+  });
+
+  it("a piscina pool of the parent's: pool.run() in a child rejects at once with ParentWorkerError (it used to wait for the item's timeout); the parent's pool still runs tasks", async () => {
+    const pool = new Piscina({ filename: path.join(__dirname, '..', 'fixtures', 'piscina-double.js'), minThreads: 1, maxThreads: 1 });
+    try {
+      expect(await pool.run(5)).toBe(10);
+      // Without the stand-in, each item waits for its task's answer until this timeout, and the map rejects with TimeoutError.
+      const out = await map([1, 2, 3], async (x) => {
+        try {
+          return await pool.run(x);
+        } catch (err) {
+          const e = err as ParentWorkerError;
+          return [e instanceof ParentWorkerError, e.code, e.ownerPid];
+        }
+      }, { ...MODES.pool, timeout: 10_000 });
+      expect(out).toEqual([1, 2, 3].map(() => [true, 'ERR_PARENT_WORKER', process.pid]));
+      expect(await pool.run(21)).toBe(42);
+    } finally {
+      await pool.destroy();
+    }
   });
 
   it("a child that waits for its message fails at its timeout, with an error that names the live Worker and the recipes", async () => {

@@ -218,7 +218,7 @@ describe('iterate', () => {
       failFast: true,
       build: range(0, 2000),
       each: recorder<number>((n) => {
-        if (n === 5) throw new Error('first instance breaks');
+        if (n === 20) throw new Error('first instance breaks');
         spin(2);
       }),
     }).then(
@@ -231,8 +231,9 @@ describe('iterate', () => {
     const other = err.result.instances[1];
     expect(other.done).toBe(false);
     expect(other.error).toBeUndefined();
-    // The other instance saved what it finished: resuming continues right after it.
-    expect(readState().cursors[1].innerCursor).toBe(1000 + other.processed - 1);
+    // The other instance saved what it finished: resuming continues right after it. (On a loaded machine it may
+    // not have finished an item yet when the first one breaks: then it saved no cursor.)
+    expect(readState().cursors[1].innerCursor).toBe(other.processed > 0 ? 1000 + other.processed - 1 : null);
     expect(recorded(1)).toHaveLength(other.processed);
   });
 

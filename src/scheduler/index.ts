@@ -7,7 +7,7 @@ import { ERR, HUP, READ, WRITE } from '../native';
 import { boolean, optionsObject, rejectUnknown } from '../validate';
 import { fdArg, fiberFunction, milliseconds, modeArg, seconds, spawnOptions, timeoutArg, timeoutSeconds } from './args';
 import { Core } from './drive';
-import { type FiberImpl, type FiberState, currentFiber } from './fiber';
+import { Deadline, FdEntry, FiberImpl, type FiberState, Kind, Park, currentFiber } from './fiber';
 import { Op } from './op';
 import { withTimeout } from './timeout';
 
@@ -303,4 +303,25 @@ export class Scheduler {
   static current(): Fiber | null {
     return currentFiber() as Fiber | null;
   }
+}
+
+// Idle instances that keep V8's maps of the engine's classes alive (shapeAnchors() below), held by the class.
+Object.defineProperty(Scheduler, Symbol('cowfork.shapeAnchors'), { value: shapeAnchors(new Scheduler({ eventLoop: false })) });
+
+/**
+ * Shape anchors. V8 reaches the map of an instance of a class with fields
+ * only through weak transitions from the class's initial map: when a full GC
+ * finds no instance alive (every scheduler of a round and its fibers are
+ * garbage), the map is freed, every optimized function that checks it
+ * (spawn, pause, enqueue, the pass, stepGenerator) is thrown away ("weak
+ * objects" in --trace-deopt) and compiled again on the main thread, and the
+ * next scheduler gets a new map. One idle instance of each class the passes
+ * touch, made before any other and held by the Scheduler class, keeps those
+ * maps: the Scheduler holds its Core, the Core its TimerHeap and pause(0) Op.
+ * They are never registered or driven.
+ */
+function shapeAnchors(scheduler: Scheduler): object[] {
+  const fiber = new FiberImpl(coreOf(scheduler), 0, function* () {}, true, null);
+  const park = new Park(Kind.Timer, fiber, -1, 0, null, null);
+  return [scheduler, fiber, park, new Deadline(fiber, Infinity, Infinity, false), new FdEntry(-1)];
 }

@@ -44,8 +44,13 @@ export abstract class ParkTables {
   protected nextSeq = 0;
   /** > 0 while a driver or a pass runs: watcher and timer changes wait for reconcile(). */
   protected depth = 0;
-  /** The time a pass took as its own (drive.ts sets it): the base of every deadline made in the pass. */
-  protected passNow = 0;
+  /**
+   * The time a pass took as its own (drive.ts sets it): the base of every
+   * deadline made in the pass. NaN before the first pass, not 0: a field
+   * that starts as a small integer and later holds a fraction moves every
+   * later scheduler to a new map, away from the shape anchor's (index.ts).
+   */
+  protected passNow = NaN;
   /** Generator fibers parked on a promise: a pass flushes the promise bridge first. */
   protected promiseParks = 0;
   /** A promise park or an async fiber woke in this pass: drain microtasks at its end. */

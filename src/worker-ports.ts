@@ -9,82 +9,97 @@
 // Node has no API that names a port's other end, so cowfork notes it as the
 // channel is made: `MessageChannel` (on `node:worker_threads` and on
 // `globalThis`) becomes a subclass that records the pair, and
-// `Worker.prototype.postMessage` records, for each port in its transfer list,
-// the end that stays behind. In a child, `standInForGonePorts()` gives those
-// ends a `postMessage()` that throws, as the Worker's own does. Channels made
-// before cowfork was loaded, and ports handed over in `new Worker(file, {
-// transferList })`, are not known, and wait as before.
+// `Worker.prototype.postMessage` records, once a post succeeded, for each
+// port in its transfer list, the end that stays behind. In a child,
+// `MessagePort.prototype.postMessage` throws on such an end, as the Worker's
+// own postMessage() does. Not known, and waiting as before: channels made
+// from a `MessageChannel` read before cowfork was loaded (`const {
+// MessageChannel } = require(...)` in a module loaded earlier; ESM imports
+// read the new class), ports handed over in `new Worker(file, { transferList
+// })` or through another port, and transfer lists that are not arrays.
 import module from 'node:module';
 import worker_threads, { type MessagePort, type Worker } from 'node:worker_threads';
 
-/** Each end of every channel made since cowfork was loaded, to its other end. */
-const peers = new WeakMap<MessagePort, MessagePort>();
-/** Per Worker, the ends that stayed here of the ports handed to it. */
-const handed = new WeakMap<Worker, Array<WeakRef<MessagePort>>>();
+interface PortState {
+  /** Each end of every channel made since cowfork was loaded, to its other end. */
+  readonly peers: WeakMap<MessagePort, MessagePort>;
+  /** The end that stayed here of each port handed to a Worker, to that Worker. */
+  readonly workerOf: WeakMap<MessagePort, Worker>;
+  /** In a child: the parent's Workers, each with the error a post to it throws. */
+  readonly gone: WeakMap<Worker, () => Error>;
+  installed: boolean;
+  /** Whether MessagePort.prototype.postMessage checks for a gone Worker (children only). */
+  checking: boolean;
+}
 
-// One install per process, shared by every copy of cowfork loaded in it.
-const INSTALLED = Symbol.for('cowfork.workerPorts');
+// One state per process, shared by every copy of cowfork loaded in it (as src/timers.ts does): the copy that
+// installs the wrappers fills it, and the copy that forks reads it.
+const STATE = Symbol.for('cowfork.workerPorts');
+const state: PortState = ((globalThis as { [STATE]?: PortState })[STATE] ??= {
+  peers: new WeakMap(),
+  workerOf: new WeakMap(),
+  gone: new WeakMap(),
+  installed: false,
+  checking: false,
+});
 
-/** The MessagePorts in a postMessage transfer argument (a list, or `{ transfer }`). */
+/** The MessagePorts in a postMessage transfer argument: an array, or `{ transfer }` with an array. */
 function portsIn(transfer: unknown): MessagePort[] {
   const list = Array.isArray(transfer) ? transfer : (transfer as { transfer?: unknown } | null | undefined)?.transfer;
   if (!Array.isArray(list)) return [];
   return list.filter((x): x is MessagePort => x instanceof worker_threads.MessagePort);
 }
 
+/** Replaces `proto[key]` with `value`, keeping the property's other attributes. */
+function wrapMethod(proto: object, key: string, value: (...args: unknown[]) => unknown): void {
+  Object.defineProperty(proto, key, { ...Object.getOwnPropertyDescriptor(proto, key), value });
+}
+
 /** At load: notes each channel's two ends, and which end stays behind when the other goes to a Worker. */
 export function trackWorkerPorts(): void {
-  const g = globalThis as { [INSTALLED]?: boolean };
-  if (g[INSTALLED]) return;
-  g[INSTALLED] = true;
+  if (state.installed) return;
+  state.installed = true;
   const Base = worker_threads.MessageChannel;
   // Named as the class it extends: `channel.constructor.name` and `instanceof MessageChannel` read as before.
   const MessageChannel = class MessageChannel extends Base {
     constructor() {
       super();
-      peers.set(this.port1, this.port2);
-      peers.set(this.port2, this.port1);
+      state.peers.set(this.port1, this.port2);
+      state.peers.set(this.port2, this.port1);
     }
   };
   (worker_threads as { MessageChannel: unknown }).MessageChannel = MessageChannel;
-  (globalThis as { MessageChannel: unknown }).MessageChannel = MessageChannel;
-  // `import { MessageChannel } from 'node:worker_threads'` reads the new class too.
+  // A replacement someone else installed (a polyfill, a test environment) stays.
+  const g = globalThis as { MessageChannel?: unknown };
+  if (g.MessageChannel === Base) g.MessageChannel = MessageChannel;
+  // `import { MessageChannel } from 'node:worker_threads'` reads the new class too. This updates the ESM view of
+  // every built-in module to its CommonJS exports, as Node's documentation describes for patching them.
   module.syncBuiltinESMExports();
 
-  const proto = worker_threads.Worker.prototype;
-  const post = proto.postMessage;
-  Object.defineProperty(proto, 'postMessage', {
-    configurable: true,
-    writable: true,
-    enumerable: false,
-    value: function postMessage(this: Worker, value: unknown, transfer?: unknown) {
-      if (transfer !== undefined) {
-        for (const port of portsIn(transfer)) {
-          const stays = peers.get(port);
-          if (stays === undefined) continue;
-          let ends = handed.get(this);
-          if (ends === undefined) handed.set(this, (ends = []));
-          ends.push(new WeakRef(stays));
-        }
+  const post = worker_threads.Worker.prototype.postMessage;
+  wrapMethod(worker_threads.Worker.prototype, 'postMessage', function postMessage(this: Worker, ...args: unknown[]) {
+    const result = Reflect.apply(post, this, args);
+    // Only once the post succeeded: a port that did not move is still usable here, and in a child.
+    if (args.length > 1) {
+      for (const port of portsIn(args[1])) {
+        const stays = state.peers.get(port);
+        if (stays !== undefined) state.workerOf.set(stays, this);
       }
-      return post.call(this, value, transfer as never);
-    },
+    }
+    return result;
   });
 }
 
-/** In a child: each port whose other end went to `worker` throws `gone()` from postMessage(). */
+/** In a child: postMessage() on a port whose other end went to `worker` throws `gone()`. */
 export function standInForGonePorts(worker: Worker, gone: () => Error): void {
-  for (const ref of handed.get(worker) ?? []) {
-    const port = ref.deref();
-    if (port === undefined) continue;
-    Object.defineProperty(port, 'postMessage', {
-      value: () => {
-        throw gone();
-      },
-      writable: true,
-      configurable: true,
-      enumerable: false,
-    });
-  }
-  handed.delete(worker);
+  state.gone.set(worker, gone);
+  if (state.checking) return;
+  state.checking = true;
+  const post = worker_threads.MessagePort.prototype.postMessage;
+  wrapMethod(worker_threads.MessagePort.prototype, 'postMessage', function postMessage(this: MessagePort, ...args: unknown[]) {
+    const worker = state.workerOf.get(this);
+    const error = worker === undefined ? undefined : state.gone.get(worker);
+    if (error !== undefined) throw error();
+    return Reflect.apply(post, this, args);
+  });
 }

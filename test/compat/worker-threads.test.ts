@@ -6,7 +6,7 @@
 // runs of them, are test/fork-worker-threads.test.ts.
 import { once } from 'node:events';
 import path from 'node:path';
-import { MessageChannel, Worker } from 'node:worker_threads';
+import { MessageChannel, Worker, receiveMessageOnPort } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { describe, expect, it } from 'vitest';
 import { ParentWorkerError, map } from '../../src/index';
@@ -120,8 +120,15 @@ describe('worker_threads: a Worker the parent keeps running (a service thread, a
         expect(o).toContain(`(threadId ${worker.threadId}) that process ${process.pid} started before it forked this child`);
       }
       expect([await ask(a.port1, 3), await ask(b.port1, 4)]).toEqual([6, 8]);
-      a.port1.close();
-      b.port1.close();
+      // A post that failed moved nothing: both ends stayed here, and in a child they still talk to each other.
+      const local = new MessageChannel();
+      expect(() => worker.postMessage({ port: local.port2, fn: () => 1 }, [local.port2])).toThrow(/could not be cloned/);
+      const echoed = await map([7], (x) => {
+        local.port1.postMessage(x);
+        return receiveMessageOnPort(local.port2)?.message;
+      }, { ...MODES.pool, timeout: 10_000 });
+      expect(echoed).toEqual([7]);
+      for (const port of [a.port1, b.port1, local.port1, local.port2]) port.close();
     } finally {
       await worker.terminate();
     }

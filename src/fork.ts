@@ -221,7 +221,8 @@ function childHygiene(options: ForkOptions): void {
   childDepth++;
   refreshIdentity();
   // cowfork's own timers (reap retries, the scheduler's loop timer) are the parent's bookkeeping: cleared in
-  // every child, prefork workers included and unref'd ones too, which dropParentTimers() would keep.
+  // every child, prefork workers included and unref'd ones too, which dropParentTimers() would keep. Before the
+  // drop: once dropped, a parent's ref'd timer reads as already cleared, and clearTimeout() would not unlink it.
   for (const t of libraryTimers) clearTimeout(t);
   libraryTimers.clear();
   if (options.dropParentTimers) dropParentTimers();

@@ -10,10 +10,12 @@ import { warnIfPoolUnrepaired } from './pool-repair';
 import { prepareRandom, reseedRandom } from './random';
 import { dropParentTimers, recordTimerOwners, warnIfTimersUnknown } from './timers';
 import { warnFromParent } from './warn';
+import { dropParentWatchers, trackWatchers } from './watchers';
 import { forgetParentWorkers, forgetSettle, liveWorkers, settleWorkers, trackWorkers } from './workers';
 
 trackWorkers();
 recordTimerOwners();
+trackWatchers();
 
 const SINGLE_THREADED = new Set(['--single-threaded', '--single_threaded']);
 
@@ -225,7 +227,10 @@ function childHygiene(options: ForkOptions): void {
   // drop: once dropped, a parent's ref'd timer reads as already cleared, and clearTimeout() would not unlink it.
   for (const t of libraryTimers) clearTimeout(t);
   libraryTimers.clear();
-  if (options.dropParentTimers) dropParentTimers();
+  if (options.dropParentTimers) {
+    dropParentTimers();
+    dropParentWatchers();
+  }
   resetSignals();
   routeFatalErrors();
   reseedRandom();
@@ -279,7 +284,8 @@ export interface ForkOptions {
   warnInheritedConnections?: string;
   /**
    * The child runs only the work it was forked for (map, iterate): the
-   * parent's pending immediates and ref'd timers never run there (src/timers.ts).
+   * parent's pending immediates and ref'd timers never run there
+   * (src/timers.ts), nor do its file watchers (src/watchers.ts).
    */
   dropParentTimers?: boolean;
   /** Test-only flags that skip hygiene steps, to show each hazard is real. */

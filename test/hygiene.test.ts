@@ -10,7 +10,7 @@ import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AbortError, WorkerCrashedError, atFork, isChild, map } from '../src/index';
 import { native } from '../src/native';
-import { fullGc, libuvNamesItsThreads, reps, tempDir, weakGarbage } from './helpers';
+import { fullGc, libuvNamesItsThreads, reps, tempDir, waitFor, weakGarbage } from './helpers';
 
 /** Items in the two long maps below. */
 const MANY = reps(200, 60);
@@ -227,6 +227,41 @@ describe('§9 signal listeners and timers', () => {
       const by = (pid: number): Set<string> => new Set(seen.filter((l) => l.endsWith(` ${pid}`)).map((l) => l.split(' ')[0]));
       expect(by(process.pid)).toEqual(new Set(['refreshed', 'immediate', 'timeout', 'interval', 'unref', 'sleep']));
       for (const pid of children) expect(by(pid)).toEqual(new Set(['refreshed', 'unref']));
+    }
+  });
+
+  it("the parent's fs.watch and fs.watchFile watchers never report in a map child; in the parent they go on", async () => {
+    // Without src/watchers.ts every child (pool and isolation alike) gets each event too: libuv re-adds the
+    // parent's inotify watches in a forked child, and fs.watchFile keeps polling there.
+    const dir = scratch();
+    const polled = path.join(dir, 'polled');
+    fs.writeFileSync(polled, '0');
+    const seen: string[] = [];
+    const watcher = fs.watch(dir, (_event, name) => seen.push(`${process.pid} ${name}`));
+    const onPoll = (): void => void seen.push(`${process.pid} polled-change`);
+    fs.watchFile(polled, { interval: 20 }, onPoll);
+    try {
+      for (const isolation of [false, true]) {
+        seen.length = 0;
+        const call = map(
+          [0, 1],
+          async () => {
+            // Long enough for the parent's writes below to reach any watcher and poller the child has.
+            await new Promise((r) => setTimeout(r, 1000));
+            return seen.filter((s) => s.startsWith(`${process.pid} `));
+          },
+          { concurrency: 2, isolation, timeout: 20_000 },
+        );
+        setTimeout(() => {
+          for (let i = 0; i < 5; i++) fs.writeFileSync(path.join(dir, `f${i}`), 'x');
+          fs.writeFileSync(polled, isolation ? '22' : '1');
+        }, 200);
+        expect(await call).toEqual([[], []]);
+        await waitFor(() => seen.includes(`${process.pid} polled-change`) && seen.includes(`${process.pid} f4`), 10_000);
+      }
+    } finally {
+      watcher.close();
+      fs.unwatchFile(polled, onPoll);
     }
   });
 

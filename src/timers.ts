@@ -23,6 +23,7 @@
 //
 // Where Node's layout differs (the accessor is bypassed, or a timer does not
 // read as expected), nothing is installed and the first fork warns once.
+import { replaceValue } from './util';
 import { warnFromParent } from './warn';
 
 const CALLBACK = Symbol('cowfork.timerCallback');
@@ -112,14 +113,9 @@ export function recordTimerOwners(): void {
   }
   // A parent timer the child refreshes is the child's from then on (undici re-arms its ticker so).
   const refresh = timeoutProto.refresh;
-  Object.defineProperty(timeoutProto, 'refresh', {
-    configurable: true,
-    writable: true,
-    enumerable: false,
-    value: function (this: Owned) {
-      this[GENERATION] = state.generation;
-      return refresh.call(this);
-    },
+  replaceValue(timeoutProto, 'refresh', function (this: Owned) {
+    this[GENERATION] = state.generation;
+    return refresh.call(this);
   });
 }
 

@@ -14,6 +14,16 @@ export function readSome(fd: number, chunk: Buffer): number | null {
   }
 }
 
+/** Replaces the value of `obj[key]` (a function of Node's that cowfork wraps), keeping the property's attributes. */
+export function replaceValue(obj: object, key: PropertyKey, value: unknown): void {
+  Object.defineProperty(obj, key, { ...Object.getOwnPropertyDescriptor(obj, key), value });
+}
+
+/** Gives `obj` its own method `key`, shadowing its prototype's as a class method would: not enumerable. */
+export function ownMethod(obj: object, key: PropertyKey, value: unknown): void {
+  Object.defineProperty(obj, key, { value, writable: true, configurable: true, enumerable: false });
+}
+
 /** True for anything `await` would treat as a promise. */
 export function isThenable(v: unknown): v is PromiseLike<unknown> {
   return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as PromiseLike<unknown>).then === 'function';

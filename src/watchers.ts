@@ -15,6 +15,7 @@
 // cowfork was loaded.
 import fs from 'node:fs';
 import module from 'node:module';
+import { ownMethod, replaceValue } from './util';
 
 interface WatchState {
   installed: boolean;
@@ -34,24 +35,19 @@ const state: WatchState = ((globalThis as { [STATE]?: WatchState })[STATE] ??= {
 
 const unwatchFile = fs.unwatchFile;
 
-/** Replaces `fs[key]` with `value`, keeping the property's other attributes. */
-function wrap(key: 'watch' | 'watchFile' | 'unwatchFile', value: (...args: never[]) => unknown): void {
-  Object.defineProperty(fs, key, { ...Object.getOwnPropertyDescriptor(fs, key), value });
-}
-
 /** At load: notes the watchers `fs.watch` and `fs.watchFile` make from now on. */
 export function trackWatchers(): void {
   if (state.installed) return;
   state.installed = true;
   const watch = fs.watch;
   const watchFile = fs.watchFile;
-  wrap('watch', function (this: unknown, ...args: unknown[]) {
+  replaceValue(fs, 'watch', function (this: unknown, ...args: unknown[]) {
     const watcher = Reflect.apply(watch, this, args) as fs.FSWatcher;
     state.watchers.add(watcher);
     watcher.once('close', () => state.watchers.delete(watcher));
     return watcher;
   });
-  wrap('watchFile', function (this: unknown, ...args: unknown[]) {
+  replaceValue(fs, 'watchFile', function (this: unknown, ...args: unknown[]) {
     const result = Reflect.apply(watchFile, this, args);
     const listener = args[args.length - 1];
     if (typeof listener === 'function') {
@@ -62,7 +58,7 @@ export function trackWatchers(): void {
     }
     return result;
   });
-  wrap('unwatchFile', function (this: unknown, ...args: unknown[]) {
+  replaceValue(fs, 'unwatchFile', function (this: unknown, ...args: unknown[]) {
     const result = Reflect.apply(unwatchFile, this, args);
     const [file, listener] = args as [fs.PathLike, unknown];
     const listeners = state.polled.get(file);
@@ -77,7 +73,7 @@ export function trackWatchers(): void {
 /** In a child: the parent's watchers report nothing here, and stop watching (see above). */
 export function dropParentWatchers(): void {
   for (const watcher of state.watchers) {
-    Object.defineProperty(watcher, 'emit', { value: () => false, writable: true, configurable: true, enumerable: false });
+    ownMethod(watcher, 'emit', () => false);
     watcher.close();
   }
   state.watchers.clear();

@@ -19,6 +19,7 @@
 // })` or through another port, and transfer lists that are not arrays.
 import module from 'node:module';
 import worker_threads, { type MessagePort, type Worker } from 'node:worker_threads';
+import { replaceValue } from './util';
 
 interface PortState {
   /** Each end of every channel made since cowfork was loaded, to its other end. */
@@ -50,11 +51,6 @@ function portsIn(transfer: unknown): MessagePort[] {
   return list.filter((x): x is MessagePort => x instanceof worker_threads.MessagePort);
 }
 
-/** Replaces `proto[key]` with `value`, keeping the property's other attributes. */
-function wrapMethod(proto: object, key: string, value: (...args: unknown[]) => unknown): void {
-  Object.defineProperty(proto, key, { ...Object.getOwnPropertyDescriptor(proto, key), value });
-}
-
 /** At load: notes each channel's two ends, and which end stays behind when the other goes to a Worker. */
 export function trackWorkerPorts(): void {
   if (state.installed) return;
@@ -77,7 +73,7 @@ export function trackWorkerPorts(): void {
   module.syncBuiltinESMExports();
 
   const post = worker_threads.Worker.prototype.postMessage;
-  wrapMethod(worker_threads.Worker.prototype, 'postMessage', function postMessage(this: Worker, ...args: unknown[]) {
+  replaceValue(worker_threads.Worker.prototype, 'postMessage', function postMessage(this: Worker, ...args: unknown[]) {
     const result = Reflect.apply(post, this, args);
     // Only once the post succeeded: a port that did not move is still usable here, and in a child.
     if (args.length > 1) {
@@ -96,7 +92,7 @@ export function standInForGonePorts(worker: Worker, gone: () => Error): void {
   if (state.checking) return;
   state.checking = true;
   const post = worker_threads.MessagePort.prototype.postMessage;
-  wrapMethod(worker_threads.MessagePort.prototype, 'postMessage', function postMessage(this: MessagePort, ...args: unknown[]) {
+  replaceValue(worker_threads.MessagePort.prototype, 'postMessage', function postMessage(this: MessagePort, ...args: unknown[]) {
     const worker = state.workerOf.get(this);
     const error = worker === undefined ? undefined : state.gone.get(worker);
     if (error !== undefined) throw error();

@@ -13,6 +13,7 @@ import type { Worker } from 'node:worker_threads';
 import { ParentWorkerError } from './errors';
 import { LIVE_WORKERS_RULE } from './inspect';
 import { native } from './native';
+import { ownMethod } from './util';
 import { standInForGonePorts, trackWorkerPorts } from './worker-ports';
 
 /**
@@ -132,14 +133,11 @@ function standInForGoneThread(worker: Worker, ownerPid: number): void {
       worker.threadId,
       ownerPid,
     );
-  const method = (value: unknown): PropertyDescriptor => ({ value, writable: true, configurable: true, enumerable: false });
-  Object.defineProperties(worker, {
-    postMessage: method(() => {
-      throw gone('postMessage() to');
-    }),
-    terminate: method(() => Promise.resolve(undefined)),
-    getHeapSnapshot: method(() => Promise.reject(gone('getHeapSnapshot() of'))),
+  ownMethod(worker, 'postMessage', () => {
+    throw gone('postMessage() to');
   });
+  ownMethod(worker, 'terminate', () => Promise.resolve(undefined));
+  ownMethod(worker, 'getHeapSnapshot', () => Promise.reject(gone('getHeapSnapshot() of')));
   standInForGonePorts(worker, () => gone('postMessage() on a MessagePort whose other end was handed to'));
 }
 

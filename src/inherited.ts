@@ -5,8 +5,7 @@
 // it empties the connection pools Node itself owns, so that http.get and
 // fetch open new connections with no user code, and it warns the first time
 // the child writes to a connection some other library kept.
-import http from 'node:http';
-import https from 'node:https';
+import type http from 'node:http';
 import net from 'node:net';
 import { RECIPES } from './inspect';
 import { native } from './native';
@@ -59,10 +58,25 @@ function resetDispatcher(d: unknown, depth: number, seen: Set<object>): number {
   return cleared;
 }
 
+/**
+ * `node:http` or `node:https` if this process has loaded it, else null: the
+ * global agent of a module nobody loaded holds no sockets, and cowfork's own
+ * load need not pay for both. `process.moduleLoadList` (Node's list
+ * of the built-in modules loaded so far) tells without loading them; where it
+ * is missing, the module is loaded.
+ */
+function ifLoaded(name: 'http' | 'https'): typeof http | null {
+  const list = (process as { moduleLoadList?: unknown }).moduleLoadList;
+  if (Array.isArray(list) && !list.includes(`NativeModule ${name}`)) return null;
+  return require(`node:${name}`) as typeof http;
+}
+
 /** In a child: Node's own pools start empty, so new requests open new connections. */
 export function resetNodePools(): void {
-  resetAgent(http.globalAgent);
-  resetAgent(https.globalAgent);
+  for (const name of ['http', 'https'] as const) {
+    const agent = ifLoaded(name)?.globalAgent;
+    if (agent) resetAgent(agent);
+  }
   const seen = new Set<object>();
   for (const sym of Object.getOwnPropertySymbols(globalThis).filter(isUndiciGlobal)) {
     resetDispatcher((globalThis as Record<symbol, unknown>)[sym], 0, seen);

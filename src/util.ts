@@ -24,6 +24,14 @@ export function ownMethod(obj: object, key: PropertyKey, value: unknown): void {
   Object.defineProperty(obj, key, { value, writable: true, configurable: true, enumerable: false });
 }
 
+/**
+ * `node:http`, loaded on first use: a process that serves no HTTP (a script
+ * that only calls `map`) does not pay for it when it loads cowfork.
+ */
+export function httpModule(): typeof import('node:http') {
+  return require('node:http') as typeof import('node:http');
+}
+
 /** True for anything `await` would treat as a promise. */
 export function isThenable(v: unknown): v is PromiseLike<unknown> {
   return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as PromiseLike<unknown>).then === 'function';

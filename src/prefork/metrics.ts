@@ -12,12 +12,13 @@
 // and the series stay bounded by the nums. A kill -9 loses what the worker
 // counted since its last snapshot (at most a second).
 import fs from 'node:fs';
-import http from 'node:http';
+import type http from 'node:http';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import type { EventEmitter } from 'node:events';
 import { MetricsError } from '../errors';
+import { httpModule } from '../util';
 import { type Address, type Endpoint, closeSocket, openSocket } from './listen';
 import type { WorkerEvent, WorkerStats } from './types';
 
@@ -152,7 +153,7 @@ export class MetricsExporter {
     source.on('exit', () => {
       this.locked(() => this.collect(false)).catch(() => {});
     });
-    this.server = http.createServer((req, res) => this.handle(req, res));
+    this.server = httpModule().createServer((req, res) => this.handle(req, res));
     this.server.listen({ fd: this.address.fd });
   }
 

@@ -1,9 +1,10 @@
 // HTTP serving inside a worker, with a drain that loses no request (drain.ts),
 // and the rule that turns an app module into a worker function.
-import http from 'node:http';
+import type http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { httpModule } from '../util';
 import { drainOnShutdown } from './drain';
 import type { RequestHandler, ServeOptions, WorkerContext, WorkerFn } from './types';
 
@@ -18,7 +19,7 @@ export function serve(
     throw new RangeError(`ctx.serve: options.index ${index} is out of range (the worker has ${ctx.listenFds.length} listen fds)`);
   }
   let server: http.Server;
-  if (typeof target === 'function') server = http.createServer(target);
+  if (typeof target === 'function') server = httpModule().createServer(target);
   else if (target instanceof net.Server) server = target;
   else throw new TypeError('ctx.serve(handlerOrServer): expected a request handler or an http.Server');
 

@@ -408,6 +408,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       CF__FN("testHoldOptionsLock", cf__TestHoldOptionsLock),
       CF__FN("testTaskHold", cf__TestTaskHold),
       CF__FN("testTaskLockHeld", cf__TestTaskLockHeld),
+      CF__FN("testTaskNoticed", cf__TestTaskNoticed),
       CF__FN("forkCensusPasses", cf__ForkCensusPasses),
       CF__FN("forkPoolLocated", cf__ForkPoolLocated),
       CF__FN("testPark", cf__TestPark),

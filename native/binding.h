@@ -105,6 +105,7 @@ napi_value cf__TestUnpark(napi_env env, napi_callback_info info);
 napi_value cf__TestHoldOptionsLock(napi_env env, napi_callback_info info);
 napi_value cf__TestTaskHold(napi_env env, napi_callback_info info);
 napi_value cf__TestTaskLockHeld(napi_env env, napi_callback_info info);
+napi_value cf__TestTaskNoticed(napi_env env, napi_callback_info info);
 
 /* binding_store.c */
 napi_value cf__ScratchCreate(napi_env env, napi_callback_info info);

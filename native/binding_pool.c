@@ -89,3 +89,8 @@ napi_value cf__TestTaskHold(napi_env env, napi_callback_info info) {
 napi_value cf__TestTaskLockHeld(napi_env env, napi_callback_info info) {
   return cf__bool(env, cf_test_task_lock_held());
 }
+
+/* testTaskNoticed(): whether that task saw the fork's census wait for it (in a child: before the fork). */
+napi_value cf__TestTaskNoticed(napi_env env, napi_callback_info info) {
+  return cf__bool(env, cf_test_task_noticed());
+}

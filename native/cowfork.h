@@ -118,6 +118,7 @@ void cf_test_park_free(cf_test_park_t* p);
 int cf_test_task_hold(uv_loop_t* loop, int us, int until_waited);
 void cf_census_progress(int* gen, int* pass); /* waiters.c: the census running now, and its pass */
 int cf_test_task_lock_held(void);
+int cf_test_task_noticed(void);
 
 /* loop.c: the parent's threadpool work, forgotten in the child. */
 void cf_loop_before_fork(void);              /* parent: finds libuv's slow I/O count, once */

@@ -16,6 +16,8 @@
 
 static pthread_mutex_t cf__task_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_int cf__task_holding;
+/* Set when the task saw the census wait for it, just before it lets go. */
+static atomic_int cf__task_noticed;
 
 typedef struct {
   uv_work_t req;
@@ -39,6 +41,7 @@ static void cf__task_work(uv_work_t* req) {
   int64_t end = cf_now_ns() + t->ns;
   while (cf_now_ns() < end && !(t->until_waited && cf__task_waited_for(gen0))) {
   }
+  if (cf_now_ns() < end) atomic_store(&cf__task_noticed, 1);
   atomic_store(&cf__task_holding, 0);
   pthread_mutex_unlock(&cf__task_lock);
 }
@@ -65,11 +68,19 @@ int cf_test_task_hold(uv_loop_t* loop, int us, int until_waited) {
   t->req.data = t;
   t->ns = (int64_t)us * 1000;
   t->until_waited = until_waited;
+  atomic_store(&cf__task_noticed, 0);
   if ((err = uv_queue_work(loop, &t->req, cf__task_work, cf__task_done)) < 0) {
     free(t);
     return err;
   }
   return cf__task_wait(1);
+}
+
+/* Whether the last task saw the census wait for it (in a child: before the
+ * fork). A task that did not had no CPU during the whole wait, as on a loaded
+ * machine: the fork went ahead without it, as it should. */
+int cf_test_task_noticed(void) {
+  return atomic_load(&cf__task_noticed);
 }
 
 int cf_test_task_lock_held(void) {

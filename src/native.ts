@@ -90,6 +90,8 @@ export interface Native {
   testTaskHold(us: number, untilWaited: boolean): void;
   /** Test only: whether that lock is held (in a child: whether it was held at the fork). */
   testTaskLockHeld(): boolean;
+  /** Test-only: whether the last testTaskHold task saw the fork's census wait for it (in a child: before the fork). */
+  testTaskNoticed(): boolean;
   /** In a forked child: the peer address of the parent's connection that fd was, or null. */
   inheritedPeer(fd: number): string | null;
   /** In a forked child: how many of the parent's connections it inherited (dead: writes fail with EPIPE). */

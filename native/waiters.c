@@ -111,7 +111,7 @@ int cf_fork_pool_located(void) {
  * Short tasks, whose time in a lock is a large share of the whole, finish
  * well within it; a long one (a costly pbkdf2, a big zlib call) spends almost
  * all its time outside any lock, and the fork does not wait for it. The time
- * is the thread's own time on a CPU (/proc/<tid>/schedstat), not the clock's:
+ * is the thread's own time on a CPU (its per-thread CPU clock), not the clock's:
  * on a loaded machine a runnable thread can get no CPU for the whole 5 ms
  * (measured: 29 to 40 of 60 such forks, with four other CPU-bound processes
  * on 2 cores), and the fork went ahead with the lock held. A thread that gets
@@ -148,15 +148,15 @@ static int cf__is_libuv_worker(const char* tid) {
   return cf_thread_name(tid, name, sizeof(name)) > 0 && strcmp(name, "libuv-worker") == 0;
 }
 
-/* Thread `tid`'s time on a CPU in ns (the first field of its schedstat), or
- * -1 where the kernel does not keep it. */
-static int64_t cf__cpu_ns(const char* tid) {
-  char path[320], buf[96];
-  snprintf(path, sizeof(path), "/proc/self/task/%s/schedstat", tid);
-  if (cf_read_small(path, buf, sizeof(buf)) <= 0) return -1;
-  char* end;
-  long long ns = strtoll(buf, &end, 10);
-  return end == buf || ns < 0 ? -1 : (int64_t)ns;
+/* Thread `tid`'s time on a CPU in ns, or -1 where it cannot be read. The
+ * clock id is the kernel's per-thread CPU clock, as glibc's
+ * pthread_getcpuclockid builds it (MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED)):
+ * exact, where /proc/<tid>/schedstat moves only at scheduler ticks. */
+static int64_t cf__cpu_ns(int tid) {
+  struct timespec ts;
+  clockid_t clock = (clockid_t)((~(unsigned)tid << 3) | 6);
+  if (clock_gettime(clock, &ts) != 0) return -1;
+  return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 /* How many busy libuv threads are still owed time: each is owed
@@ -175,7 +175,11 @@ static int cf__work_owed(const cf__thread_t* t, int nt, cf__work_seen_t* seen, i
     int k = 0;
     while (k < *nseen && seen[k].tid != t[i].tid) k++;
     if (k == *nseen) {
-      if (*nseen == CF__LIBUV_MAX) continue;
+      /* More busy threads than slots: those are owed clock time. */
+      if (*nseen == CF__LIBUV_MAX) {
+        owed += elapsed < CF__WORK_SETTLE_NS;
+        continue;
+      }
       seen[k].tid = t[i].tid;
       seen[k].cpu0 = t[i].cpu_ns;
       (*nseen)++;
@@ -201,7 +205,7 @@ static void cf__read_thread(const char* tid, cf__thread_t* t) {
     t->state = CF__RUNNING;
     t->libuv = cf__is_libuv_worker(tid);
     t->tid = atoi(tid);
-    t->cpu_ns = t->libuv ? cf__cpu_ns(tid) : -1;
+    t->cpu_ns = t->libuv ? cf__cpu_ns(t->tid) : -1;
     return;
   }
   char* p;

@@ -59,15 +59,17 @@ function resetDispatcher(d: unknown, depth: number, seen: Set<object>): number {
 }
 
 /**
- * `node:http` or `node:https` if this process has loaded it, else null: the
- * global agent of a module nobody loaded holds no sockets, and cowfork's own
- * load need not pay for both. `process.moduleLoadList` (Node's list
- * of the built-in modules loaded so far) tells without loading them; where it
- * is missing, the module is loaded.
+ * `node:http` or `node:https` if this process has loaded the module that
+ * holds its global agent, else null: an agent nobody made holds no sockets,
+ * and cowfork's own load need not pay for both modules. http's global agent
+ * lives in `_http_agent`, which `https` loads without `http`.
+ * `process.moduleLoadList` (Node's list of the built-in modules loaded so far)
+ * tells without loading them; where it is missing, the module is loaded.
  */
 function ifLoaded(name: 'http' | 'https'): typeof http | null {
   const list = (process as { moduleLoadList?: unknown }).moduleLoadList;
-  if (Array.isArray(list) && !list.includes(`NativeModule ${name}`)) return null;
+  const holder = name === 'http' ? '_http_agent' : 'https';
+  if (Array.isArray(list) && !list.includes(`NativeModule ${holder}`)) return null;
   return require(`node:${name}`) as typeof http;
 }
 

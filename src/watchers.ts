@@ -9,20 +9,25 @@
 // cowfork notes each watcher as `fs.watch` and `fs.watchFile` make it, until
 // it is closed. A child that drops the parent's timers (src/timers.ts) closes
 // them at its start: an `fs.watch` watcher emits nothing more there (its
-// `close` event included), and each `fs.watchFile` listener is removed, which
-// stops its poller. The parent's watchers are untouched. Not covered:
-// `fs.promises.watch()`, and watchers made with an `fs.watch` read before
-// cowfork was loaded.
+// `close` event included), and each `fs.watchFile` poller stops with all its
+// listeners, silently. The parent's watchers are untouched: libuv gave the
+// child an inotify instance of its own before this runs. Not covered:
+// `fs.promises.watch()`, and watchers made before cowfork was loaded or with
+// an `fs.watch` read before then. Each child re-adds the parent's watches for
+// a moment, so many watches times many concurrent children can reach the
+// inotify limits (fs.inotify.max_user_watches, max_user_instances).
 import fs from 'node:fs';
 import module from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ownMethod, replaceValue } from './util';
 
 interface WatchState {
   installed: boolean;
   /** fs.watch watchers not yet closed. */
   readonly watchers: Set<fs.FSWatcher>;
-  /** fs.watchFile listeners not yet removed, per file name as given. */
-  readonly polled: Map<fs.PathLike, Set<(...args: never[]) => unknown>>;
+  /** fs.watchFile pollers not yet stopped, by the path Node keys them by (resolved when made). */
+  readonly polled: Map<string, fs.StatWatcher>;
 }
 
 // One state per process, shared by every copy of cowfork loaded in it (as src/timers.ts does).
@@ -33,37 +38,43 @@ const state: WatchState = ((globalThis as { [STATE]?: WatchState })[STATE] ??= {
   polled: new Map(),
 });
 
-const unwatchFile = fs.unwatchFile;
+const nodeUnwatchFile = fs.unwatchFile;
+
+/** The absolute path Node keys a watchFile poller by, or null for an argument it would reject. */
+function pollKey(file: unknown): string | null {
+  try {
+    if (typeof file === 'string') return path.resolve(file);
+    if (Buffer.isBuffer(file)) return path.resolve(file.toString());
+    if (file instanceof URL) return path.resolve(fileURLToPath(file));
+  } catch {
+    // Not a path Node accepts: it has thrown already.
+  }
+  return null;
+}
 
 /** At load: notes the watchers `fs.watch` and `fs.watchFile` make from now on. */
 export function trackWatchers(): void {
   if (state.installed) return;
   state.installed = true;
-  const watch = fs.watch;
-  const watchFile = fs.watchFile;
-  replaceValue(fs, 'watch', function (this: unknown, ...args: unknown[]) {
-    const watcher = Reflect.apply(watch, this, args) as fs.FSWatcher;
+  const nodeWatch = fs.watch;
+  const nodeWatchFile = fs.watchFile;
+  replaceValue(fs, 'watch', function watch(this: unknown, ...args: unknown[]) {
+    const watcher = Reflect.apply(nodeWatch, this, args) as fs.FSWatcher;
     state.watchers.add(watcher);
     watcher.once('close', () => state.watchers.delete(watcher));
     return watcher;
   });
-  replaceValue(fs, 'watchFile', function (this: unknown, ...args: unknown[]) {
-    const result = Reflect.apply(watchFile, this, args);
-    const listener = args[args.length - 1];
-    if (typeof listener === 'function') {
-      const file = args[0] as fs.PathLike;
-      let listeners = state.polled.get(file);
-      if (listeners === undefined) state.polled.set(file, (listeners = new Set()));
-      listeners.add(listener as (...a: never[]) => unknown);
-    }
-    return result;
+  replaceValue(fs, 'watchFile', function watchFile(this: unknown, ...args: unknown[]) {
+    const poller = Reflect.apply(nodeWatchFile, this, args) as fs.StatWatcher;
+    const key = pollKey(args[0]);
+    if (key !== null) state.polled.set(key, poller);
+    return poller;
   });
-  replaceValue(fs, 'unwatchFile', function (this: unknown, ...args: unknown[]) {
-    const result = Reflect.apply(unwatchFile, this, args);
-    const [file, listener] = args as [fs.PathLike, unknown];
-    const listeners = state.polled.get(file);
-    if (typeof listener === 'function') listeners?.delete(listener as never);
-    if (typeof listener !== 'function' || listeners?.size === 0) state.polled.delete(file);
+  replaceValue(fs, 'unwatchFile', function unwatchFile(this: unknown, ...args: unknown[]) {
+    const result = Reflect.apply(nodeUnwatchFile, this, args);
+    const key = pollKey(args[0]);
+    // Node stops a poller once its last 'change' listener is gone.
+    if (key !== null && state.polled.get(key)?.listenerCount('change') === 0) state.polled.delete(key);
     return result;
   });
   // `import { watch } from 'node:fs'` reads the wrappers too.
@@ -77,6 +88,10 @@ export function dropParentWatchers(): void {
     watcher.close();
   }
   state.watchers.clear();
-  for (const [file, listeners] of state.polled) for (const listener of listeners) unwatchFile(file, listener as never);
+  // Every poller alive at the child's start is the parent's: each stops with all its listeners, silently.
+  for (const [key, poller] of state.polled) {
+    ownMethod(poller, 'emit', () => false);
+    nodeUnwatchFile(key);
+  }
   state.polled.clear();
 }

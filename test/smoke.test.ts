@@ -14,9 +14,9 @@ describe('smoke', () => {
     // node:http and node:https are loaded where they are used, not when cowfork loads.
     const script = `
       const cowfork = require(${JSON.stringify(path.join(ROOT, 'dist'))});
-      const loaded = ['http', 'https'].filter((m) => process.moduleLoadList.includes('NativeModule ' + m));
+      const loaded = ['http', 'https', '_http_agent'].filter((m) => process.moduleLoadList.includes('NativeModule ' + m));
       cowfork.map([1, 2], (x) => x * 2).then((out) => {
-        const after = ['http', 'https'].filter((m) => process.moduleLoadList.includes('NativeModule ' + m));
+        const after = ['http', 'https', '_http_agent'].filter((m) => process.moduleLoadList.includes('NativeModule ' + m));
         console.log(JSON.stringify({ loaded, out, after }));
       });`;
     const r = await runNode(['--single-threaded', '-e', script], { timeoutMs: 30_000 });

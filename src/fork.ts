@@ -1,6 +1,7 @@
 // Forking the running Node process, and the hygiene a child needs before it
 // can run JavaScript again. docs/hazards.md explains each step; every step
 // has a test that fails without it.
+import module from 'node:module';
 import os from 'node:os';
 import { ForkUnsafeError, signalName } from './errors';
 import { resetNodePools, watchInheritedWrites } from './inherited';
@@ -16,6 +17,10 @@ import { forgetParentWorkers, forgetSettle, liveWorkers, settleWorkers, trackWor
 trackWorkers();
 recordTimerOwners();
 trackWatchers();
+// ESM imports of the built-ins see the wrappers above too (`import { MessageChannel } from 'node:worker_threads'`,
+// `import { watch } from 'node:fs'`): this updates the ESM view of every built-in module to its CommonJS exports,
+// as Node's documentation describes for patching them. Once, after every wrapper is in place.
+module.syncBuiltinESMExports();
 
 const SINGLE_THREADED = new Set(['--single-threaded', '--single_threaded']);
 

@@ -23,7 +23,7 @@
 //
 // Where Node's layout differs (the accessor is bypassed, or a timer does not
 // read as expected), nothing is installed and the first fork warns once.
-import { replaceValue } from './util';
+import { processState, replaceValue } from './util';
 import { warnFromParent } from './warn';
 
 const CALLBACK = Symbol('cowfork.timerCallback');
@@ -44,10 +44,8 @@ interface TimerState {
   installed: boolean;
 }
 
-// One state per process, shared by every copy of cowfork loaded in it (two
-// versions in node_modules): only the first installs the accessors.
-const STATE = Symbol.for('cowfork.timers');
-const state: TimerState = ((globalThis as { [STATE]?: TimerState })[STATE] ??= { generation: 0, dropping: false, installed: false });
+// Only the first copy of cowfork in the process installs the accessors.
+const state = processState<TimerState>('cowfork.timers', () => ({ generation: 0, dropping: false, installed: false }));
 let checked = false;
 
 const noop = (): void => {};

@@ -14,6 +14,16 @@ export function readSome(fd: number, chunk: Buffer): number | null {
   }
 }
 
+/**
+ * The state under `Symbol.for(key)` on globalThis, made by `init` on first use: one per process, shared by every
+ * copy of cowfork loaded in it (two versions in node_modules), so that only the first installs its wrappers and
+ * a copy that forks sees what another copy recorded.
+ */
+export function processState<T extends object>(key: string, init: () => T): T {
+  const g = globalThis as Record<symbol, T | undefined>;
+  return (g[Symbol.for(key)] ??= init());
+}
+
 /** Replaces the value of `obj[key]` (a function of Node's that cowfork wraps), keeping the property's attributes. */
 export function replaceValue(obj: object, key: PropertyKey, value: unknown): void {
   Object.defineProperty(obj, key, { ...Object.getOwnPropertyDescriptor(obj, key), value });

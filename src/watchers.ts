@@ -17,10 +17,9 @@
 // a moment, so many watches times many concurrent children can reach the
 // inotify limits (fs.inotify.max_user_watches, max_user_instances).
 import fs from 'node:fs';
-import module from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ownMethod, replaceValue } from './util';
+import { ownMethod, processState, replaceValue } from './util';
 
 interface WatchState {
   installed: boolean;
@@ -30,13 +29,7 @@ interface WatchState {
   readonly polled: Map<string, fs.StatWatcher>;
 }
 
-// One state per process, shared by every copy of cowfork loaded in it (as src/timers.ts does).
-const STATE = Symbol.for('cowfork.watchers');
-const state: WatchState = ((globalThis as { [STATE]?: WatchState })[STATE] ??= {
-  installed: false,
-  watchers: new Set(),
-  polled: new Map(),
-});
+const state = processState<WatchState>('cowfork.watchers', () => ({ installed: false, watchers: new Set(), polled: new Map() }));
 
 const nodeUnwatchFile = fs.unwatchFile;
 
@@ -77,8 +70,6 @@ export function trackWatchers(): void {
     if (key !== null && state.polled.get(key)?.listenerCount('change') === 0) state.polled.delete(key);
     return result;
   });
-  // `import { watch } from 'node:fs'` reads the wrappers too.
-  module.syncBuiltinESMExports();
 }
 
 /** In a child: the parent's watchers report nothing here, and stop watching (see above). */

@@ -17,9 +17,8 @@
 // MessageChannel } = require(...)` in a module loaded earlier; ESM imports
 // read the new class), ports handed over in `new Worker(file, { transferList
 // })` or through another port, and transfer lists that are not arrays.
-import module from 'node:module';
 import worker_threads, { type MessagePort, type Worker } from 'node:worker_threads';
-import { replaceValue } from './util';
+import { processState, replaceValue } from './util';
 
 interface PortState {
   /** Each end of every channel made since cowfork was loaded, to its other end. */
@@ -33,16 +32,14 @@ interface PortState {
   checking: boolean;
 }
 
-// One state per process, shared by every copy of cowfork loaded in it (as src/timers.ts does): the copy that
-// installs the wrappers fills it, and the copy that forks reads it.
-const STATE = Symbol.for('cowfork.workerPorts');
-const state: PortState = ((globalThis as { [STATE]?: PortState })[STATE] ??= {
+// The copy of cowfork that installs the wrappers fills it, and the copy that forks reads it.
+const state = processState<PortState>('cowfork.workerPorts', () => ({
   peers: new WeakMap(),
   workerOf: new WeakMap(),
   gone: new WeakMap(),
   installed: false,
   checking: false,
-});
+}));
 
 /** The MessagePorts in a postMessage transfer argument: an array, or `{ transfer }` with an array. */
 function portsIn(transfer: unknown): MessagePort[] {
@@ -68,9 +65,6 @@ export function trackWorkerPorts(): void {
   // A replacement someone else installed (a polyfill, a test environment) stays.
   const g = globalThis as { MessageChannel?: unknown };
   if (g.MessageChannel === Base) g.MessageChannel = MessageChannel;
-  // `import { MessageChannel } from 'node:worker_threads'` reads the new class too. This updates the ESM view of
-  // every built-in module to its CommonJS exports, as Node's documentation describes for patching them.
-  module.syncBuiltinESMExports();
 
   const post = worker_threads.Worker.prototype.postMessage;
   replaceValue(worker_threads.Worker.prototype, 'postMessage', function postMessage(this: Worker, ...args: unknown[]) {

@@ -17,6 +17,7 @@
         "native/waiters.c",
         "native/immediates.c",
         "native/loop.c",
+        "native/watchers.c",
         "native/symbols.c",
         "native/peek.c",
         "native/testhooks.c",

@@ -90,6 +90,14 @@ static napi_value TestImmediatesDecoys(napi_env env, napi_callback_info info) {
   return ok ? out : cf__napi_fail(env);
 }
 
+/* stopWatchers(): in a child, stops the parent's file watchers (watchers.c);
+ * returns how many were active. */
+static napi_value StopWatchers(napi_env env, napi_callback_info info) {
+  uv_loop_t* loop;
+  CF__CHECK(napi_get_uv_event_loop(env, &loop));
+  return cf__int(env, cf_stop_watchers(loop));
+}
+
 /* optionsLockFound(): whether Node's process-wide options lock can be found,
  * so that a child can release it when a parent's Worker held it (locks.c). */
 static napi_value OptionsLockFound(napi_env env, napi_callback_info info) {
@@ -401,6 +409,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       CF__FN("settleThreads", cf__SettleThreads),
       CF__FN("settleBeforeFork", cf__SettleBeforeFork),
       CF__FN("forkParentWork", ForkParentWork),
+      CF__FN("stopWatchers", StopWatchers),
       CF__FN("forkTraceCategories", ForkTraceCategories),
       CF__FN("immediatesFound", ImmediatesFound),
       CF__FN("testImmediatesDecoys", TestImmediatesDecoys),

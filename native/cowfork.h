@@ -126,6 +126,10 @@ int cf_loop_forget_parent_work(uv_loop_t* loop);
 int cf_fork_parent_work_dropped(void);       /* child: requests dropped by its fork, or -1 */
 int cf_fork_slow_io_reset(void);             /* child: the slow I/O count its fork reset, or -1 */
 
+/* watchers.c: in a child, stops every active fs_event and fs_poll handle
+ * (the parent's file watchers); returns how many. */
+int cf_stop_watchers(uv_loop_t* loop);
+
 /* locks.c: Node's process-wide options lock, re-initialized in a child that
  * inherited it held by a thread of the parent (a Worker starting). */
 void cf_locks_before_fork(void);     /* parent: finds the lock, once */

@@ -76,6 +76,8 @@ export interface Native {
   forkPoolEmptied(): boolean;
   /** In a forked child: [the parent's finished threadpool requests its fork dropped, the slow I/O count it reset, callbacks other threads had queued for the parent that it dropped, Node's options lock re-initialized (1) or free (0)]; -1 where not done. */
   forkParentWork(): [number, number, number, number];
+  /** In a child: stops every active fs_event and fs_poll handle (the parent's file watchers); returns how many. */
+  stopWatchers(): number;
   /** Trace categories of Node's threadpool work registered before this process's first fork: 2, 0 where the controller is not V8's, -1 before any fork. */
   forkTraceCategories(): number;
   /** Whether this Node's queue of callbacks from other threads can be found, so children can drop the parent's. */

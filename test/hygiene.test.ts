@@ -268,6 +268,67 @@ describe('§9 signal listeners and timers', () => {
     }
   });
 
+  it("a child's own fs.watchFile of a file the parent polls reports in the child", async () => {
+    // Node keeps one poller per path. Without src/watchers.ts taking the parent's out of that table, the child's
+    // listener joined the parent's poller, which the child had stopped, and never ran.
+    const polled = path.join(scratch(), 'polled');
+    fs.writeFileSync(polled, '0');
+    const onParentPoll = (): void => undefined;
+    fs.watchFile(polled, { interval: 20 }, onParentPoll);
+    try {
+      const out = await map(
+        [0, 1],
+        async (i) => {
+          const changed = new Promise<string>((resolve) => fs.watchFile(polled, { interval: 20 }, () => resolve('changed')));
+          await new Promise((r) => setTimeout(r, 100));
+          fs.writeFileSync(polled, `child ${i}`);
+          return Promise.race([changed, new Promise((r) => setTimeout(() => r('no change seen'), 3000))]);
+        },
+        { concurrency: 2, timeout: 20_000 },
+      );
+      expect(out).toEqual(['changed', 'changed']);
+    } finally {
+      fs.unwatchFile(polled, onParentPoll);
+    }
+  });
+
+  it("the body of a parent's fs.promises.watch() loop never runs in a map child, and its pending step never settles there", async () => {
+    // Without native/watchers.c each child ran the loop's body once per event (the parent's code, in the child),
+    // and a child whose copy of the step had failed would have run the loop's catch block.
+    const dir = scratch();
+    const seen: string[] = [];
+    const ac = new AbortController();
+    const loop = (async () => {
+      try {
+        for await (const e of fs.promises.watch(dir, { signal: ac.signal })) seen.push(`${process.pid} ${e.filename}`);
+      } catch (err) {
+        seen.push(`${process.pid} threw ${(err as Error).name}`);
+      }
+    })();
+    try {
+      for (const isolation of [false, true]) {
+        seen.length = 0;
+        const call = map(
+          [0, 1],
+          async () => {
+            await new Promise((r) => setTimeout(r, 1000));
+            return seen.filter((s) => s.startsWith(`${process.pid} `));
+          },
+          { concurrency: 2, isolation, timeout: 20_000 },
+        );
+        setTimeout(() => {
+          for (let i = 0; i < 5; i++) fs.writeFileSync(path.join(dir, `${isolation ? 'i' : 'p'}${i}`), 'x');
+        }, 200);
+        expect(await call).toEqual([[], []]);
+        await waitFor(() => seen.includes(`${process.pid} ${isolation ? 'i' : 'p'}4`), 10_000);
+      }
+    } finally {
+      ac.abort();
+      await loop;
+    }
+    expect(seen.at(-1)).toBe(`${process.pid} threw AbortError`);
+  });
+
   it("a parent's unref'd timer that aborts a map fires in its children too, yet only the parent's map settles: no child runs the code after the await", async () => {
     // An unref'd timer of the app's still runs in a child (atFork({ child }) stops it). Here the
     // children's copy of the timer aborts their copy of the signal; their copy

@@ -18,20 +18,32 @@
 // unref'd timer keeps running: libraries keep their housekeeping tickers
 // unref'd (undici's one timer behind every request timeout is created in the
 // parent and reused by a child's requests), and a timer that does not keep
-// the process alive is rarely the app's own work. A parent timer the child
-// itself refreshes (`timer.refresh()`) becomes the child's.
+// the process alive is rarely the app's own work. Two kinds of unref'd timer
+// are the parent's work all the same, and are dropped too: the timer of an
+// `AbortSignal.timeout()` signal, and a socket's idle timeout
+// (`socket.setTimeout`, which `http.get(url, { timeout })` and
+// `req.setTimeout` use). Kept, they fired in every child: a parent's
+// `fetch(url, { signal: AbortSignal.timeout(ms) })` rejected there and its
+// `catch` ran, and a parent's request's 'timeout' and 'error' handlers ran
+// (measured: in both map children). Both are marked as they are made, by
+// wrappers around those two calls. A parent timer the child itself refreshes
+// (`timer.refresh()`) becomes the child's.
 //
 // Where Node's layout differs (the accessor is bypassed, or a timer does not
 // read as expected), nothing is installed and the first fork warns once.
+import net from 'node:net';
 import { processState, replaceValue } from './util';
 import { warnFromParent } from './warn';
 
 const CALLBACK = Symbol('cowfork.timerCallback');
 const GENERATION = Symbol('cowfork.timerGeneration');
+/** An unref'd timer that is the parent's work all the same (see above): dropped like a ref'd one. */
+const PARENT_WORK = Symbol('cowfork.timerParentWork');
 
 interface Owned {
   [CALLBACK]?: unknown;
   [GENERATION]?: number;
+  [PARENT_WORK]?: true;
   hasRef(): boolean;
 }
 
@@ -42,10 +54,12 @@ interface TimerState {
   dropping: boolean;
   /** Whether the accessors are on the prototypes. */
   installed: boolean;
+  /** Above 0 while a call whose timers are the parent's work is making them (markParentWork). */
+  marking: number;
 }
 
 // Only the first copy of cowfork in the process installs the accessors.
-const state = processState<TimerState>('cowfork.timers', () => ({ generation: 0, dropping: false, installed: false }));
+const state = processState<TimerState>('cowfork.timers', () => ({ generation: 0, dropping: false, installed: false, marking: 0 }));
 let checked = false;
 
 const noop = (): void => {};
@@ -66,6 +80,7 @@ function own(proto: object, key: '_onTimeout' | '_onImmediate', keep: (t: Owned)
     set(this: Owned, cb: unknown): void {
       this[CALLBACK] = cb;
       this[GENERATION] = state.generation;
+      if (state.marking > 0) this[PARENT_WORK] = true;
     },
   });
 }
@@ -101,7 +116,7 @@ export function recordTimerOwners(): void {
   // An accessor already there (another copy of cowfork, or Node's own) is not ours to replace.
   if (Object.getOwnPropertyDescriptor(timeoutProto, '_onTimeout') || Object.getOwnPropertyDescriptor(immediateProto, '_onImmediate')) return;
   if (typeof timeoutProto.refresh !== 'function') return;
-  own(timeoutProto, '_onTimeout', (timer) => !timer.hasRef(), null);
+  own(timeoutProto, '_onTimeout', (timer) => !timer.hasRef() && timer[PARENT_WORK] !== true, null);
   own(immediateProto, '_onImmediate', () => false, noop);
   state.installed = works();
   if (!state.installed) {
@@ -115,6 +130,24 @@ export function recordTimerOwners(): void {
     this[GENERATION] = state.generation;
     return refresh.call(this);
   });
+  markParentWork(AbortSignal, 'timeout');
+  markParentWork(net.Socket.prototype, 'setTimeout');
+}
+
+/** Wraps `target[key]` so that the timers it makes are dropped in a child even though they are unref'd. */
+function markParentWork(target: object, key: string): void {
+  const fn = (target as Record<string, unknown>)[key];
+  if (typeof fn !== 'function') return;
+  replaceValue(target, key, {
+    [key](this: unknown, ...args: unknown[]): unknown {
+      state.marking++;
+      try {
+        return Reflect.apply(fn, this, args);
+      } finally {
+        state.marking--;
+      }
+    },
+  }[key]);
 }
 
 /** Before a fork that will drop them: says once where the parent's timers could not be told apart. */

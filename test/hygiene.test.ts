@@ -268,6 +268,47 @@ describe('§9 signal listeners and timers', () => {
     }
   });
 
+  it("a parent's fetch with AbortSignal.timeout() and http.get with { timeout } time out in the parent only, never in a map child", async () => {
+    // Both timers are unref'd. Without src/timers.ts marking them, each child ran the parent's handlers:
+    // the fetch rejected there with TimeoutError and the request's 'timeout' and 'error' handlers ran.
+    const server = http.createServer((_req, res) => setTimeout(() => res.end('late'), 4000));
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+    try {
+      for (const isolation of [false, true]) {
+        const seen: string[] = [];
+        const fetched = fetch(url, { signal: AbortSignal.timeout(300) }).then(
+          () => seen.push(`${process.pid} fetch resolved`),
+          (err: Error) => seen.push(`${process.pid} fetch ${err.name}`),
+        );
+        const req = http.get(url, { timeout: 300 }, (res) => res.resume());
+        req.on('timeout', () => {
+          seen.push(`${process.pid} request timeout`);
+          req.destroy(new Error('too slow'));
+        });
+        req.on('error', (err) => seen.push(`${process.pid} request error ${err.message}`));
+        // Forked while both are in flight; the children outlive both timeouts.
+        await new Promise((r) => setTimeout(r, 50));
+        const out = await map(
+          [0, 1],
+          async () => {
+            await new Promise((r) => setTimeout(r, 1000));
+            return seen.filter((s) => s.startsWith(`${process.pid} `));
+          },
+          { concurrency: 2, isolation, timeout: 20_000 },
+        );
+        expect(out).toEqual([[], []]);
+        await fetched;
+        await waitFor(() => seen.length === 3, 10_000);
+        expect(new Set(seen)).toEqual(new Set([`${process.pid} fetch TimeoutError`, `${process.pid} request timeout`, `${process.pid} request error too slow`]));
+      }
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+
   it("a child's own fs.watchFile of a file the parent polls reports in the child", async () => {
     // Node keeps one poller per path. Without src/watchers.ts taking the parent's out of that table, the child's
     // listener joined the parent's poller, which the child had stopped, and never ran.

@@ -12,11 +12,13 @@ import { prepareRandom, reseedRandom } from './random';
 import { dropParentTimers, recordTimerOwners, warnIfTimersUnknown } from './timers';
 import { warnFromParent } from './warn';
 import { dropParentWatchers, trackWatchers } from './watchers';
+import { releaseParentWriteStreams, trackWriteStreams } from './write-streams';
 import { forgetParentWorkers, forgetSettle, liveWorkers, settleWorkers, trackWorkers } from './workers';
 
 trackWorkers();
 recordTimerOwners();
 trackWatchers();
+trackWriteStreams();
 // ESM imports of the built-ins see the wrappers above too (`import { MessageChannel } from 'node:worker_threads'`,
 // `import { watch } from 'node:fs'`): this updates the ESM view of every built-in module to its CommonJS exports,
 // as Node's documentation describes for patching them. Once, after every wrapper is in place.
@@ -243,6 +245,7 @@ function childHygiene(options: ForkOptions): void {
   resetNodePools();
   watchInheritedWrites();
   forgetParentWorkers();
+  releaseParentWriteStreams();
   for (const h of hooks) h.child?.();
 }
 

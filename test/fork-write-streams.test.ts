@@ -1,0 +1,101 @@
+// A parent's fs.WriteStream in a child (src/write-streams.ts). A busy file
+// logger nearly always has a write in flight on libuv's threadpool; a child's
+// copy of the stream waited for that write's completion, which only the
+// parent's threadpool delivers, so every line the child wrote was buffered
+// and lost. Through the public API, as an app writes logs: the parent keeps
+// logging while map children log through the same stream.
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { map } from '../src/index';
+import { tempDir } from './helpers';
+
+const dirs: string[] = [];
+function scratch(): string {
+  const d = tempDir('cowfork-write-streams-');
+  dirs.push(d);
+  return d;
+}
+afterEach(() => {
+  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+});
+
+/** Writes parent lines as fast as the stream takes them, until stopped; resolves to how many it wrote. */
+function busyLogger(out: fs.WriteStream): { stop(): Promise<number> } {
+  let stopped = false;
+  let n = 0;
+  const done = (async () => {
+    while (!stopped) {
+      out.write(`parent ${n++} ${'x'.repeat(200)}\n`);
+      // Corked pairs too, so that the stream also writes batches (_writev).
+      if (n % 3 === 0) {
+        out.cork();
+        out.write(`parent ${n++} corked\n`);
+        out.write(`parent ${n++} corked\n`);
+        out.uncork();
+      }
+      await new Promise((r) => setImmediate(r));
+    }
+    return n;
+  })();
+  return {
+    stop: async () => {
+      stopped = true;
+      return done;
+    },
+  };
+}
+
+describe("a parent's busy fs.WriteStream", () => {
+  it('takes each child\'s lines, and writes each of the parent\'s exactly once (pool and isolation)', async () => {
+    for (const isolation of [false, true]) {
+      const file = path.join(scratch(), 'app.log');
+      const out = fs.createWriteStream(file);
+      const logger = busyLogger(out);
+      await new Promise((r) => setTimeout(r, 50));
+      const results = await map(
+        [0, 1, 2, 3],
+        async (k) => {
+          for (let i = 0; i < 4; i++) out.write(`child${k} line${i}\n`);
+          // The last line's callback runs once it is written; without the release it never did.
+          const written = new Promise<string>((resolve) => out.write(`child${k} line4\n`, () => resolve('written')));
+          return Promise.race([written, new Promise<string>((r) => setTimeout(() => r('still buffered after 3 s'), 3000))]);
+        },
+        { concurrency: 4, isolation, timeout: 20_000 },
+      );
+      expect(results).toEqual(['written', 'written', 'written', 'written']);
+      const n = await logger.stop();
+      await new Promise<void>((resolve) => out.end(resolve));
+      const lines = fs.readFileSync(file, 'utf8').split('\n').filter(Boolean);
+      const childLines = lines.filter((l) => l.startsWith('child')).sort();
+      expect(childLines).toEqual([0, 1, 2, 3].flatMap((k) => [0, 1, 2, 3, 4].map((i) => `child${k} line${i}`)).sort());
+      // No line of the parent's lost, none written twice (a child writing the parent's buffered chunks would).
+      const parentNums = lines.filter((l) => l.startsWith('parent')).map((l) => Number(l.split(' ')[1]));
+      expect(parentNums.length).toBe(n);
+      expect(new Set(parentNums).size).toBe(n);
+    }
+  });
+
+  it('a stream opened at a fixed position is left as it was in a child', async () => {
+    // Its writes are positional: a child's would land on the parent's bytes. The child's line stays buffered.
+    const file = path.join(scratch(), 'positional.log');
+    fs.writeFileSync(file, '');
+    const out = fs.createWriteStream(file, { flags: 'r+', start: 0 });
+    const logger = busyLogger(out);
+    await new Promise((r) => setTimeout(r, 50));
+    const [result] = await map(
+      [0],
+      async () => {
+        const written = new Promise<string>((resolve) => out.write('child line\n', () => resolve('written')));
+        return Promise.race([written, new Promise<string>((r) => setTimeout(() => r('buffered'), 500))]);
+      },
+      { timeout: 20_000 },
+    );
+    expect(result).toBe('buffered');
+    const n = await logger.stop();
+    await new Promise<void>((resolve) => out.end(resolve));
+    const text = fs.readFileSync(file, 'utf8');
+    expect(text).not.toContain('child line');
+    expect(text.split('\n').filter(Boolean).length).toBe(n);
+  });
+});

@@ -25,6 +25,24 @@ afterEach(() => {
   for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
 });
 
+/**
+ * Two map children (pool or isolation) that wait 1 s, then return the entries of their copy of `seen` that
+ * they made themselves; `during` runs in the parent 200 ms into the call.
+ */
+function whatChildrenSaw(seen: string[], isolation: boolean, during?: () => void): Promise<string[][]> {
+  const call = map(
+    [0, 1],
+    async () => {
+      // Long enough for anything the parent starts or writes meanwhile to reach the children.
+      await new Promise((r) => setTimeout(r, 1000));
+      return seen.filter((s) => s.startsWith(`${process.pid} `));
+    },
+    { concurrency: 2, isolation, timeout: 20_000 },
+  );
+  if (during) setTimeout(during, 200);
+  return call;
+}
+
 describe('§4 inherited I/O is silenced', () => {
   it(`the parent's HTTP server keeps answering during a map of ${MANY} async items; no child touches its sockets`, async () => {
     const server = http.createServer((req, res) => {
@@ -246,20 +264,11 @@ describe('§9 signal listeners and timers', () => {
     try {
       for (const isolation of [false, true]) {
         seen.length = 0;
-        const call = map(
-          [0, 1],
-          async () => {
-            // Long enough for the parent's writes below to reach any watcher and poller the child has.
-            await new Promise((r) => setTimeout(r, 1000));
-            return seen.filter((s) => s.startsWith(`${process.pid} `));
-          },
-          { concurrency: 2, isolation, timeout: 20_000 },
-        );
-        setTimeout(() => {
+        const saw = await whatChildrenSaw(seen, isolation, () => {
           for (let i = 0; i < 5; i++) fs.writeFileSync(path.join(dir, `f${i}`), 'x');
           fs.writeFileSync(polled, isolation ? '22' : '1');
-        }, 200);
-        expect(await call).toEqual([[], []]);
+        });
+        expect(saw).toEqual([[], []]);
         await waitFor(() => seen.includes(`${process.pid} polled-change`) && seen.includes(`${process.pid} f4`), 10_000);
       }
     } finally {
@@ -290,15 +299,7 @@ describe('§9 signal listeners and timers', () => {
         req.on('error', (err) => seen.push(`${process.pid} request error ${err.message}`));
         // Forked while both are in flight; the children outlive both timeouts.
         await new Promise((r) => setTimeout(r, 50));
-        const out = await map(
-          [0, 1],
-          async () => {
-            await new Promise((r) => setTimeout(r, 1000));
-            return seen.filter((s) => s.startsWith(`${process.pid} `));
-          },
-          { concurrency: 2, isolation, timeout: 20_000 },
-        );
-        expect(out).toEqual([[], []]);
+        expect(await whatChildrenSaw(seen, isolation)).toEqual([[], []]);
         await fetched;
         await waitFor(() => seen.length === 3, 10_000);
         expect(new Set(seen)).toEqual(new Set([`${process.pid} fetch TimeoutError`, `${process.pid} request timeout`, `${process.pid} request error too slow`]));
@@ -349,18 +350,10 @@ describe('§9 signal listeners and timers', () => {
     try {
       for (const isolation of [false, true]) {
         seen.length = 0;
-        const call = map(
-          [0, 1],
-          async () => {
-            await new Promise((r) => setTimeout(r, 1000));
-            return seen.filter((s) => s.startsWith(`${process.pid} `));
-          },
-          { concurrency: 2, isolation, timeout: 20_000 },
-        );
-        setTimeout(() => {
+        const saw = await whatChildrenSaw(seen, isolation, () => {
           for (let i = 0; i < 5; i++) fs.writeFileSync(path.join(dir, `${isolation ? 'i' : 'p'}${i}`), 'x');
-        }, 200);
-        expect(await call).toEqual([[], []]);
+        });
+        expect(saw).toEqual([[], []]);
         await waitFor(() => seen.includes(`${process.pid} ${isolation ? 'i' : 'p'}4`), 10_000);
       }
     } finally {

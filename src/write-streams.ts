@@ -17,7 +17,7 @@
 // fixed position (`start`) is left as it was: its writes are positional, so
 // the child's would overwrite the parent's.
 import fs from 'node:fs';
-import { processState, replaceValue } from './util';
+import { ownMethod, processState, replaceValue } from './util';
 
 type Done = (err: NodeJS.ErrnoException | null, bytes: number, ...rest: unknown[]) => void;
 
@@ -89,12 +89,13 @@ export function trackWriteStreams(): void {
   // fs.write(fd, buffer, offset, length, position, cb) or fs.write(fd, string, ...): the bytes asked for.
   noteCompletion('write', (a) => (typeof a[3] === 'number' ? a[3] : Buffer.byteLength(String(a[1]))));
   noteCompletion('writev', (a) => (a[1] as ArrayBufferView[]).reduce((n, b) => n + b.byteLength, 0));
-  const write = proto.write;
-  replaceValue(proto, 'write', function write_(this: Tracked, ...args: unknown[]) {
+  const nodeWrite = proto.write;
+  // Writable.prototype's: shadowed on WriteStream's prototype as a class method would be.
+  ownMethod(proto, 'write', function write(this: Tracked, ...args: unknown[]) {
     this[QUEUED] = (this[QUEUED] ?? 0) + 1;
     busy(this);
     try {
-      return Reflect.apply(write, this, args);
+      return Reflect.apply(nodeWrite, this, args);
     } finally {
       settle(this);
     }
@@ -114,17 +115,17 @@ export function trackWriteStreams(): void {
       settle(s);
     }
   };
-  const _write = proto._write;
-  replaceValue(proto, '_write', function _write_(this: Tracked, chunk: unknown, encoding: unknown, cb: () => void) {
+  const nodeWriteOne = proto._write;
+  replaceValue(proto, '_write', function _write(this: Tracked, chunk: unknown, encoding: unknown, cb: () => void) {
     // A chunk the parent had buffered: the parent writes it.
     if (consume(this, 1) > 0) return cb();
-    return through(this, () => Reflect.apply(_write, this, [chunk, encoding, cb]));
+    return through(this, () => Reflect.apply(nodeWriteOne, this, [chunk, encoding, cb]));
   });
-  const _writev = proto._writev;
-  replaceValue(proto, '_writev', function _writev_(this: Tracked, chunks: unknown[], cb: () => void) {
+  const nodeWriteMany = proto._writev;
+  replaceValue(proto, '_writev', function _writev(this: Tracked, chunks: unknown[], cb: () => void) {
     const rest = chunks.slice(consume(this, chunks.length));
     if (rest.length === 0) return cb();
-    return through(this, () => Reflect.apply(_writev, this, [rest, cb]));
+    return through(this, () => Reflect.apply(nodeWriteMany, this, [rest, cb]));
   });
 }
 

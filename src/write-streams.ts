@@ -15,7 +15,9 @@
 // child's own lines then go out as usual, appended at the file's shared
 // offset, and no line of the parent's is written twice. A stream opened at a
 // fixed position (`start`) is left as it was: its writes are positional, so
-// the child's would overwrite the parent's.
+// the child's would overwrite the parent's. A writer that was waiting for the
+// stream's 'drain' at the fork (a pipe, a logger under backpressure) gets it
+// in the child and may write what it had buffered for the parent again.
 import fs from 'node:fs';
 import { ownMethod, processState, replaceValue } from './util';
 

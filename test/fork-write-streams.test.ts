@@ -6,6 +6,7 @@
 // logging while map children log through the same stream.
 import fs from 'node:fs';
 import path from 'node:path';
+import util from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { map } from '../src/index';
 import { tempDir } from './helpers';
@@ -97,5 +98,16 @@ describe("a parent's busy fs.WriteStream", () => {
     const text = fs.readFileSync(file, 'utf8');
     expect(text).not.toContain('child line');
     expect(text.split('\n').filter(Boolean).length).toBe(n);
+  });
+
+  it('the wrapped fs.write and fs.writev promisify as Node\'s do', async () => {
+    // Node hangs custom promisify arguments on both; a wrapper that dropped them resolved to a bare byte count.
+    const fd = fs.openSync(path.join(scratch(), 'promisified'), 'w');
+    try {
+      expect(await util.promisify(fs.write)(fd, Buffer.from('abc'))).toEqual({ bytesWritten: 3, buffer: Buffer.from('abc') });
+      expect(await util.promisify(fs.writev)(fd, [Buffer.from('de')])).toEqual({ bytesWritten: 2, buffer: [Buffer.from('de')] });
+    } finally {
+      fs.closeSync(fd);
+    }
   });
 });

@@ -140,8 +140,9 @@ export function releaseParentWriteStreams(): void {
   const streams = [...state.busy];
   state.busy.clear();
   for (const s of streams) {
-    // Positional writes (`start`) would land on the parent's bytes: leave such a stream as it was.
-    if ((s as { pos?: number }).pos !== undefined) continue;
+    // Positional writes (`start`) would land on the parent's bytes: leave such a stream as it was. So is one the
+    // parent was ending or destroying: completing its write would run the parent's 'finish' and 'close' here.
+    if ((s as { pos?: number }).pos !== undefined || s.writableEnded || s.destroyed) continue;
     // Every chunk buffered now is an ancestor's: the parent's, or (in a grandchild) one the parent still skips.
     s[SKIP] = (s[SKIP] ?? 0) + (s[QUEUED] ?? 0);
     s[QUEUED] = 0;

@@ -9,7 +9,7 @@ import path from 'node:path';
 import util from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { map } from '../src/index';
-import { tempDir } from './helpers';
+import { tempDir, waitFor } from './helpers';
 
 const dirs: string[] = [];
 function scratch(): string {
@@ -98,6 +98,30 @@ describe("a parent's busy fs.WriteStream", () => {
     const text = fs.readFileSync(file, 'utf8');
     expect(text).not.toContain('child line');
     expect(text.split('\n').filter(Boolean).length).toBe(n);
+  });
+
+  it("a stream the parent was ending at the fork does not finish or close in a child", async () => {
+    // Completing its write in the child would run the parent's 'finish' and 'close' listeners there.
+    const file = path.join(scratch(), 'ending.log');
+    const out = fs.createWriteStream(file);
+    const seen: string[] = [];
+    out.on('finish', () => seen.push(`${process.pid} finish`));
+    out.on('close', () => seen.push(`${process.pid} close`));
+    await new Promise((r) => out.once('ready', r));
+    // A write large enough to be still in flight when the map forks, then the end.
+    out.write(Buffer.alloc(64 << 20, 0x61));
+    out.end();
+    const saw = await map(
+      [0, 1],
+      async () => {
+        await new Promise((r) => setTimeout(r, 500));
+        return seen.filter((s) => s.startsWith(`${process.pid} `));
+      },
+      { concurrency: 2, timeout: 20_000 },
+    );
+    expect(saw).toEqual([[], []]);
+    await waitFor(() => seen.includes(`${process.pid} close`), 10_000);
+    expect(fs.statSync(file).size).toBe(64 << 20);
   });
 
   it('the wrapped fs.write and fs.writev promisify as Node\'s do', async () => {

@@ -234,7 +234,7 @@ function childHygiene(options: ForkOptions): void {
   // drop: once dropped, a parent's ref'd timer reads as already cleared, and clearTimeout() would not unlink it.
   for (const t of libraryTimers) clearTimeout(t);
   libraryTimers.clear();
-  if (options.dropParentTimers) {
+  if (options.dropParentWork) {
     dropParentTimers();
     dropParentWatchers();
   }
@@ -292,10 +292,10 @@ export interface ForkOptions {
   warnInheritedConnections?: string;
   /**
    * The child runs only the work it was forked for (map, iterate): the
-   * parent's pending immediates and ref'd timers never run there
+   * parent's pending immediates and timers never run there
    * (src/timers.ts), nor do its file watchers (src/watchers.ts).
    */
-  dropParentTimers?: boolean;
+  dropParentWork?: boolean;
   /** Test-only flags that skip hygiene steps, to show each hazard is real. */
   unsafeFlags?: number;
 }
@@ -318,7 +318,7 @@ export function forkChild(body: () => number | Promise<number>, options: ForkOpt
   const death = havePidfd() ? null : native.pipe(false);
   prepareRandom();
   warnIfImmediatesUnknown();
-  if (options.dropParentTimers) warnIfTimersUnknown();
+  if (options.dropParentWork) warnIfTimersUnknown();
   for (let i = hooks.length - 1; i >= 0; i--) hooks[i].prepare?.();
   noteThreadsBeforeFork();
   noteWorkersBeforeFork(liveWorkers());

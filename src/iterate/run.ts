@@ -240,7 +240,7 @@ class Run<I, C> {
             readFd,
             fd: writeFd,
           }),
-        { dieWithParent: true, dropParentTimers: true },
+        { dieWithParent: true, dropParentWork: true },
       );
     } catch (err) {
       // In the child, forkChild unwinds back to the event loop by throwing: let it pass.

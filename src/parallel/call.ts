@@ -33,7 +33,7 @@ export interface Live {
 export const STOP_GRACE_MS = 250;
 
 /** How every strategy forks: a child runs only its items, never the parent's pending timers (src/timers.ts). */
-export const CHILD_FORK: ForkOptions = { dropParentTimers: true };
+export const CHILD_FORK: ForkOptions = { dropParentWork: true };
 
 /** A stop that is nobody's failure: a stream's consumer left. The stream swallows it. */
 export class ConsumerLeft extends Error {}

@@ -26,6 +26,7 @@ type Done = (err: NodeJS.ErrnoException | null, bytes: number, ...rest: unknown[
 const IN_FLIGHT = Symbol('cowfork.writeInFlight');
 const QUEUED = Symbol('cowfork.writeQueued');
 const SKIP = Symbol('cowfork.writeSkip');
+const WATCHED = Symbol('cowfork.writeWatched');
 
 interface Tracked extends fs.WriteStream {
   /** The completion of the write in flight, its byte count, and the process that started it. */
@@ -34,6 +35,8 @@ interface Tracked extends fs.WriteStream {
   [QUEUED]?: number;
   /** In a child: chunks the parent had buffered, still to skip. */
   [SKIP]?: number;
+  /** Whether its 'close' already takes it out of the busy set. */
+  [WATCHED]?: true;
 }
 
 interface StreamState {
@@ -46,9 +49,7 @@ interface StreamState {
 
 const state = processState<StreamState>('cowfork.writeStreams', () => ({ installed: false, busy: new Set(), writing: null }));
 
-const WATCHED = Symbol('cowfork.writeWatched');
-
-function busy(s: Tracked & { [WATCHED]?: true }): void {
+function busy(s: Tracked): void {
   state.busy.add(s);
   if (s[WATCHED]) return;
   s[WATCHED] = true;

@@ -3,6 +3,7 @@
 // has a test that fails without it.
 import module from 'node:module';
 import os from 'node:os';
+import { dropParentSignalListeners, trackTimedSignals } from './abort-signals';
 import { ForkUnsafeError, signalName } from './errors';
 import { resetNodePools, watchInheritedWrites } from './inherited';
 import { forgetForkWarnings, noteConnectionsBeforeFork, noteThreadsBeforeFork, noteWorkersBeforeFork, warnAfterFork } from './inspect';
@@ -19,6 +20,7 @@ trackWorkers();
 recordTimerOwners();
 trackWatchers();
 trackWriteStreams();
+trackTimedSignals();
 // ESM imports of the built-ins see the wrappers above too (`import { MessageChannel } from 'node:worker_threads'`,
 // `import { watch } from 'node:fs'`): this updates the ESM view of every built-in module to its CommonJS exports,
 // as Node's documentation describes for patching them. Once, after every wrapper is in place.
@@ -237,6 +239,7 @@ function childHygiene(options: ForkOptions): void {
   if (options.dropParentWork) {
     dropParentTimers();
     dropParentWatchers();
+    dropParentSignalListeners();
   }
   resetSignals();
   routeFatalErrors();

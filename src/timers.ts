@@ -18,15 +18,15 @@
 // unref'd timer keeps running: libraries keep their housekeeping tickers
 // unref'd (undici's one timer behind every request timeout is created in the
 // parent and reused by a child's requests), and a timer that does not keep
-// the process alive is rarely the app's own work. Two kinds of unref'd timer
-// are the parent's work all the same, and are dropped too: the timer of an
-// `AbortSignal.timeout()` signal, and a socket's idle timeout
-// (`socket.setTimeout`, which `http.get(url, { timeout })` and
-// `req.setTimeout` use). Kept, they fired in every child: a parent's
-// `fetch(url, { signal: AbortSignal.timeout(ms) })` rejected there and its
-// `catch` ran, and a parent's request's 'timeout' and 'error' handlers ran
-// (measured: in both map children). Both are marked as they are made, by
-// wrappers around those two calls. A parent timer the child itself refreshes
+// the process alive is rarely the app's own work. One kind of unref'd timer
+// is the parent's work all the same, and is dropped too: a socket's idle
+// timeout (`socket.setTimeout`, which `http.get(url, { timeout })` and
+// `req.setTimeout` use). Kept, it fired in every child, and a parent's
+// request ran its 'timeout' and 'error' handlers there (measured: in both map
+// children). Such timers are marked as they are made, by a wrapper around
+// that call. (An `AbortSignal.timeout()` signal's timer is kept: the child's
+// own work may use the signal; src/abort-signals.ts removes the parent's
+// listeners from it instead.) A parent timer the child itself refreshes
 // (`timer.refresh()`) becomes the child's.
 //
 // Where Node's layout differs (the accessor is bypassed, or a timer does not
@@ -130,7 +130,6 @@ export function recordTimerOwners(): void {
     this[GENERATION] = state.generation;
     return refresh.call(this);
   });
-  markParentWork(AbortSignal, 'timeout');
   markParentWork(net.Socket.prototype, 'setTimeout');
 }
 

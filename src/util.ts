@@ -26,14 +26,7 @@ export function processState<T extends object>(key: string, init: () => T): T {
 
 /** Replaces the value of `obj[key]` (a function of Node's that cowfork wraps), keeping the property's attributes. */
 export function replaceValue(obj: object, key: PropertyKey, value: unknown): void {
-  const old = Object.getOwnPropertyDescriptor(obj, key);
-  // A wrapper keeps what Node hangs on the function it replaces (fs.write's custom promisify arguments).
-  if (typeof old?.value === 'function' && typeof value === 'function') {
-    for (const sym of Object.getOwnPropertySymbols(old.value)) {
-      if (!Object.hasOwn(value, sym)) Object.defineProperty(value, sym, Object.getOwnPropertyDescriptor(old.value, sym)!);
-    }
-  }
-  Object.defineProperty(obj, key, { ...old, value });
+  Object.defineProperty(obj, key, { ...Object.getOwnPropertyDescriptor(obj, key), value });
 }
 
 /** Gives `obj` its own method `key`, shadowing its prototype's as a class method would: not enumerable. */

@@ -278,8 +278,9 @@ describe('§9 signal listeners and timers', () => {
   });
 
   it("a parent's fetch with AbortSignal.timeout() and http.get with { timeout } time out in the parent only, never in a map child", async () => {
-    // Both timers are unref'd. Without src/timers.ts marking them, each child ran the parent's handlers:
-    // the fetch rejected there with TimeoutError and the request's 'timeout' and 'error' handlers ran.
+    // Both timers are unref'd. Each child ran the parent's handlers: the fetch rejected there with TimeoutError
+    // (without src/abort-signals.ts) and the request's 'timeout' and 'error' handlers ran (without src/timers.ts
+    // marking the socket's timer).
     const server = http.createServer((_req, res) => setTimeout(() => res.end('late'), 4000));
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
@@ -291,6 +292,9 @@ describe('§9 signal listeners and timers', () => {
           () => seen.push(`${process.pid} fetch resolved`),
           (err: Error) => seen.push(`${process.pid} fetch ${err.name}`),
         );
+        // A composite deadline: its own listeners are the parent's too.
+        const composite = AbortSignal.any([AbortSignal.timeout(300), new AbortController().signal]);
+        composite.addEventListener('abort', () => seen.push(`${process.pid} composite aborted`));
         const req = http.get(url, { timeout: 300 }, (res) => res.resume());
         req.on('timeout', () => {
           seen.push(`${process.pid} request timeout`);
@@ -301,13 +305,34 @@ describe('§9 signal listeners and timers', () => {
         await new Promise((r) => setTimeout(r, 50));
         expect(await whatChildrenSaw(seen, isolation)).toEqual([[], []]);
         await fetched;
-        await waitFor(() => seen.length === 3, 10_000);
-        expect(new Set(seen)).toEqual(new Set([`${process.pid} fetch TimeoutError`, `${process.pid} request timeout`, `${process.pid} request error too slow`]));
+        await waitFor(() => seen.length === 4, 10_000);
+        expect(new Set(seen)).toEqual(
+          new Set([`${process.pid} fetch TimeoutError`, `${process.pid} composite aborted`, `${process.pid} request timeout`, `${process.pid} request error too slow`]),
+        );
       }
     } finally {
       server.closeAllConnections();
       server.close();
     }
+  });
+
+  it('a deadline the parent made with AbortSignal.timeout() still aborts the children\'s own work, on time', async () => {
+    // The parent's listeners on it are removed in a child (src/abort-signals.ts), not the signal's timer: items
+    // that share a parent's deadline must still be cut short by it.
+    const deadline = AbortSignal.timeout(400);
+    deadline.addEventListener('abort', () => undefined);
+    const out = await map(
+      [0, 1],
+      async () => {
+        const t0 = Date.now();
+        return new Promise<string>((resolve) => {
+          deadline.addEventListener('abort', () => resolve(`aborted: ${(deadline.reason as Error).name}`));
+          setTimeout(() => resolve(`not aborted after ${Date.now() - t0} ms`), 5000);
+        });
+      },
+      { concurrency: 2, timeout: 20_000 },
+    );
+    expect(out).toEqual(['aborted: TimeoutError', 'aborted: TimeoutError']);
   });
 
   it("a child's own fs.watchFile of a file the parent polls reports in the child", async () => {

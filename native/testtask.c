@@ -39,9 +39,9 @@ static void cf__task_work(uv_work_t* req) {
   cf_census_progress(&gen0, &pass);
   atomic_store(&cf__task_holding, 1);
   int64_t end = cf_now_ns() + t->ns;
-  while (cf_now_ns() < end && !(t->until_waited && cf__task_waited_for(gen0))) {
-  }
-  if (cf_now_ns() < end) atomic_store(&cf__task_noticed, 1);
+  int noticed = 0;
+  while (!noticed && cf_now_ns() < end) noticed = t->until_waited && cf__task_waited_for(gen0);
+  if (noticed) atomic_store(&cf__task_noticed, 1);
   atomic_store(&cf__task_holding, 0);
   pthread_mutex_unlock(&cf__task_lock);
 }

@@ -7,9 +7,10 @@
  * there: an `fs.promises.watch()` loop's body ran in every map child, once per
  * event (docs/hazards.md, §9).
  *
- * src/watchers.ts closes the watchers it saw made (fs.watch, fs.watchFile);
- * this stops the rest, whatever made them: fs.promises.watch(), a watcher
- * made before cowfork was loaded, Node's own recursive watchers. Each handle
+ * This stops them all, whatever made them: fs.watch(), fs.watchFile(),
+ * fs.promises.watch(), a watcher made before cowfork was loaded, Node's own
+ * recursive watchers (src/watchers.ts also takes the parent's fs.watchFile
+ * pollers out of Node's table of pollers). Each handle
  * is only stopped, not closed: no callback runs for it (a close callback
  * would settle the parent's promise in the child), its JavaScript object
  * stays as it was, and a stopped handle does not keep the loop alive. uv_walk

@@ -14,25 +14,15 @@
 // removed, through the public `events.getEventListeners`: the signal still
 // aborts on time there, and only the child's own listeners run.
 import { getEventListeners } from 'node:events';
-import { processState, replaceValue } from './util';
+import { WeakList, processState, replaceValue } from './util';
 
 interface SignalState {
   installed: boolean;
-  /** Signals made by AbortSignal.timeout() and AbortSignal.any(), held weakly. */
-  readonly signals: Set<WeakRef<AbortSignal>>;
-  /** The set's size after its last sweep of collected signals. */
-  swept: number;
+  /** Signals made by AbortSignal.timeout() and AbortSignal.any(). */
+  readonly signals: WeakList<AbortSignal>;
 }
 
-const state = processState<SignalState>('cowfork.abortSignals', () => ({ installed: false, signals: new Set(), swept: 0 }));
-
-function note(signal: AbortSignal): void {
-  state.signals.add(new WeakRef(signal));
-  // Sweep the collected and the aborted ones whenever the set has doubled since the last sweep.
-  if (state.signals.size < 2 * Math.max(state.swept, 64)) return;
-  for (const ref of state.signals) if (ref.deref()?.aborted !== false) state.signals.delete(ref);
-  state.swept = state.signals.size;
-}
+const state = processState<SignalState>('cowfork.abortSignals', () => ({ installed: false, signals: new WeakList() }));
 
 /** At load: notes the signals `AbortSignal.timeout()` and `AbortSignal.any()` make. */
 export function trackTimedSignals(): void {
@@ -44,7 +34,7 @@ export function trackTimedSignals(): void {
     replaceValue(AbortSignal, key, {
       [key](this: unknown, ...args: unknown[]): AbortSignal {
         const signal = Reflect.apply(make, this, args) as AbortSignal;
-        note(signal);
+        state.signals.add(signal);
         return signal;
       },
     }[key]);
@@ -53,12 +43,8 @@ export function trackTimedSignals(): void {
 
 /** In a child: the parent's listeners on those signals are removed; the signals themselves still abort on time. */
 export function dropParentSignalListeners(): void {
-  for (const ref of state.signals) {
-    const signal = ref.deref();
-    if (signal === undefined || signal.aborted) {
-      state.signals.delete(ref);
-      continue;
-    }
+  for (const signal of state.signals.live()) {
+    if (signal.aborted) continue;
     for (const listener of getEventListeners(signal, 'abort')) {
       signal.removeEventListener('abort', listener as (e: Event) => void);
       signal.removeEventListener('abort', listener as (e: Event) => void, true);

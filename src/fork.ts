@@ -22,7 +22,7 @@ trackWatchers();
 trackWriteStreams();
 trackTimedSignals();
 // ESM imports of the built-ins see the wrappers above too (`import { MessageChannel } from 'node:worker_threads'`,
-// `import { watch } from 'node:fs'`): this updates the ESM view of every built-in module to its CommonJS exports,
+// `import { watchFile } from 'node:fs'`): this updates the ESM view of every built-in module to its CommonJS exports,
 // as Node's documentation describes for patching them. Once, after every wrapper is in place.
 module.syncBuiltinESMExports();
 
@@ -296,7 +296,8 @@ export interface ForkOptions {
   /**
    * The child runs only the work it was forked for (map, iterate): the
    * parent's pending immediates and timers never run there
-   * (src/timers.ts), nor do its file watchers (src/watchers.ts).
+   * (src/timers.ts), nor do its file watchers (src/watchers.ts) or its
+   * listeners on timed AbortSignals (src/abort-signals.ts).
    */
   dropParentWork?: boolean;
   /** Test-only flags that skip hygiene steps, to show each hazard is real. */

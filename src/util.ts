@@ -24,6 +24,32 @@ export function processState<T extends object>(key: string, init: () => T): T {
   return (g[Symbol.for(key)] ??= init());
 }
 
+/**
+ * Objects held weakly, to be gone through later (the parent's streams and signals a child looks at): a set of
+ * WeakRefs, swept of the collected ones whenever it has doubled since its last sweep.
+ */
+export class WeakList<T extends object> {
+  private readonly refs = new Set<WeakRef<T>>();
+  private swept = 0;
+
+  add(value: T): void {
+    this.refs.add(new WeakRef(value));
+    if (this.refs.size >= 2 * Math.max(this.swept, 32)) this.live();
+  }
+
+  /** The values not collected yet; the refs of the collected ones are dropped. */
+  live(): T[] {
+    const out: T[] = [];
+    for (const ref of this.refs) {
+      const value = ref.deref();
+      if (value === undefined) this.refs.delete(ref);
+      else out.push(value);
+    }
+    this.swept = this.refs.size;
+    return out;
+  }
+}
+
 /** Replaces the value of `obj[key]` (a function of Node's that cowfork wraps), keeping the property's attributes. */
 export function replaceValue(obj: object, key: PropertyKey, value: unknown): void {
   Object.defineProperty(obj, key, { ...Object.getOwnPropertyDescriptor(obj, key), value });

@@ -22,28 +22,22 @@
 // parent was ending or destroying. cowfork notes each WriteStream that writes
 // (weakly) to find them.
 import fs from 'node:fs';
-import { ownMethod, processState } from './util';
+import { WeakList, ownMethod, processState } from './util';
 
 const NOTED = Symbol('cowfork.writeStreamNoted');
 
 interface StreamState {
   installed: boolean;
-  /** Every fs.WriteStream that has written, held weakly. */
-  readonly streams: Set<WeakRef<fs.WriteStream>>;
-  /** The set's size after its last sweep of collected streams. */
-  swept: number;
+  /** Every fs.WriteStream that has written. */
+  readonly streams: WeakList<fs.WriteStream>;
 }
 
-const state = processState<StreamState>('cowfork.writeStreams', () => ({ installed: false, streams: new Set(), swept: 0 }));
+const state = processState<StreamState>('cowfork.writeStreams', () => ({ installed: false, streams: new WeakList() }));
 
 function note(s: fs.WriteStream & { [NOTED]?: true }): void {
   if (s[NOTED]) return;
   s[NOTED] = true;
-  state.streams.add(new WeakRef(s));
-  // Sweep the collected ones whenever the set has doubled since the last sweep.
-  if (state.streams.size < 2 * Math.max(state.swept, 32)) return;
-  for (const ref of state.streams) if (ref.deref() === undefined) state.streams.delete(ref);
-  state.swept = state.streams.size;
+  state.streams.add(s);
 }
 
 /** At load: notes each fs.WriteStream as it first writes. */
@@ -95,14 +89,6 @@ function redirect(s: fs.WriteStream): void {
 
 /** In a child (every child, prefork workers included): each stream with data pending at the fork writes anew (see above). */
 export function releaseParentWriteStreams(): void {
-  const streams = [...state.streams];
-  state.streams.clear();
-  state.swept = 0;
-  for (const ref of streams) {
-    const s = ref.deref();
-    if (s === undefined) continue;
-    // Still noted, so that a grandchild finds it too.
-    state.streams.add(ref);
-    if (redirectable(s)) redirect(s);
-  }
+  // They stay noted, so that a grandchild finds them too.
+  for (const s of state.streams.live()) if (redirectable(s)) redirect(s);
 }

@@ -98,6 +98,14 @@ static napi_value StopWatchers(napi_env env, napi_callback_info info) {
   return cf__int(env, cf_stop_watchers(loop));
 }
 
+/* loopRequests(): the requests the loop counts as active (loop.c): a child
+ * compares it with its count at the fork before it leaves. */
+static napi_value LoopRequests(napi_env env, napi_callback_info info) {
+  uv_loop_t* loop;
+  CF__CHECK(napi_get_uv_event_loop(env, &loop));
+  return cf__int(env, cf_loop_requests(loop));
+}
+
 /* optionsLockFound(): whether Node's process-wide options lock can be found,
  * so that a child can release it when a parent's Worker held it (locks.c). */
 static napi_value OptionsLockFound(napi_env env, napi_callback_info info) {
@@ -410,6 +418,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       CF__FN("settleBeforeFork", cf__SettleBeforeFork),
       CF__FN("forkParentWork", ForkParentWork),
       CF__FN("stopWatchers", StopWatchers),
+      CF__FN("loopRequests", LoopRequests),
       CF__FN("forkTraceCategories", ForkTraceCategories),
       CF__FN("immediatesFound", ImmediatesFound),
       CF__FN("testImmediatesDecoys", TestImmediatesDecoys),

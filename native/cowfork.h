@@ -123,6 +123,7 @@ int cf_test_task_noticed(void);
 /* loop.c: the parent's threadpool work, forgotten in the child. */
 void cf_loop_before_fork(void);              /* parent: finds libuv's slow I/O count, once */
 int cf_loop_forget_parent_work(uv_loop_t* loop);
+int64_t cf_loop_requests(uv_loop_t* loop);  /* requests the loop counts as active */
 int cf_fork_parent_work_dropped(void);       /* child: requests dropped by its fork, or -1 */
 int cf_fork_slow_io_reset(void);             /* child: the slow I/O count its fork reset, or -1 */
 

@@ -29,6 +29,10 @@
  * it is found by name in Node's symbol table (symbols.c), once, before the
  * first fork.
  *
+ * A child leaves once its own requests are done (src/child-exit.ts): those
+ * it made raise the count above what it was at the fork, and the parent's
+ * that never finish there keep it at that level.
+ *
  * loop->wq and loop->active_reqs are in uv.h's public struct; their layout is
  * the same in libuv 1.46 to 1.52 (Node 20 to 26). cf_fork holds wq_mutex
  * across fork(), so the copied queue is consistent. */
@@ -38,6 +42,10 @@ static int cf__dropped = -1;
 static unsigned int* cf__slow_io_running;
 static int cf__slow_io_looked_up;
 static int cf__slow_io_reset = -1;
+
+int64_t cf_loop_requests(uv_loop_t* loop) {
+  return (int64_t)loop->active_reqs.count;
+}
 
 int cf_fork_parent_work_dropped(void) {
   return cf__dropped;

@@ -4,6 +4,7 @@
 import module from 'node:module';
 import os from 'node:os';
 import { dropParentSignalListeners, trackTimedSignals } from './abort-signals';
+import { childFatal, leaveChild, noteRequestsAtFork } from './child-exit';
 import { ForkUnsafeError, signalName } from './errors';
 import { resetNodePools, watchInheritedWrites } from './inherited';
 import { forgetForkWarnings, noteConnectionsBeforeFork, noteThreadsBeforeFork, noteWorkersBeforeFork, warnAfterFork } from './inspect';
@@ -156,24 +157,6 @@ export function isChild(): boolean {
   return childDepth > 0;
 }
 
-/** Leaves a child without running the parent's exit handlers or libuv teardown. */
-export function exitChild(code: number): never {
-  return native.exit(code);
-}
-
-let fatalHandler: (err: unknown) => void = (err) => {
-  try {
-    process.stderr.write(`cowfork child ${process.pid}: ${(err as Error)?.stack ?? String(err)}\n`);
-  } finally {
-    native.exit(native.EXIT_CODES.UNCAUGHT);
-  }
-};
-
-/** In a child: what to do with an uncaught exception or unhandled rejection. */
-export function onChildFatal(handler: (err: unknown) => void): void {
-  fatalHandler = handler;
-}
-
 function refreshIdentity(): void {
   // process.pid is captured at startup; in a forked child it is the parent's.
   Object.defineProperty(process, 'pid', {
@@ -204,7 +187,7 @@ function resetSignals(): void {
 }
 
 // Made once, in the parent: a child then only stores references to them.
-const onFatalEvent = (err: unknown): void => fatalHandler(err);
+const onFatalEvent = (err: unknown): void => childFatal(err);
 // process.exit() would emit 'exit' and run libuv teardown, which aborts in a
 // forked child; leave through _exit instead.
 const childExit = ((code?: number | string | null) => {
@@ -249,6 +232,8 @@ function childHygiene(options: ForkOptions): void {
   watchInheritedWrites();
   forgetParentWorkers();
   releaseParentWriteStreams();
+  // What the loop counts now is the parent's; what the hooks and the work add is the child's (src/child-exit.ts).
+  noteRequestsAtFork();
   for (const h of hooks) h.child?.();
 }
 
@@ -407,14 +392,11 @@ function runChild(body: () => number | Promise<number>, options: ForkOptions): v
   try {
     childHygiene(options);
     const code = body();
-    if (typeof code === 'number') exitChild(code);
-    // Async work: unwind to the event loop and exit once the work settles.
-    code.then(
-      (c) => exitChild(c),
-      (err) => fatalHandler(err),
-    );
+    // Async work, or requests of the child's own still pending: unwind to the event loop and leave from there.
+    if (typeof code === 'number') leaveChild(code);
+    else code.then(leaveChild, childFatal);
   } catch (err) {
-    fatalHandler(err);
+    childFatal(err);
   }
 }
 
@@ -472,54 +454,4 @@ export function killAndReapSync(pid: number): void {
   } catch {
     // ECHILD: already reaped.
   }
-}
-
-// ---------------------------------------------------------------------------
-// Cleanup when the parent is interrupted. While a call owns children or
-// scratch directories, SIGINT and SIGTERM kill and reap its children and
-// remove its directories; then, if nobody else listens, the signal is raised
-// again so the process ends the way it would have.
-
-const cleanups = new Set<() => void>();
-const CLEANUP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-
-function runCleanups(): void {
-  for (const fn of [...cleanups]) {
-    try {
-      fn();
-    } catch {
-      // Keep cleaning.
-    }
-  }
-  cleanups.clear();
-  uninstall();
-}
-
-function onParentSignal(sig: NodeJS.Signals): void {
-  runCleanups();
-  if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
-}
-
-// process.exit() in the middle of a call: same cleanup, nothing to re-raise.
-function onParentExit(): void {
-  if (!isChild()) runCleanups();
-}
-
-function install(): void {
-  for (const sig of CLEANUP_SIGNALS) process.on(sig, onParentSignal);
-  process.on('exit', onParentExit);
-}
-
-function uninstall(): void {
-  for (const sig of CLEANUP_SIGNALS) process.removeListener(sig, onParentSignal);
-  process.removeListener('exit', onParentExit);
-}
-
-/** Registers a synchronous cleanup to run if the parent is interrupted. Returns the unregister function. */
-export function onInterrupt(fn: () => void): () => void {
-  if (cleanups.size === 0) install();
-  cleanups.add(fn);
-  return () => {
-    if (cleanups.delete(fn) && cleanups.size === 0) uninstall();
-  };
 }

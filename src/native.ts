@@ -78,6 +78,8 @@ export interface Native {
   forkParentWork(): [number, number, number, number];
   /** In a child: stops every active fs_event and fs_poll handle (the parent's file watchers); returns how many. */
   stopWatchers(): number;
+  /** Requests the event loop counts as active (libuv's active_reqs). */
+  loopRequests(): number;
   /** Trace categories of Node's threadpool work registered before this process's first fork: 2, 0 where the controller is not V8's, -1 before any fork. */
   forkTraceCategories(): number;
   /** Whether this Node's queue of callbacks from other threads can be found, so children can drop the parent's. */

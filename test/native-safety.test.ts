@@ -67,7 +67,7 @@ describe('napi_status is checked, and a throwing argument stops the call (§1)',
   });
 
   // Zero-argument entry points; every other one must appear in the table below.
-  const NO_ARGS = ['doforkAll', 'doforkLast', 'benchForkRoundtrip', 'benchCpuNs', 'benchForkCpu', 'testTaskLockHeld', 'testTaskNoticed', 'getpid', 'getppid', 'forkWaitersReleased', 'forkPoolEmptied', 'inheritedCount', 'inspectHandles', 'threads', 'threadCount', 'forkParentWork', 'forkTraceCategories', 'immediatesFound', 'testImmediatesDecoys', 'optionsLockFound', 'forkCensusPasses', 'forkPoolLocated', 'stopWatchers'];
+  const NO_ARGS = ['doforkAll', 'doforkLast', 'benchForkRoundtrip', 'benchCpuNs', 'benchForkCpu', 'testTaskLockHeld', 'testTaskNoticed', 'getpid', 'getppid', 'forkWaitersReleased', 'forkPoolEmptied', 'inheritedCount', 'inspectHandles', 'threads', 'threadCount', 'forkParentWork', 'forkTraceCategories', 'immediatesFound', 'testImmediatesDecoys', 'optionsLockFound', 'forkCensusPasses', 'forkPoolLocated', 'stopWatchers', 'loopRequests'];
 
   it('every entry point rejects bad arguments with a TypeError or RangeError naming the call and the argument', () => {
     const shm = native.shmCreate(2);

@@ -4,7 +4,7 @@
 // It stops between items when the parent sets the STOP flag in shared memory
 // or when it gets SIGINT/SIGTERM itself, and reports a failure as one record.
 import util from 'node:util';
-import { exitChild, onChildFatal } from '../fork';
+import { exitChild, onChildFatal } from '../child-exit';
 import { type ShmHandle, native } from '../native';
 import { isThenable } from '../util';
 import type { Builder } from './builders';

@@ -6,7 +6,8 @@
 // item) and `SerialCall` (serial.ts, concurrency: 0); run.ts picks one.
 // Children run the one body in child.ts.
 import { AbortError, ResultIntegrityError, TimeoutError, WorkerCrashedError, WorkerError } from '../errors';
-import { type ChildExit, type ForkOptions, type ForkedChild, describeExit, killAndReapSync, libraryInterval, libraryTimeout, onInterrupt } from '../fork';
+import { type ChildExit, type ForkOptions, type ForkedChild, describeExit, killAndReapSync, libraryInterval, libraryTimeout } from '../fork';
+import { onInterrupt } from '../interrupt';
 import { type FrameError, Outcome, type RecordOut, type SerializedError, decodeAll, decodeBatch, fromSerializedError, newKey } from '../frame';
 import { hangCauseNote } from '../inspect';
 import { type ShmHandle, native } from '../native';

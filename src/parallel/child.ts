@@ -4,7 +4,7 @@
 // in (for crash and timeout attribution), flushes outcomes in batches,
 // aborts ctx.signal when the call stops, and leaves cleanly when the child
 // is due for recycling.
-import { exitChild, onChildFatal } from '../fork';
+import { exitChild, onChildFatal } from '../child-exit';
 import { type BatchWriter, Outcome } from '../frame';
 import { type ShmHandle, native } from '../native';
 import { isThenable } from '../util';

@@ -3,7 +3,9 @@
 // this file does it.
 import { type ChildExit, type ForkedChild, forkChild } from '../fork';
 import { type ShmHandle, native } from '../native';
-import type { ExitReason, WorkerExitEvent, WorkerState, WorkerStats } from './types';
+import type { MasterConfig } from './master';
+import type { MasterSockets } from './sockets';
+import type { ExitReason, WorkerExitEvent, WorkerFn, WorkerState, WorkerStats } from './types';
 import { BEAT, SHM_SLOTS, STATE, STATE_STOPPING, type WorkerSetup, runWorker } from './worker';
 
 /** A forked worker, not yet reaped. It holds its num until it is reaped (or, in a reload, until its successor takes it). */
@@ -27,6 +29,41 @@ export function workerShm(): ShmHandle {
   const shm = native.shmCreate(SHM_SLOTS);
   native.shmStore(shm, BEAT, Math.round(performance.now()));
   return shm;
+}
+
+/** What every worker's setup starts from: the master's, fixed when it starts. */
+export interface SetupBase {
+  readonly cfg: MasterConfig;
+  readonly sockets: MasterSockets;
+  readonly lifeRead: number;
+  readonly lifeWrite: number;
+  /** The self-pipe's write end. */
+  readonly wakeFd: number;
+  readonly beatEvery: number;
+}
+
+/** Everything the worker of `num` starts from, captured before its fork. */
+export function workerSetup(b: SetupBase, num: number, generation: number, worker: WorkerFn | null): WorkerSetup {
+  const { cfg } = b;
+  return {
+    num,
+    generation,
+    listenFds: b.sockets.listenFdsOf(num),
+    // Not the self-pipe's read end: the master's watcher on it is inherited
+    // (and silenced); closing a polled fd under libuv aborts the child.
+    closeFds: [b.lifeWrite, ...b.sockets.otherSockets(num)],
+    lifeRead: b.lifeRead,
+    wakeFd: b.wakeFd,
+    shm: workerShm(),
+    beatEvery: b.beatEvery,
+    timeout: cfg.timeout,
+    threads: cfg.threads,
+    worker,
+    module: cfg.module,
+    afterFork: cfg.afterFork,
+    recycle: cfg.recycle,
+    metrics: cfg.metrics,
+  };
 }
 
 /**

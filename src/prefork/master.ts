@@ -19,14 +19,15 @@ import { BACKOFF_BASE_MS, CRASH_WINDOW_MS, Histories, backoff } from './history'
 import type { Address, Endpoint } from './listen';
 import type { MetricsSetup } from './metrics';
 import { OrphanReaper } from './reaper';
-import { type Live, exitEvent, forkWorker, howItEnded, retireWorker, statsOf, workerShm } from './live';
+import { type Live, type SetupBase, exitEvent, forkWorker, howItEnded, retireWorker, statsOf, workerSetup } from './live';
+import { QuietGate } from './quiet';
 import { type RecycleLimits, dueForRecycling } from './recycle';
 import { type Reload, type ReloadHost, loadReload } from './reload';
 import { SelfPipe } from './selfpipe';
 import { type SignalActions, SignalQueue, actOn } from './signals';
 import { MasterSockets } from './sockets';
 import type { ExitReason, ForkInfo, WorkerContext, WorkerFn, WorkerStats } from './types';
-import { BEAT, STATE, STATE_READY, type WorkerSetup } from './worker';
+import { BEAT, STATE, STATE_READY } from './worker';
 
 export interface MasterConfig {
   workers: number;
@@ -70,7 +71,9 @@ export class MasterImpl implements ReloadHost {
   private readonly lifeRead: number;
   private readonly lifeWrite: number;
   private readonly beatEvery: number;
+  private readonly setupBase: SetupBase;
   private readonly gc = new PreForkGc();
+  private readonly quiet = new QuietGate();
   private readonly orphans = new OrphanReaper();
   private scheduled = false;
   private cancelSleep: (() => void) | null = null;
@@ -96,6 +99,7 @@ export class MasterImpl implements ReloadHost {
     this.sockets = new MasterSockets(cfg.endpoints, cfg.backlog, cfg.reusePort);
     this.pipe = new SelfPipe(() => this.schedule());
     [this.lifeRead, this.lifeWrite] = native.pipe(false);
+    this.setupBase = { cfg, sockets: this.sockets, lifeRead: this.lifeRead, lifeWrite: this.lifeWrite, wakeFd: this.pipe.writeFd, beatEvery: this.beatEvery };
     if (cfg.signals) this.signals.install(() => this.wake());
     this.orphans.start(() => this.wake());
   }
@@ -203,6 +207,7 @@ export class MasterImpl implements ReloadHost {
   private turn(): void {
     this.scheduled = false;
     if (this.phase === 'stopped') return;
+    this.quiet.newTurn();
     this.pipe.drain();
     this.reap();
     this.reapOrphans();
@@ -404,7 +409,8 @@ export class MasterImpl implements ReloadHost {
     if (this.phase === 'stopped') return;
     this.cancelSleep?.();
     const t = now();
-    let next = Math.min(this.beatEvery, this.history.nextDue(t), this.orphans.nextDue(t));
+    // A fork waiting for the master's requests (quiet.ts) looks again in a millisecond.
+    let next = this.quiet.waiting ? 1 : Math.min(this.beatEvery, this.history.nextDue(t), this.orphans.nextDue(t));
     for (const w of this.all()) if (w.killAt !== null && w.killAt !== Infinity) next = Math.min(next, w.killAt - t);
     this.cancelSleep = libraryTimeout(() => {
       this.cancelSleep = null;
@@ -416,6 +422,8 @@ export class MasterImpl implements ReloadHost {
 
   /** Forks the worker of `num`; in a reload, a new-code worker that holds no num yet. */
   spawn(num: number, reload: Reload | null = null): void {
+    // Not yet: the caller's step asks again next turn.
+    if (!this.quiet.open(now())) return;
     const generation = reload?.generation ?? this.generation;
     const h = this.history.of(num);
     // Replacing a lost worker comes first: its collection waits for the end of this turn.
@@ -425,7 +433,7 @@ export class MasterImpl implements ReloadHost {
     this.cfg.beforeFork?.({ num, generation });
     let w: Live;
     try {
-      w = forkWorker(this.setupOf(num, generation, reload === null ? this.cfg.worker : reload.worker));
+      w = forkWorker(workerSetup(this.setupBase, num, generation, reload === null ? this.cfg.worker : reload.worker));
     } catch (err) {
       // In the child, forkChild unwinds the master's stack; let it pass.
       if (isChildUnwind(err)) throw err;
@@ -446,29 +454,6 @@ export class MasterImpl implements ReloadHost {
       this.wake();
     });
     this.notify(() => this.events.emit('spawn', { num, pid: w.pid, generation }));
-  }
-
-  /** Everything the worker of `num` starts from, captured before its fork. */
-  private setupOf(num: number, generation: number, worker: WorkerFn | null): WorkerSetup {
-    return {
-      num,
-      generation,
-      listenFds: this.sockets.listenFdsOf(num),
-      // Not the self-pipe's read end: the master's watcher on it is inherited
-      // (and silenced); closing a polled fd under libuv aborts the child.
-      closeFds: [this.lifeWrite, ...this.sockets.otherSockets(num)],
-      lifeRead: this.lifeRead,
-      wakeFd: this.pipe.writeFd,
-      shm: workerShm(),
-      beatEvery: this.beatEvery,
-      timeout: this.cfg.timeout,
-      threads: this.cfg.threads,
-      worker,
-      module: this.cfg.module,
-      afterFork: this.cfg.afterFork,
-      recycle: this.cfg.recycle,
-      metrics: this.cfg.metrics,
-    };
   }
 
   /** Asks a worker to drain (SIGTERM); SIGKILL follows after `grace` ms. */

@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { exitChild } from '../fork';
+import { exitChild } from '../child-exit';
 import { HUP, READ, type ShmHandle, native } from '../native';
 import { BaseContext } from './context';
 import { adoptListeners } from './drain';

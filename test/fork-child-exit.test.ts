@@ -1,0 +1,99 @@
+// A child's own pending writes (src/child-exit.ts). A Node process does not
+// end while a request of its own is pending, and apps rely on it: a line
+// handed to fs.WriteStream, or to pino's asynchronous destination, is written
+// by a threadpool request after write() returns. A child left as soon as its
+// work returned, and lost them: 2 of 40 lines from map items that log
+// through a stream and return, none from items that open their own stream.
+// Through the public API, with items that log the way apps do and return.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { DRAIN_MS } from '../src/child-exit';
+import { map } from '../src/index';
+import { FIXTURES, runNode, tempDir } from './helpers';
+
+const dirs: string[] = [];
+function scratch(): string {
+  const d = tempDir('cowfork-child-exit-');
+  dirs.push(d);
+  return d;
+}
+afterEach(() => {
+  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+});
+
+const ITEMS = Array.from({ length: 40 }, (_, i) => i);
+
+function linesOf(file: string): string[] {
+  return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter(Boolean) : [];
+}
+
+describe("a child's own pending writes are done before it leaves", () => {
+  it("items that write through the parent's open fs.WriteStream and return: every line (pool and isolation)", async () => {
+    for (const isolation of [false, true]) {
+      const file = path.join(scratch(), 'app.log');
+      const out = fs.createWriteStream(file);
+      await new Promise((r) => out.once('open', r));
+      const results = await map(
+        ITEMS,
+        (i) => {
+          out.write(`item ${i}\n`);
+          return i;
+        },
+        { concurrency: 2, isolation, timeout: 20_000 },
+      );
+      expect(results).toEqual(ITEMS);
+      await new Promise<void>((resolve) => out.end(resolve));
+      expect(linesOf(file).sort()).toEqual(ITEMS.map((i) => `item ${i}`).sort());
+    }
+  });
+
+  it('items that open their own stream, write one line and return: every line', async () => {
+    const file = path.join(scratch(), 'own.log');
+    await map(
+      ITEMS,
+      (i) => {
+        fs.createWriteStream(file, { flags: 'a' }).write(`item ${i}\n`);
+        return i;
+      },
+      { concurrency: 2, timeout: 20_000 },
+    );
+    expect(linesOf(file).sort()).toEqual(ITEMS.map((i) => `item ${i}`).sort());
+  });
+
+  it("items that log through pino's asynchronous destination, made in the parent: every line", async () => {
+    const file = path.join(scratch(), 'pino.log');
+    const dest = pino.destination({ dest: file, sync: false });
+    await new Promise((r) => dest.once('ready', r));
+    const logger = pino(dest);
+    await map(
+      ITEMS,
+      (i) => {
+        logger.info({ item: i }, 'done');
+        return i;
+      },
+      { concurrency: 2, timeout: 20_000 },
+    );
+    dest.flushSync();
+    const items = linesOf(file).map((l) => (JSON.parse(l) as { item: number }).item);
+    expect(items.sort((a, b) => a - b)).toEqual(ITEMS);
+  });
+
+  it('a request of its own that never finishes: the child leaves after the bound, and says why on stderr', async () => {
+    const dir = scratch();
+    const fifo = path.join(dir, 'fifo');
+    // Opening a FIFO for reading blocks, on a threadpool thread, until a writer comes: none does.
+    execFileSync('mkfifo', [fifo]);
+    const r = await runNode(['--single-threaded', path.join(FIXTURES, 'child-pending-request.js'), fifo], {
+      timeoutMs: DRAIN_MS + 20_000,
+    });
+    expect(r.stderr).toMatch(/left with 1 request\(s\) of its own still pending after \d+ ms/);
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout.trim()) as { results: number[]; ms: number };
+    expect(out.results).toEqual([7]);
+    // It waited for the request (the bound), and no longer.
+    expect(out.ms).toBeGreaterThanOrEqual(DRAIN_MS - 50);
+  });
+});

@@ -6,7 +6,7 @@ import os from 'node:os';
 import { dropParentSignalListeners, trackTimedSignals } from './abort-signals';
 import { childFatal, leaveChild, noteRequestsAtFork } from './child-exit';
 import { ForkUnsafeError, signalName } from './errors';
-import { resetNodePools, watchInheritedWrites } from './inherited';
+import { forgetParentRequests, resetNodePools, watchInheritedWrites } from './inherited';
 import { forgetForkWarnings, noteConnectionsBeforeFork, noteThreadsBeforeFork, noteWorkersBeforeFork, warnAfterFork } from './inspect';
 import { HUP, READ, native } from './native';
 import { warnIfPoolUnrepaired } from './pool-repair';
@@ -228,6 +228,7 @@ function childHygiene(options: ForkOptions): void {
   routeFatalErrors();
   reseedRandom();
   forgetForkWarnings();
+  forgetParentRequests();
   resetNodePools();
   watchInheritedWrites();
   forgetParentWorkers();

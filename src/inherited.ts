@@ -1,14 +1,41 @@
 // A child's copies of the parent's client connections (docs/hazards.md,
 // "Inherited connections"). The C core has already made each one dead in the
-// child: a write fails at once with EPIPE and a read never completes, so the
-// parent's in-flight requests never complete here. This file does the rest:
-// it empties the connection pools Node itself owns, so that http.get and
-// fetch open new connections with no user code, and it warns the first time
-// the child writes to a connection some other library kept.
+// child: a write fails at once with EPIPE and a read never completes. This
+// file does the rest. The parent's requests in flight at the fork (a socket
+// write to a slow client, a connect) would fail on those dead ends once the
+// child's loop runs, and their callbacks, the parent's, would run there: a
+// parent's write callback and its socket's 'error' handler ran in map
+// children, and a socket with no 'error' listener crashed them. So each
+// request object Node lists as active at the fork gets a no-op completion in
+// the child. It also empties the connection pools Node itself owns, so that
+// http.get and fetch open new connections with no user code, and it warns the
+// first time the child writes to a connection some other library kept.
 import type http from 'node:http';
 import net from 'node:net';
+import { parentHadRequests } from './child-exit';
 import { RECIPES } from './inspect';
 import { native } from './native';
+
+const noCompletion = (): void => {};
+
+/**
+ * In a child: the parent's request objects in flight at the fork complete as no-ops here (see above). Node calls a
+ * request's `oncomplete` when libuv finishes it; it lists them through `process._getActiveRequests()`, present from
+ * Node 0.x to 26. Without it, nothing is changed. Returns how many were found.
+ */
+export function forgetParentRequests(): number {
+  const list = (process as unknown as { _getActiveRequests?: () => unknown[] })._getActiveRequests;
+  if (!parentHadRequests() || typeof list !== 'function') return 0;
+  let n = 0;
+  for (const req of list.call(process)) {
+    const r = req as { oncomplete?: unknown } | null;
+    if (r !== null && typeof r === 'object' && typeof r.oncomplete === 'function') {
+      r.oncomplete = noCompletion;
+      n++;
+    }
+  }
+  return n;
+}
 
 /**
  * Forgets every socket of an http.Agent: idle keep-alive sockets are closed

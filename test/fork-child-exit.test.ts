@@ -7,6 +7,7 @@
 // Through the public API, with items that log the way apps do and return.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -28,6 +29,36 @@ const ITEMS = Array.from({ length: 40 }, (_, i) => i);
 
 function linesOf(file: string): string[] {
   return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter(Boolean) : [];
+}
+
+/**
+ * Runs `body` while this process has a socket write in flight: 64 MB to a server that does not read (a slow
+ * client). Resolves to the lines the write's callback and the socket's 'error' listener recorded in other processes.
+ */
+async function withStalledWrite(body: () => Promise<void>, errorListener = true): Promise<string[]> {
+  const marks = path.join(scratch(), 'marks');
+  const parent = process.pid;
+  const mark = (what: string): void => {
+    if (process.pid !== parent) fs.appendFileSync(marks, `${what} ran in child ${process.pid}\n`);
+  };
+  const server = net.createServer((s) => s.pause());
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const sock = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+  sock.on('error', (err) => {
+    if (errorListener) mark(`the parent's 'error' listener (${(err as NodeJS.ErrnoException).code})`);
+  });
+  try {
+    await new Promise((r) => sock.once('connect', r));
+    if (!errorListener) sock.removeAllListeners('error');
+    sock.write(Buffer.alloc(64 << 20), () => mark("the parent's write callback"));
+    expect(sock.writableLength).toBeGreaterThan(0);
+    await body();
+  } finally {
+    sock.on('error', () => {});
+    sock.destroy();
+    server.close();
+  }
+  return linesOf(marks);
 }
 
 describe("a child's own pending writes are done before it leaves", () => {
@@ -81,6 +112,25 @@ describe("a child's own pending writes are done before it leaves", () => {
     expect(items.sort((a, b) => a - b)).toEqual(ITEMS);
   });
 
+  it("a parent's socket write in flight at the fork (a slow client) does not hide the child's own pending writes", async () => {
+    // In the child the parent's write fails on the silenced connection and stops counting in the loop.
+    await withStalledWrite(async () => {
+      const file = path.join(scratch(), 'app.log');
+      const out = fs.createWriteStream(file);
+      await new Promise((r) => out.once('open', r));
+      await map(
+        ITEMS,
+        (i) => {
+          out.write(`item ${i}\n`);
+          return i;
+        },
+        { concurrency: 2, timeout: 20_000 },
+      );
+      await new Promise<void>((resolve) => out.end(resolve));
+      expect(linesOf(file).sort()).toEqual(ITEMS.map((i) => `item ${i}`).sort());
+    });
+  });
+
   it('a request of its own that never finishes: the child leaves after the bound, and says why on stderr', async () => {
     const dir = scratch();
     const fifo = path.join(dir, 'fifo');
@@ -95,5 +145,47 @@ describe("a child's own pending writes are done before it leaves", () => {
     expect(out.results).toEqual([7]);
     // It waited for the request (the bound), and no longer.
     expect(out.ms).toBeGreaterThanOrEqual(DRAIN_MS - 50);
+    expect(out.ms).toBeLessThan(DRAIN_MS + 3000);
+  });
+});
+
+describe("a parent's request in flight at the fork never completes in a child", () => {
+  it("a socket write to a slow client: neither its callback nor the socket's 'error' listener runs in a child (sync and async items, pool and isolation)", async () => {
+    for (const isolation of [false, true]) {
+      const marks = await withStalledWrite(async () => {
+        const results = await map(
+          [1, 2, 3, 4],
+          async (i) => {
+            // The child runs its event loop, where the parent's write fails on the silenced connection.
+            await new Promise((r) => setTimeout(r, 50));
+            return i * 2;
+          },
+          { concurrency: 2, isolation, timeout: 20_000 },
+        );
+        expect(results).toEqual([2, 4, 6, 8]);
+        // Sync items that leave a write of their own pending run the loop too.
+        const file = path.join(scratch(), 'sync.log');
+        const out = fs.createWriteStream(file);
+        await new Promise((r) => out.once('open', r));
+        await map(ITEMS, (i) => void out.write(`item ${i}\n`), { concurrency: 2, isolation, timeout: 20_000 });
+        await new Promise<void>((resolve) => out.end(resolve));
+        expect(linesOf(file)).toHaveLength(ITEMS.length);
+      });
+      expect(marks).toEqual([]);
+    }
+  });
+
+  it("a socket with no 'error' listener: the children do not crash on its failed write", async () => {
+    await withStalledWrite(async () => {
+      const results = await map(
+        [1, 2, 3, 4],
+        async (i) => {
+          await new Promise((r) => setTimeout(r, 50));
+          return i;
+        },
+        { concurrency: 2, timeout: 20_000 },
+      );
+      expect(results).toEqual([1, 2, 3, 4]);
+    }, false);
   });
 });

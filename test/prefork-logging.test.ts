@@ -3,7 +3,9 @@
 // a line, a write is in flight on its threadpool. A worker forked then
 // inherited the logger waiting for that write's completion, which only the
 // master's threadpool delivers, and every line the worker logged was lost,
-// all its life long. Through `cowfork serve`, as a pino user runs an app.
+// all its life long. And a worker that logs as it shuts down leaves only once
+// those lines are written (src/child-exit.ts). Through `cowfork serve`, as a
+// pino user runs an app.
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ROOT } from './helpers';
@@ -30,5 +32,7 @@ describe("a pino logger the master made and logged through before it forked", ()
     expect(lines.filter((l) => l.msg === 'app loaded')).toHaveLength(1);
     expect(lines.filter((l) => l.msg === 'worker up').map((l) => l.num).sort()).toEqual([0, 1]);
     expect(lines.filter((l) => l.msg === 'request').map((l) => l.url).sort()).toEqual([...urls].sort());
+    // Logged as each worker drains, just before it leaves: a worker waits for its own pending writes.
+    expect(lines.filter((l) => l.msg === 'shutting down')).toHaveLength(40);
   });
 });

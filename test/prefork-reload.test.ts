@@ -2,11 +2,12 @@
 // master gets USR2. No request fails, the new code answers everything within
 // 10 s, and the master's pid does not change. A new version with a syntax
 // error, or whose worker throws, is reported and the old code keeps serving.
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { prefork } from '../src/index';
-import { ROOT, isAlive, tempDir } from './helpers';
+import { FIXTURES, ROOT, isAlive, runNode, tempDir } from './helpers';
 import { type Proc, httpGet as get, startProcess, stopAll } from './prefork-helpers';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { load } = require('./fixtures/prefork-load.js');
@@ -126,5 +127,25 @@ describe('code reload (USR2)', () => {
     await master.ready;
     await expect(master.reload()).rejects.toThrow(/reload\(\) needs options\.worker to be a module path/);
     await master.stop();
+  });
+
+  it('a master whose forks are held back (a request of its own never finishes): a new version that cannot boot is still reported, and the old workers keep serving', async () => {
+    // The master forks once its own requests are done, or after a wait (src/prefork/quiet.ts). A reload that took
+    // the held-back forks for new workers that were all ready retired the old ones for code that cannot boot.
+    const dir = tempDir();
+    dirs.push(dir);
+    const fifo = path.join(dir, 'fifo');
+    execFileSync('mkfifo', [fifo]);
+    const r = await runNode(['--single-threaded', path.join(FIXTURES, 'prefork-reload-pending.js'), dir, fifo], { timeoutMs: 40_000 });
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { reload: string; stats: [number, number, string][]; body: string };
+    expect(out.reload).toMatch(/^ReloadError: .*the old workers keep serving/);
+    // The old workers serve; a new one may still be stopping.
+    expect(out.stats.filter((w) => w[1] === 0)).toEqual([
+      [0, 0, 'ready'],
+      [1, 0, 'ready'],
+    ]);
+    expect(out.stats.filter((w) => w[2] === 'ready' && w[1] !== 0)).toEqual([]);
+    expect(out.body).toBe('v1');
   });
 });

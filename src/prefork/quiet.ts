@@ -9,22 +9,28 @@
 // the child (src/write-streams.ts); a writer that calls fs.write itself can
 // only be helped before the fork. So a fork waits until the master has no
 // request in flight, for up to QUIET_MS; a master whose requests never finish
-// (a blocked lookup) forks after that.
+// (a blocked lookup) forks after that. Not covered: a line logged in the
+// beforeFork hook (in flight at that very fork), and a master that logs more
+// often than every QUIET_MS (docs/prefork.md, "Things to know").
 import { ownRequests } from '../child-exit';
 
 /** The longest a fork waits for the master's requests in flight. */
 export const QUIET_MS = 100;
 
 export class QuietGate {
+  /** When the first fork held back in the current episode was asked for. */
   private since: number | null = null;
+  /** This turn's answer, once asked. */
   private turnOpen: boolean | null = null;
 
   /** At the start of each turn of the master's loop. */
   newTurn(): void {
+    // No fork asked in the last turn (the worker is no longer wanted, the master is stopping): the wait is over.
+    if (this.turnOpen === null) this.since = null;
     this.turnOpen = null;
   }
 
-  /** Whether the master may fork in this turn (`t`: now, in ms). */
+  /** Whether the master may fork in this turn (`t`: now, in ms). The same answer for every fork of the turn. */
   open(t: number): boolean {
     if (this.turnOpen === null) {
       if (ownRequests() <= 0 || (this.since !== null && t - this.since >= QUIET_MS)) {
@@ -38,8 +44,8 @@ export class QuietGate {
     return this.turnOpen;
   }
 
-  /** Whether a fork is waiting: the master's loop turns again soon. */
+  /** Whether a fork of this turn was held back: the master's loop turns again in a millisecond. */
   get waiting(): boolean {
-    return this.since !== null;
+    return this.turnOpen === false;
   }
 }

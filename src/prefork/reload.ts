@@ -56,6 +56,8 @@ export class Reload {
         this.abort(host, new ReloadError(`prefork: the new workers were not all ready within ${host.timeout} ms; the old workers keep serving`));
         return false;
       }
+      // A fork the master held back (quiet.ts) or that failed is asked for again next turn: not all are here yet.
+      if (this.incoming.size < host.workers) return true;
       for (const w of this.incoming.values()) if (w.state !== 'ready') return true;
       this.switched = true;
       host.adopt(this);

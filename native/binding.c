@@ -448,6 +448,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"EARLY_DOFORK", CF_FORK_EARLY_DOFORK},
       {"SHORT_POOL_WAIT", CF_FORK_SHORT_POOL_WAIT},
       {"SKIP_WORK_SETTLE", CF_FORK_SKIP_WORK_SETTLE},
+      {"SKIP_PARENT_REQUESTS", CF_FORK_SKIP_PARENT_REQUESTS},
   };
   const cf__const_t dofork[] = {
       {"RANGED", CF_DOFORK_RANGED},

@@ -35,7 +35,10 @@ enum {
    * ms), as cowfork once did, not the long one. */
   CF_FORK_SHORT_POOL_WAIT = 1 << 12,
   /* Do not give libuv threadpool threads inside a task time to finish it. */
-  CF_FORK_SKIP_WORK_SETTLE = 1 << 13
+  CF_FORK_SKIP_WORK_SETTLE = 1 << 13,
+  /* Read by the JavaScript side only: leave the completions of the parent's
+   * requests in flight as they are in the child (src/inherited.ts). */
+  CF_FORK_SKIP_PARENT_REQUESTS = 1 << 14
 };
 
 /* Exit codes a forked child uses for cowfork's own failures, so that the

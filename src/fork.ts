@@ -211,7 +211,7 @@ function routeFatalErrors(): void {
   (process as unknown as { reallyExit: (code: number) => never }).reallyExit = childReallyExit;
 }
 
-function childHygiene(options: ForkOptions): void {
+function childHygiene(options: ForkOptions, flags: number): void {
   childDepth++;
   refreshIdentity();
   // cowfork's own timers (reap retries, the scheduler's loop timer) are the parent's bookkeeping: cleared in
@@ -228,7 +228,7 @@ function childHygiene(options: ForkOptions): void {
   routeFatalErrors();
   reseedRandom();
   forgetForkWarnings();
-  forgetParentRequests();
+  if (!(flags & native.FORK_FLAGS.SKIP_PARENT_REQUESTS)) forgetParentRequests();
   resetNodePools();
   watchInheritedWrites();
   forgetParentWorkers();
@@ -330,7 +330,7 @@ export function forkChild(body: () => number | Promise<number>, options: ForkOpt
 
   if (pid === 0) {
     if (death) native.close(death[0]);
-    runChild(body, options);
+    runChild(body, options, flags);
     throw CHILD_UNWIND;
   }
 
@@ -389,9 +389,9 @@ function havePidfd(): boolean {
   return pidfdWorks;
 }
 
-function runChild(body: () => number | Promise<number>, options: ForkOptions): void {
+function runChild(body: () => number | Promise<number>, options: ForkOptions, flags: number): void {
   try {
-    childHygiene(options);
+    childHygiene(options, flags);
     const code = body();
     // Async work, or requests of the child's own still pending: unwind to the event loop and leave from there.
     if (typeof code === 'number') leaveChild(code);

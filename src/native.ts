@@ -138,6 +138,7 @@ export interface Native {
     readonly EARLY_DOFORK: number;
     readonly SHORT_POOL_WAIT: number;
     readonly SKIP_WORK_SETTLE: number;
+    readonly SKIP_PARENT_REQUESTS: number;
   };
   /** Exit codes of a forked child that cowfork itself failed (native/cowfork.h); describeExit() names them. */
   readonly EXIT_CODES: {

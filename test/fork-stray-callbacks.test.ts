@@ -97,9 +97,17 @@ function withTestFlags<T>(flags: number, fn: () => Promise<T>): Promise<T> {
 
 describe("the parent's threadpool completions in children", () => {
   it("without the repair, children run the parent's fs callbacks", async () => {
-    const { ran, dropped } = await withTestFlags(native.FORK_FLAGS.SKIP_PARENT_WORK, () => childrenUnderLoad(40, { fs: 8 }));
+    // Both layers off: the native drop, and the no-op completions src/inherited.ts gives the parent's requests.
+    const flags = native.FORK_FLAGS.SKIP_PARENT_WORK | native.FORK_FLAGS.SKIP_PARENT_REQUESTS;
+    const { ran, dropped } = await withTestFlags(flags, () => childrenUnderLoad(40, { fs: 8 }));
     expect(ran.fs).toBeGreaterThan(0);
     expect(dropped).toBe(-40); // -1 from each child: the repair did not run
+  }, 300_000);
+
+  it("the no-op completions alone (the native drop skipped) keep the parent's fs callbacks out of children too", async () => {
+    const { ran, dropped } = await withTestFlags(native.FORK_FLAGS.SKIP_PARENT_WORK, () => childrenUnderLoad(40, { fs: 8 }));
+    expect(ran.fs).toBe(0);
+    expect(dropped).toBe(-40);
   }, 300_000);
 
   it(`with the repair (the default): none in ${CHILDREN} children while the parent keeps 8 fs requests in flight`, async () => {

@@ -5,56 +5,41 @@
 // threadpool request some time after write() returns. A child that left as
 // soon as its work returned lost those lines: 2 of 40 from a map whose items
 // log through a file stream or through pino, and none from a child that opened
-// its own stream (docs/hazards.md, "A child's own pending writes").
+// its own stream (docs/hazards.md).
 //
 // So a child that ends normally first lets the work's pending callbacks and
 // microtasks run (a stream opens its file from a nextTick), without entering
-// the event loop. If it then has no request of its own pending, it leaves at
-// once: nothing of the parent's ran. Otherwise it runs its loop until its own
+// the event loop; the parent's nextTick callbacks queued in the forking
+// macrotask do nothing in a child (libraryMacrotask, src/fork.ts). If it then
+// has no request of its own pending, it leaves at once: nothing of the
+// parent's ran. Otherwise it runs its loop until its own
 // requests are done, for up to DRAIN_MS, and says so on stderr if any are
 // still pending then. A child that fails (an uncaught error, a parent that
 // died) leaves at once.
 //
 // Which requests are the child's own: the parent's requests in flight at the
-// fork stay counted in the child (they never finish there, native/loop.c),
-// except those on connections the child silenced (native/silence.c), which
-// fail there and stop counting once the loop runs. So the count can drop below
-// its level at the fork while the child's own requests are pending. Two
-// counts, each against its level at the fork: libuv's active requests (any
-// request; the parent's can only lower it), and Node's list of active
-// requests by kind (process.getActiveResourcesInfo()), where a parent's socket
-// write that failed does not hide the child's file writes. The child waits
-// while either is above its level.
+// fork stay in the child, and most never finish there (native/loop.c). But a
+// parent's write on a connection the child silenced (native/silence.c) fails
+// there once the loop runs, and stops counting: a count against its level at
+// the fork hid the child's own pending writes. So the child notes the
+// parent's request objects at the fork (process._getActiveRequests()): its
+// own are the listed objects it did not inherit, and for libuv's count
+// (threadpool work Node lists no object for: zlib, crypto) the level at the
+// fork is lowered by each of the parent's objects that has left the list.
 import { native } from './native';
 
 /** How long a child that has finished its work waits for its own pending requests. */
 export const DRAIN_MS = 5000;
 const POLL_MS = 1;
 
-// Node's names for its request objects (process.getActiveResourcesInfo() also lists handles and timers).
-const REQUEST_KINDS = new Set([
-  'FSReqCallback',
-  'FSReqPromise',
-  'FileHandleCloseReq',
-  'WriteWrap',
-  'SimpleWriteWrap',
-  'ShutdownWrap',
-  'ConnectWrap',
-  'SendWrap',
-  'GetAddrInfoReqWrap',
-  'GetNameInfoReqWrap',
-]);
-
 let requestsAtFork = 0;
-/** Node's active requests by kind at the fork; empty when the parent had none. */
-let kindsAtFork = new Map<string, number>();
+/** The parent's request objects listed at the fork; empty when it had none in flight. */
+let parentRequests = new Set<object>();
 
-function requestKinds(): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const name of process.getActiveResourcesInfo()) {
-    if (REQUEST_KINDS.has(name)) out.set(name, (out.get(name) ?? 0) + 1);
-  }
-  return out;
+/** Node's active request objects (`process._getActiveRequests()`, Node 0.x to 26); empty where it is missing. */
+export function activeRequests(): object[] {
+  const list = (process as unknown as { _getActiveRequests?: () => object[] })._getActiveRequests;
+  return typeof list === 'function' ? list.call(process) : [];
 }
 
 /**
@@ -65,11 +50,10 @@ export function parentHadRequests(): boolean {
   return native.loopRequests() > 0 || native.forkParentWork()[0] > 0;
 }
 
-/** In the child, at the fork: what is counted then is the parent's. */
+/** In the child, at the fork: what is counted and listed then is the parent's. */
 export function noteRequestsAtFork(): void {
   requestsAtFork = native.loopRequests();
-  // The list costs a walk over every handle and timer: only when there is something of the parent's in it.
-  kindsAtFork = parentHadRequests() ? requestKinds() : new Map();
+  parentRequests = parentHadRequests() ? new Set(activeRequests()) : new Set();
 }
 
 /** Requests this process made that are still pending (in a child: since its fork), as far as libuv counts them. */
@@ -77,11 +61,16 @@ export function ownRequests(): number {
   return native.loopRequests() - requestsAtFork;
 }
 
-/** Whether a request of the child's own is pending, by either count (see above). */
+/** How many requests of the child's own are pending (see above). */
 function ownPending(): number {
-  let byKind = 0;
-  for (const [name, n] of requestKinds()) byKind += Math.max(0, n - (kindsAtFork.get(name) ?? 0));
-  return Math.max(ownRequests(), byKind);
+  let own = 0;
+  let parentLeft = 0;
+  for (const r of activeRequests()) {
+    if (parentRequests.has(r)) parentLeft++;
+    else own++;
+  }
+  const parentGone = parentRequests.size - parentLeft;
+  return Math.max(own, ownRequests() + parentGone);
 }
 
 /** Leaves the child at once, without the parent's exit handlers or libuv teardown. */

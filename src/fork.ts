@@ -105,6 +105,24 @@ export function isChildUnwind(err: unknown): boolean {
   return err === CHILD_UNWIND;
 }
 
+/**
+ * process.nextTick while a library macrotask runs, around `nextTick`: a callback runs only in the process that
+ * queued it. The parent's ticks queued in the forking macrotask (by an atFork hook, by a warning, by the fork of
+ * an earlier child in the same macrotask) are still queued in a child; a child that finished synchronously ran
+ * them before it left (src/child-exit.ts), and one that awaits ran them at its first turn.
+ */
+function ticksOfThisProcess(nextTick: typeof process.nextTick): typeof process.nextTick {
+  return function nextTickOfThisProcess(this: unknown, callback: (...args: unknown[]) => void, ...args: unknown[]) {
+    // A bad callback: let Node's own function throw its error.
+    if (typeof callback !== 'function') return Reflect.apply(nextTick, this, [callback, ...args]);
+    const queuedBy = process.pid;
+    const own = (...a: unknown[]): void => {
+      if (process.pid === queuedBy) callback(...a);
+    };
+    return Reflect.apply(nextTick, this, [own, ...args]);
+  } as typeof process.nextTick;
+}
+
 export function libraryMacrotask(fn: () => void): void {
   // A child that returns to its event loop inherits the parent's queue of
   // immediates; work the library queued in the parent must not run there.
@@ -112,12 +130,15 @@ export function libraryMacrotask(fn: () => void): void {
   setImmediate(() => {
     if (process.pid !== owner) return;
     inLibraryMacrotask = true;
+    const nextTick = process.nextTick;
+    process.nextTick = ticksOfThisProcess(nextTick);
     try {
       fn();
     } catch (err) {
       if (err !== CHILD_UNWIND) throw err;
     } finally {
       inLibraryMacrotask = false;
+      process.nextTick = nextTick;
     }
   });
 }
@@ -228,7 +249,7 @@ function childHygiene(options: ForkOptions, flags: number): void {
   routeFatalErrors();
   reseedRandom();
   forgetForkWarnings();
-  if (!(flags & native.FORK_FLAGS.SKIP_PARENT_REQUESTS)) forgetParentRequests();
+  if (!(flags & native.FORK_FLAGS.SKIP_PARENT_REQUESTS)) forgetParentRequests(options.keepFds ?? []);
   resetNodePools();
   watchInheritedWrites();
   forgetParentWorkers();

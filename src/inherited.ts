@@ -12,7 +12,7 @@
 // first time the child writes to a connection some other library kept.
 import type http from 'node:http';
 import net from 'node:net';
-import { parentHadRequests } from './child-exit';
+import { activeRequests, parentHadRequests } from './child-exit';
 import { RECIPES } from './inspect';
 import { native } from './native';
 
@@ -20,19 +20,21 @@ const noCompletion = (): void => {};
 
 /**
  * In a child: the parent's request objects in flight at the fork complete as no-ops here (see above). Node calls a
- * request's `oncomplete` when libuv finishes it; it lists them through `process._getActiveRequests()`, present from
- * Node 0.x to 26. Without it, nothing is changed. Returns how many were found.
+ * request's `oncomplete` when libuv finishes it. A request on an fd the child did not silence is left alone: fds
+ * 0-2 and `keepFds`. A no-op completion of the parent's pending write to stdout (a pipe read slowly) left the
+ * child's process.stdout waiting for it for good, and every line the child wrote there was lost.
+ * Returns how many were changed.
  */
-export function forgetParentRequests(): number {
-  const list = (process as unknown as { _getActiveRequests?: () => unknown[] })._getActiveRequests;
-  if (!parentHadRequests() || typeof list !== 'function') return 0;
+export function forgetParentRequests(keepFds: readonly number[]): number {
+  if (!parentHadRequests()) return 0;
   let n = 0;
-  for (const req of list.call(process)) {
-    const r = req as { oncomplete?: unknown } | null;
-    if (r !== null && typeof r === 'object' && typeof r.oncomplete === 'function') {
-      r.oncomplete = noCompletion;
-      n++;
-    }
+  for (const req of activeRequests()) {
+    const r = req as { oncomplete?: unknown; handle?: { fd?: unknown } };
+    if (typeof r.oncomplete !== 'function') continue;
+    const fd = r.handle?.fd;
+    if (typeof fd === 'number' && (fd <= 2 || keepFds.includes(fd))) continue;
+    r.oncomplete = noCompletion;
+    n++;
   }
   return n;
 }

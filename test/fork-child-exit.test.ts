@@ -12,8 +12,8 @@ import path from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DRAIN_MS } from '../src/child-exit';
-import { map } from '../src/index';
-import { FIXTURES, runNode, tempDir } from './helpers';
+import { atFork, map } from '../src/index';
+import { FIXTURES, runCommand, runNode, tempDir } from './helpers';
 
 const dirs: string[] = [];
 function scratch(): string {
@@ -187,5 +187,51 @@ describe("a parent's request in flight at the fork never completes in a child", 
       );
       expect(results).toEqual([1, 2, 3, 4]);
     }, false);
+  });
+
+  it("the parent's own write to stdout (a pipe read slowly) is left alone: the children's stdout works", async () => {
+    // fds 0-2 are not silenced; a no-op completion of that write left each child's stdout waiting for it for good.
+    const r = await stdoutScenario('parent-stdout');
+    expect(r.report).toEqual({ results: [1, 2, 3, 4] });
+    expect(r.stdout.split('\n').filter((l) => l.startsWith('child line')).sort()).toEqual([1, 2, 3, 4].map((i) => `child line ${i}`));
+  });
+
+  it("a child's own write to stdout is not hidden by the parent's failed socket write of the same kind", async () => {
+    const r = await stdoutScenario('parent-socket');
+    expect(r.report).toEqual({ results: [1] });
+    expect(r.stdout.length).toBe((4 << 20) + 1);
+  });
+});
+
+/** Runs test/fixtures/child-stdout.js with its stdout read only after half a second, as a slow reader would. */
+async function stdoutScenario(mode: string): Promise<{ report: unknown; stdout: string }> {
+  const script = `"${process.execPath}" --single-threaded "${path.join(FIXTURES, 'child-stdout.js')}" ${mode} | (sleep 0.5; cat)`;
+  const r = await runCommand('sh', ['-c', script], { timeoutMs: 40_000 });
+  const last = r.stderr.trim().split('\n').at(-1) ?? '';
+  return { report: JSON.parse(last), stdout: r.stdout };
+}
+
+describe("the parent's nextTick callbacks queued in the forking macrotask", () => {
+  it('never run in a child (an atFork prepare hook queues one before each fork; sync items, pool and a generator)', async () => {
+    const marks = path.join(scratch(), 'ticks');
+    const parent = process.pid;
+    const off = atFork({
+      prepare() {
+        process.nextTick(() => fs.appendFileSync(marks, `${process.pid === parent ? 'parent' : 'child'}\n`));
+      },
+    });
+    try {
+      for (const items of [[1, 2, 3], (function* () {
+        yield* [1, 2, 3];
+      })()]) {
+        expect(await map(items, (i) => i * 2, { concurrency: 3, timeout: 20_000 })).toEqual([2, 4, 6]);
+      }
+    } finally {
+      off();
+    }
+    const lines = linesOf(marks);
+    expect(lines.filter((l) => l === 'child')).toEqual([]);
+    // Each fork's tick ran, in the parent.
+    expect(lines.length).toBeGreaterThanOrEqual(6);
   });
 });

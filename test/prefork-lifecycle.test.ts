@@ -1,9 +1,10 @@
 // prefork's lifecycle with real processes and real signals: graceful SIGTERM
 // through `cowfork serve`, the master's death, crash loops, hybrid threads.
+import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ROOT, isAlive, waitFor } from './helpers';
+import { FIXTURES, ROOT, isAlive, runNode, tempDir, waitFor } from './helpers';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { startMaster, startProcess } = require('./fixtures/prefork-harness.js');
 
@@ -156,5 +157,22 @@ describe('prefork lifecycle', () => {
     expect(replacements[0]).toBe(again.pid);
     expect(replacements).toContain(answeredBy);
     expect(await wedge).toBeInstanceOf(Error);
+  });
+
+  it("the master's handle in a worker: a master continuation a replacement worker runs cannot stop, restart or scale the master's workers", async () => {
+    const dir = tempDir();
+    try {
+      const r = await runNode(['--single-threaded', path.join(FIXTURES, 'prefork-master-continuation.js'), dir], { timeoutMs: 30_000 });
+      expect(r.code).toBe(0);
+      const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { exits: { num: number; code: number | null; signal: string | null; reason: string }[]; states: string[]; calls: string[] };
+      // The hazard was there: the replacement ran the master's code after the sleep, and called the three.
+      expect(out.calls).toHaveLength(1);
+      expect(out.calls[0]).toMatch(/^\d+$/);
+      // Before the master's own stop, the only exit is the worker it killed; both workers still serve.
+      expect(out.exits).toEqual([{ num: 0, code: null, signal: 'SIGKILL', reason: 'crash' }]);
+      expect(out.states).toEqual(['ready', 'ready']);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -84,6 +84,13 @@ export interface PreforkMasterEvents {
 /** The handle `prefork()` returns. Events: spawn, ready, exit, timeout, recycle, reload, reloaded, reloadError, forkError, stop. */
 export class PreforkMaster extends EventEmitter<PreforkMasterEvents> {
   readonly #impl: MasterImpl;
+  /**
+   * The process that made the master. A worker has a copy of this object, and runs the master's pending timers
+   * and their continuations (docs/prefork.md): a master's `await sleep(); master.stop()` ran in a worker forked
+   * meanwhile, whose copy sent SIGTERM to the other workers, which the real master then saw exit on their own. In
+   * any other process, restart(), reload() and stop() do nothing and never settle, and scale() does nothing.
+   */
+  readonly #pid = process.pid;
   /** Settles once every worker has reported ready (rejects with WorkerBootError if one dies first). */
   readonly ready: Promise<void>;
   /** The listening sockets the master opened, with the real port for port 0. */
@@ -120,7 +127,7 @@ export class PreforkMaster extends EventEmitter<PreforkMasterEvents> {
 
   /** Rolling restart: one worker at a time drains and is replaced by a fresh fork. */
   restart(): Promise<void> {
-    return this.#impl.restart();
+    return this.#elsewhere() ?? this.#impl.restart();
   }
 
   /**
@@ -130,18 +137,24 @@ export class PreforkMaster extends EventEmitter<PreforkMasterEvents> {
    * workers keep serving, if the new code fails to load or to boot.
    */
   reload(): Promise<void> {
-    return this.#impl.reload();
+    return this.#elsewhere() ?? this.#impl.reload();
   }
 
   /** Changes the number of workers; extra ones drain (highest nums first go), missing ones are forked. */
   scale(workers: number): void {
     if (workers === undefined) throw new TypeError('scale(workers): workers must be a non-negative integer');
-    this.#impl.scale(nonNegativeInteger(workers, 'scale(workers): workers', 0));
+    const n = nonNegativeInteger(workers, 'scale(workers): workers', 0);
+    if (this.#elsewhere() === null) this.#impl.scale(n);
   }
 
   /** Graceful stop: workers stop accepting and finish in-flight work (SIGKILL after shutdownTimeout). */
   stop(): Promise<void> {
-    return this.#impl.stop();
+    return this.#elsewhere() ?? this.#impl.stop();
+  }
+
+  /** In a process other than the master's (a worker's copy, see #pid): a promise that never settles; else null. */
+  #elsewhere(): Promise<void> | null {
+    return process.pid === this.#pid ? null : new Promise<void>(() => {});
   }
 }
 

@@ -449,6 +449,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"SHORT_POOL_WAIT", CF_FORK_SHORT_POOL_WAIT},
       {"SKIP_WORK_SETTLE", CF_FORK_SKIP_WORK_SETTLE},
       {"SKIP_PARENT_REQUESTS", CF_FORK_SKIP_PARENT_REQUESTS},
+      {"SKIP_REARM", CF_FORK_SKIP_REARM},
   };
   const cf__const_t dofork[] = {
       {"RANGED", CF_DOFORK_RANGED},

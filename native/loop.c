@@ -47,6 +47,28 @@ int64_t cf_loop_requests(uv_loop_t* loop) {
   return (int64_t)loop->active_reqs.count;
 }
 
+/* uv_loop_fork() makes a new epoll (kqueue) instance, and re-queues every fd
+ * watcher with `events` set to 0, so that the child's first poll adds it there
+ * anew; but it skips a watcher already queued for an update, whose `events`
+ * still holds what the parent's instance had. A socket whose interest changed
+ * in the forking turn of the loop (a partial write in a 'data' callback adds
+ * POLLOUT; a map() called there forks in the same turn) was then modified,
+ * not added: epoll_ctl(EPOLL_CTL_MOD) failed with ENOENT on the new instance,
+ * and libuv aborted the child (SIGABRT in uv__epoll_ctl_prep). Every watcher
+ * in the table is queued after uv_loop_fork(); with `events` at 0 each is
+ * added. `watchers`, `nwatchers` and uv__io_t's `events` are in uv.h's unix
+ * header, the same in libuv 1.46 to 1.52. Returns how many it reset. */
+int cf_loop_rearm_watchers(uv_loop_t* loop) {
+  int n = 0;
+  for (unsigned int i = 0; i < loop->nwatchers; i++) {
+    uv__io_t* w = loop->watchers[i];
+    if (w == NULL || w->events == 0) continue;
+    w->events = 0;
+    n++;
+  }
+  return n;
+}
+
 int cf_fork_parent_work_dropped(void) {
   return cf__dropped;
 }

@@ -116,6 +116,9 @@ function ticksOfThisProcess(nextTick: typeof process.nextTick): typeof process.n
     // A bad callback: let Node's own function throw its error.
     if (typeof callback !== 'function') return Reflect.apply(nextTick, this, [callback, ...args]);
     const queuedBy = process.pid;
+    // Node's own write bookkeeping on a stream the child shares (process.stdout) must run: dropped, a write the
+    // parent made in an atFork hook left a stale entry that swallowed the child's own write callbacks.
+    if (callback.name === 'afterWriteTick') return Reflect.apply(nextTick, this, [callback, ...args]);
     const own = (...a: unknown[]): void => {
       if (process.pid === queuedBy) callback(...a);
     };
@@ -131,14 +134,16 @@ export function libraryMacrotask(fn: () => void): void {
     if (process.pid !== owner) return;
     inLibraryMacrotask = true;
     const nextTick = process.nextTick;
-    process.nextTick = ticksOfThisProcess(nextTick);
+    const wrapper = ticksOfThisProcess(nextTick);
+    process.nextTick = wrapper;
     try {
       fn();
     } catch (err) {
       if (err !== CHILD_UNWIND) throw err;
     } finally {
       inLibraryMacrotask = false;
-      process.nextTick = nextTick;
+      // Unless the work patched it meanwhile (a child's item or a worker loading zone.js, an APM): theirs stays.
+      if (process.nextTick === wrapper) process.nextTick = nextTick;
     }
   });
 }

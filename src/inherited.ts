@@ -21,7 +21,7 @@ const noCompletion = (): void => {};
 /**
  * In a child: the parent's request objects in flight at the fork complete as no-ops here (see above). Node calls a
  * request's `oncomplete` when libuv finishes it. A request on an fd the child did not silence is left alone: fds
- * 0-2 and `keepFds`. A no-op completion of the parent's pending write to stdout (a pipe read slowly) left the
+ * 1, 2 and `keepFds` (fd 0 is silenced when the parent reads it). A no-op completion of the parent's pending write to stdout (a pipe read slowly) left the
  * child's process.stdout waiting for it for good, and every line the child wrote there was lost.
  * Returns how many were changed.
  */
@@ -32,7 +32,8 @@ export function forgetParentRequests(keepFds: readonly number[]): number {
     const r = req as { oncomplete?: unknown; handle?: { fd?: unknown } };
     if (typeof r.oncomplete !== 'function') continue;
     const fd = r.handle?.fd;
-    if (typeof fd === 'number' && (fd <= 2 || keepFds.includes(fd))) continue;
+    // Not `fd <= 2`: a destroyed socket's pending write reads -1, and its callback would run here.
+    if (typeof fd === 'number' && (fd === 1 || fd === 2 || keepFds.includes(fd))) continue;
     r.oncomplete = noCompletion;
     n++;
   }

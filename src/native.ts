@@ -139,6 +139,7 @@ export interface Native {
     readonly SHORT_POOL_WAIT: number;
     readonly SKIP_WORK_SETTLE: number;
     readonly SKIP_PARENT_REQUESTS: number;
+    readonly SKIP_REARM: number;
   };
   /** Exit codes of a forked child that cowfork itself failed (native/cowfork.h); describeExit() names them. */
   readonly EXIT_CODES: {

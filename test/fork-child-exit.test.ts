@@ -175,6 +175,35 @@ describe("a parent's request in flight at the fork never completes in a child", 
     }
   });
 
+  it('a write on a socket the parent destroyed just before the fork: its callback does not run in a child', async () => {
+    const marks = path.join(scratch(), 'destroyed');
+    const parent = process.pid;
+    const server = net.createServer((s) => s.pause());
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const sock = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+    sock.on('error', () => {});
+    try {
+      await new Promise((r) => sock.once('connect', r));
+      // Its pending write still lists a handle, whose fd now reads -1.
+      sock.write(Buffer.alloc(16 << 20), () => {
+        if (process.pid !== parent) fs.appendFileSync(marks, `ran in child ${process.pid}\n`);
+      });
+      sock.destroy();
+      const results = await map(
+        [1, 2],
+        async (i) => {
+          await new Promise((r) => setTimeout(r, 50));
+          return i;
+        },
+        { concurrency: 2, timeout: 20_000 },
+      );
+      expect(results).toEqual([1, 2]);
+    } finally {
+      server.close();
+    }
+    expect(linesOf(marks)).toEqual([]);
+  });
+
   it("a socket with no 'error' listener: the children do not crash on its failed write", async () => {
     await withStalledWrite(async () => {
       const results = await map(
@@ -234,5 +263,28 @@ describe("the parent's nextTick callbacks queued in the forking macrotask", () =
     expect(lines.filter((l) => l === 'child')).toEqual([]);
     // Each fork's tick ran, in the parent.
     expect(lines.length).toBeGreaterThanOrEqual(6);
+  });
+
+  it("Node's own write bookkeeping still runs: a child's write callback on stdout runs after the hook wrote there", async () => {
+    const r = await runCommand('sh', ['-c', `"${process.execPath}" --single-threaded "${path.join(FIXTURES, 'tick-stdout.js')}" | cat`], { timeoutMs: 30_000 });
+    const out = JSON.parse(r.stderr.trim().split('\n').at(-1)!) as { calls: number; pendingcb: number };
+    expect(out.calls).toBeGreaterThanOrEqual(1);
+    expect(out.pendingcb).toBe(0);
+  });
+
+  it('a process.nextTick patched by the work (an APM, zone.js) stays patched after the forking macrotask', async () => {
+    const names = await map(
+      [1, 2],
+      async () => {
+        const nodeTick = process.nextTick;
+        process.nextTick = function patched(this: unknown, ...args: Parameters<typeof process.nextTick>) {
+          return nodeTick.apply(this, args);
+        } as typeof process.nextTick;
+        await new Promise((r) => setTimeout(r, 20));
+        return process.nextTick.name;
+      },
+      { concurrency: 2, timeout: 20_000 },
+    );
+    expect(names).toEqual(['patched', 'patched']);
   });
 });

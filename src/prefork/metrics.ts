@@ -18,6 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { EventEmitter } from 'node:events';
 import { MetricsError } from '../errors';
+import { libraryTimeout } from '../fork';
 import { httpModule } from '../util';
 import { type Address, type Endpoint, closeSocket, openSocket } from './listen';
 import type { WorkerEvent, WorkerStats } from './types';
@@ -235,7 +236,8 @@ export class MetricsExporter {
     }
     const deadline = since + FRESH_WAIT_MS;
     while (waiting.size > 0 && performance.now() < deadline) {
-      await new Promise((r) => setTimeout(r, FRESH_POLL_MS));
+      // A library timer: cleared in a worker forked meanwhile, whose copy of this scrape must not go on.
+      await new Promise<void>((r) => libraryTimeout(r, FRESH_POLL_MS));
       for (const pid of waiting) {
         const w = live.get(pid)!;
         const s = readSnapshot(path.join(this.setup.dir, `${w.num}-${pid}.json`));

@@ -37,23 +37,25 @@ let requestsAtFork = 0;
 let parentRequests = new Set<object>();
 
 /** Node's active request objects (`process._getActiveRequests()`, Node 0.x to 26); empty where it is missing. */
-export function activeRequests(): object[] {
+function activeRequests(): object[] {
   const list = (process as unknown as { _getActiveRequests?: () => object[] })._getActiveRequests;
   return typeof list === 'function' ? list.call(process) : [];
 }
 
 /**
- * In a child, before it runs anything: whether the parent had requests in flight at the fork. Those its fork
- * dropped (native/loop.c) no longer count in the loop, but stay in Node's list.
+ * In the child, at the fork, before it runs anything: what is counted and listed then is the parent's. The list
+ * is read only when the parent had requests in flight; those its fork dropped (native/loop.c) no longer count in
+ * the loop, but stay in Node's list.
  */
-export function parentHadRequests(): boolean {
-  return native.loopRequests() > 0 || native.forkParentWork()[0] > 0;
-}
-
-/** In the child, at the fork: what is counted and listed then is the parent's. */
 export function noteRequestsAtFork(): void {
   requestsAtFork = native.loopRequests();
-  parentRequests = parentHadRequests() ? new Set(activeRequests()) : new Set();
+  const parentHad = requestsAtFork > 0 || native.forkParentWork()[0] > 0;
+  parentRequests = parentHad ? new Set(activeRequests()) : new Set();
+}
+
+/** In the child: the parent's request objects listed at the fork (src/inherited.ts gives them no-op completions). */
+export function inheritedRequests(): ReadonlySet<object> {
+  return parentRequests;
 }
 
 /** Requests this process made that are still pending (in a child: since its fork), as far as libuv counts them. */

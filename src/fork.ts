@@ -254,13 +254,14 @@ function childHygiene(options: ForkOptions, flags: number): void {
   routeFatalErrors();
   reseedRandom();
   forgetForkWarnings();
+  // What the loop counts and Node lists now is the parent's; what the hooks and the work add is the child's
+  // (src/child-exit.ts). The steps below start no request.
+  noteRequestsAtFork();
   if (!(flags & native.FORK_FLAGS.SKIP_PARENT_REQUESTS)) forgetParentRequests(options.keepFds ?? []);
   resetNodePools();
   watchInheritedWrites();
   forgetParentWorkers();
   releaseParentWriteStreams();
-  // What the loop counts now is the parent's; what the hooks and the work add is the child's (src/child-exit.ts).
-  noteRequestsAtFork();
   for (const h of hooks) h.child?.();
 }
 

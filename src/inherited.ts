@@ -12,7 +12,7 @@
 // first time the child writes to a connection some other library kept.
 import type http from 'node:http';
 import net from 'node:net';
-import { activeRequests, parentHadRequests } from './child-exit';
+import { inheritedRequests } from './child-exit';
 import { RECIPES } from './inspect';
 import { native } from './native';
 
@@ -20,15 +20,14 @@ const noCompletion = (): void => {};
 
 /**
  * In a child: the parent's request objects in flight at the fork complete as no-ops here (see above). Node calls a
- * request's `oncomplete` when libuv finishes it. A request on an fd the child did not silence is left alone: fds
+ * request's `oncomplete` when libuv finishes it; the list is the one src/child-exit.ts noted at the fork. A request on an fd the child did not silence is left alone: fds
  * 1, 2 and `keepFds` (fd 0 is silenced when the parent reads it). A no-op completion of the parent's pending write to stdout (a pipe read slowly) left the
  * child's process.stdout waiting for it for good, and every line the child wrote there was lost.
  * Returns how many were changed.
  */
 export function forgetParentRequests(keepFds: readonly number[]): number {
-  if (!parentHadRequests()) return 0;
   let n = 0;
-  for (const req of activeRequests()) {
+  for (const req of inheritedRequests()) {
     const r = req as { oncomplete?: unknown; handle?: { fd?: unknown } };
     if (typeof r.oncomplete !== 'function') continue;
     const fd = r.handle?.fd;

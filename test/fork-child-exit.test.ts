@@ -10,20 +10,12 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import pino from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { DRAIN_MS } from '../src/child-exit';
 import { atFork, map } from '../src/index';
-import { FIXTURES, runCommand, runNode, tempDir } from './helpers';
+import { FIXTURES, runCommand, runNode, scratchDirs } from './helpers';
 
-const dirs: string[] = [];
-function scratch(): string {
-  const d = tempDir('cowfork-child-exit-');
-  dirs.push(d);
-  return d;
-}
-afterEach(() => {
-  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
-});
+const scratch = scratchDirs('cowfork-child-exit-');
 
 const ITEMS = Array.from({ length: 40 }, (_, i) => i);
 

@@ -6,19 +6,11 @@
 // logging while map children log through the same stream.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { map } from '../src/index';
-import { tempDir, waitFor } from './helpers';
+import { scratchDirs, waitFor } from './helpers';
 
-const dirs: string[] = [];
-function scratch(): string {
-  const d = tempDir('cowfork-write-streams-');
-  dirs.push(d);
-  return d;
-}
-afterEach(() => {
-  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
-});
+const scratch = scratchDirs('cowfork-write-streams-');
 
 /** Writes parent lines as fast as the stream takes them, until stopped; resolves to how many it wrote. */
 function busyLogger(out: fs.WriteStream): { stop(): Promise<number> } {

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { afterAll, beforeAll } from 'vitest';
+import { afterAll, afterEach, beforeAll } from 'vitest';
 import { native } from '../src/native';
 
 export const ROOT = path.resolve(__dirname, '..');
@@ -108,6 +108,22 @@ export function scratchDirsOf(pid = process.pid): string[] {
 
 export function tempDir(prefix = 'cowfork-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/**
+ * For a test file: a function that makes a temporary directory (`tempDir(prefix)`); each is removed after the
+ * test that made it.
+ */
+export function scratchDirs(prefix?: string): () => string {
+  const dirs: string[] = [];
+  afterEach(() => {
+    for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+  });
+  return () => {
+    const d = tempDir(prefix);
+    dirs.push(d);
+    return d;
+  };
 }
 
 export async function waitFor(cond: () => boolean, timeoutMs = 10_000, stepMs = 10): Promise<void> {

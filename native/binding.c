@@ -450,6 +450,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"SKIP_WORK_SETTLE", CF_FORK_SKIP_WORK_SETTLE},
       {"SKIP_PARENT_REQUESTS", CF_FORK_SKIP_PARENT_REQUESTS},
       {"SKIP_REARM", CF_FORK_SKIP_REARM},
+      {"SKIP_PARENT_WRITES", CF_FORK_SKIP_PARENT_WRITES},
   };
   const cf__const_t dofork[] = {
       {"RANGED", CF_DOFORK_RANGED},

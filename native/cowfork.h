@@ -39,7 +39,8 @@ enum {
   /* Read by the JavaScript side only: leave the completions of the parent's
    * requests in flight as they are in the child (src/inherited.ts). */
   CF_FORK_SKIP_PARENT_REQUESTS = 1 << 14,
-  CF_FORK_SKIP_REARM = 1 << 15 /* leave uv_loop_fork's re-arming of the fd watchers as it is */
+  CF_FORK_SKIP_REARM = 1 << 15, /* leave uv_loop_fork's re-arming of the fd watchers as it is */
+  CF_FORK_SKIP_PARENT_WRITES = 1 << 16 /* let the child go on with the parent's stream writes */
 };
 
 /* Exit codes a forked child uses for cowfork's own failures, so that the
@@ -129,6 +130,7 @@ void cf_loop_before_fork(void);              /* parent: finds libuv's slow I/O c
 int cf_loop_forget_parent_work(uv_loop_t* loop);
 int64_t cf_loop_requests(uv_loop_t* loop);  /* requests the loop counts as active */
 int cf_loop_rearm_watchers(uv_loop_t* loop); /* child, after uv_loop_fork: every fd watcher is added anew */
+int cf_loop_empty_parent_writes(uv_loop_t* loop); /* child: the parent's pending stream writes finish empty */
 int cf_fork_parent_work_dropped(void);       /* child: requests dropped by its fork, or -1 */
 int cf_fork_slow_io_reset(void);             /* child: the slow I/O count its fork reset, or -1 */
 

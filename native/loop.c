@@ -69,6 +69,62 @@ int cf_loop_rearm_watchers(uv_loop_t* loop) {
   return n;
 }
 
+/* The parent's stream writes in flight at the fork. libuv keeps a stream's
+ * pending writes on its write_queue, each with the part of its buffers not yet
+ * written; the child's copy of the loop goes on writing that part once it runs.
+ * The parent writes it too, so every child sent the rest of the parent's write
+ * again: 1 MiB written to a stdout pipe read slowly arrived three times with
+ * two children. In the child each pending write keeps only an empty buffer,
+ * and the stream is queued for the loop's first turn (its pending queue, as
+ * libuv's own uv__io_feed does): a zero-length write then finishes it at once,
+ * even on a full pipe, and Node completes it as usual. The parent's callback
+ * on a silenced connection does nothing (src/inherited.ts); on stdout and
+ * stderr it lets the child's own writes, queued behind it, go out. A handle to
+ * send along (IPC) is dropped as well.
+ *
+ * stream->write_queue, write_queue_size, io_watcher, loop->pending_queue and
+ * uv_write_t's write_index, bufs, nbufs and send_handle are in uv.h and its
+ * unix header, the same in libuv 1.46 to 1.52. Returns how many writes it
+ * emptied. */
+static void cf__empty_writes(uv_handle_t* handle, void* arg) {
+  int* n = (int*)arg;
+  uv_stream_t* stream = (uv_stream_t*)handle;
+  struct uv__queue* head;
+
+  if (handle->type != UV_TCP && handle->type != UV_NAMED_PIPE && handle->type != UV_TTY) return;
+  if (uv_is_closing(handle) || stream->io_watcher.fd < 0) return;
+  head = &stream->write_queue;
+  if (head->next == head) return;
+
+  for (struct uv__queue* q = head->next; q != head; q = q->next) {
+    uv_write_t* req = (uv_write_t*)((char*)q - offsetof(uv_write_t, queue));
+    if (req->bufs == NULL || req->write_index >= req->nbufs) continue;
+    for (unsigned int i = req->write_index; i < req->nbufs; i++) {
+      size_t len = req->bufs[i].len;
+      stream->write_queue_size -= len < stream->write_queue_size ? len : stream->write_queue_size;
+    }
+    req->bufs[req->write_index].len = 0;
+    req->nbufs = req->write_index + 1;
+    req->send_handle = NULL;
+    (*n)++;
+  }
+
+  struct uv__queue* pending = &stream->io_watcher.pending_queue;
+  if (pending->next == pending) {
+    struct uv__queue* tail = &stream->loop->pending_queue;
+    pending->next = tail;
+    pending->prev = tail->prev;
+    tail->prev->next = pending;
+    tail->prev = pending;
+  }
+}
+
+int cf_loop_empty_parent_writes(uv_loop_t* loop) {
+  int n = 0;
+  uv_walk(loop, cf__empty_writes, &n);
+  return n;
+}
+
 int cf_fork_parent_work_dropped(void) {
   return cf__dropped;
 }

@@ -26,6 +26,9 @@
 // own are the listed objects it did not inherit, and for libuv's count
 // (threadpool work Node lists no object for: zlib, crypto) the level at the
 // fork is lowered by each of the parent's objects that has left the list.
+// A line written to stdout or stderr while the parent's write there is still
+// in flight waits in the stream's own buffer, where no request counts it; so
+// the child also waits for those buffers to empty.
 import { native } from './native';
 
 /** How long a child that has finished its work waits for its own pending requests. */
@@ -35,6 +38,8 @@ const POLL_MS = 1;
 let requestsAtFork = 0;
 /** The parent's request objects listed at the fork; empty when it had none in flight. */
 let parentRequests = new Set<object>();
+/** Of fds 1 and 2, those with a write of the parent's in flight at the fork. */
+let busyStdio: number[] = [];
 
 /** Node's active request objects (`process._getActiveRequests()`, Node 0.x to 26); empty where it is missing. */
 function activeRequests(): object[] {
@@ -51,6 +56,27 @@ export function noteRequestsAtFork(): void {
   requestsAtFork = native.loopRequests();
   const parentHad = requestsAtFork > 0 || native.forkParentWork()[0] > 0;
   parentRequests = parentHad ? new Set(activeRequests()) : new Set();
+  busyStdio = [1, 2].filter((fd) => [...parentRequests].some((r) => requestFd(r) === fd));
+}
+
+/** The fd of a request's handle (a stream write's), or -1. */
+export function requestFd(req: object): number {
+  const fd = (req as { handle?: { fd?: unknown } }).handle?.fd;
+  return typeof fd === 'number' ? fd : -1;
+}
+
+/**
+ * How many of stdout and stderr hold lines of the child's own that are not yet handed to libuv. A stream writes
+ * one request at a time: behind a parent's write in flight at the fork (a pipe read slowly), a child's line waits
+ * in the stream's buffer, where no request counts it, until that write completes in the child (native/loop.c).
+ */
+function bufferedStdio(): number {
+  let n = 0;
+  for (const fd of busyStdio) {
+    const stream = fd === 1 ? process.stdout : process.stderr;
+    if (stream.writableLength > 0) n++;
+  }
+  return n;
 }
 
 /** In the child: the parent's request objects listed at the fork (src/inherited.ts gives them no-op completions). */
@@ -72,7 +98,7 @@ function ownPending(): number {
     else own++;
   }
   const parentGone = parentRequests.size - parentLeft;
-  return Math.max(own, ownRequests() + parentGone);
+  return Math.max(own, ownRequests() + parentGone) + bufferedStdio();
 }
 
 /** Leaves the child at once, without the parent's exit handlers or libuv teardown. */

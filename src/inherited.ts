@@ -12,7 +12,7 @@
 // first time the child writes to a connection some other library kept.
 import type http from 'node:http';
 import net from 'node:net';
-import { inheritedRequests } from './child-exit';
+import { inheritedRequests, requestFd } from './child-exit';
 import { RECIPES } from './inspect';
 import { native } from './native';
 
@@ -20,19 +20,21 @@ const noCompletion = (): void => {};
 
 /**
  * In a child: the parent's request objects in flight at the fork complete as no-ops here (see above). Node calls a
- * request's `oncomplete` when libuv finishes it; the list is the one src/child-exit.ts noted at the fork. A request on an fd the child did not silence is left alone: fds
- * 1, 2 and `keepFds` (fd 0 is silenced when the parent reads it). A no-op completion of the parent's pending write to stdout (a pipe read slowly) left the
- * child's process.stdout waiting for it for good, and every line the child wrote there was lost.
+ * request's `oncomplete` when libuv finishes it; the list is the one src/child-exit.ts noted at the fork. A request
+ * on an fd the child did not silence is left alone: fds 1, 2 and `keepFds` (fd 0 is silenced when the parent reads
+ * it). A no-op completion of the parent's pending write to stdout (a pipe read slowly) left the child's
+ * process.stdout waiting for it for good, and every line the child wrote there was lost. That write completes in
+ * the child without sending anything (native/loop.c empties it), and the child's own lines queued behind it go out.
  * Returns how many were changed.
  */
 export function forgetParentRequests(keepFds: readonly number[]): number {
   let n = 0;
   for (const req of inheritedRequests()) {
-    const r = req as { oncomplete?: unknown; handle?: { fd?: unknown } };
+    const r = req as { oncomplete?: unknown };
     if (typeof r.oncomplete !== 'function') continue;
-    const fd = r.handle?.fd;
+    const fd = requestFd(req);
     // Not `fd <= 2`: a destroyed socket's pending write reads -1, and its callback would run here.
-    if (typeof fd === 'number' && (fd === 1 || fd === 2 || keepFds.includes(fd))) continue;
+    if (fd === 1 || fd === 2 || (fd >= 0 && keepFds.includes(fd))) continue;
     r.oncomplete = noCompletion;
     n++;
   }

@@ -140,6 +140,7 @@ export interface Native {
     readonly SKIP_WORK_SETTLE: number;
     readonly SKIP_PARENT_REQUESTS: number;
     readonly SKIP_REARM: number;
+    readonly SKIP_PARENT_WRITES: number;
   };
   /** Exit codes of a forked child that cowfork itself failed (native/cowfork.h); describeExit() names them. */
   readonly EXIT_CODES: {

@@ -13,6 +13,7 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { DRAIN_MS } from '../src/child-exit';
 import { atFork, map } from '../src/index';
+import { native } from '../src/native';
 import { FIXTURES, runCommand, runNode, scratchDirs } from './helpers';
 
 const scratch = scratchDirs('cowfork-child-exit-');
@@ -218,6 +219,26 @@ describe("a parent's request in flight at the fork never completes in a child", 
     expect([...r.stdout.matchAll(/child line (\d)/g)].map((m) => m[1]).sort()).toEqual(['1', '2', '3', '4']);
   });
 
+  it("the rest of the parent's write to stdout in flight at the fork is sent once, by the parent (not again by each child)", async () => {
+    for (const mode of ['parent-stdout', 'parent-stdout-sync']) {
+      const r = await stdoutScenario(mode);
+      expect(r.report).toEqual({ results: [1, 2, 3, 4] });
+      expect(r.stdout.replace(/[^P]/g, '').length).toBe(1 << 20);
+    }
+    // The hazard, without native/loop.c's emptying of the parent's writes: each child writes the rest again.
+    const unsafe = String(native.FORK_FLAGS.SKIP_PARENT_WRITES);
+    const bare = await stdoutScenario('parent-stdout', { COWFORK_TEST_UNSAFE_FLAGS: unsafe });
+    expect(bare.report).toEqual({ results: [1, 2, 3, 4] });
+    expect(bare.stdout.replace(/[^P]/g, '').length).toBeGreaterThan(1 << 20);
+  });
+
+  it('a child that writes to stdout behind that write and returns at once: its line is not lost', async () => {
+    // The line waits in the stream's buffer, where no request counts it; the child left at once and lost it.
+    const r = await stdoutScenario('parent-stdout-sync');
+    expect(r.report).toEqual({ results: [1, 2, 3, 4] });
+    expect([...r.stdout.matchAll(/child line (\d)/g)].map((m) => m[1]).sort()).toEqual(['1', '2', '3', '4']);
+  });
+
   it("a child's own write to stdout is not hidden by the parent's failed socket write of the same kind", async () => {
     const r = await stdoutScenario('parent-socket');
     expect(r.report).toEqual({ results: [1] });
@@ -226,9 +247,12 @@ describe("a parent's request in flight at the fork never completes in a child", 
 });
 
 /** Runs test/fixtures/child-stdout.js with its stdout read only after half a second, as a slow reader would. */
-async function stdoutScenario(mode: string): Promise<{ report: unknown; stdout: string }> {
+async function stdoutScenario(
+  mode: string,
+  env: Record<string, string> = {},
+): Promise<{ report: unknown; stdout: string }> {
   const script = `"${process.execPath}" --single-threaded "${path.join(FIXTURES, 'child-stdout.js')}" ${mode} | (sleep 0.5; cat)`;
-  const r = await runCommand('sh', ['-c', script], { timeoutMs: 40_000 });
+  const r = await runCommand('sh', ['-c', script], { timeoutMs: 40_000, env: { ...process.env, ...env } });
   const last = r.stderr.trim().split('\n').at(-1) ?? '';
   return { report: JSON.parse(last), stdout: r.stdout };
 }

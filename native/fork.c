@@ -110,7 +110,7 @@ int cf_fork(uv_loop_t* loop, const int* keep_fds, int nkeep, int flags) {
       err = uv_loop_fork(loop);
       if (err < 0) _exit(CF_EXIT_LOOP_FORK);
       if (!(flags & CF_FORK_SKIP_REARM)) cf_loop_rearm_watchers(loop);
-      if (!(flags & CF_FORK_SKIP_PARENT_WRITES)) cf_loop_empty_parent_writes(loop);
+      if (!(flags & CF_FORK_SKIP_PARENT_WRITES)) cf_loop_empty_parent_writes(loop, keep_fds, nkeep);
     }
   }
 

@@ -69,31 +69,51 @@ int cf_loop_rearm_watchers(uv_loop_t* loop) {
   return n;
 }
 
-/* The parent's stream writes in flight at the fork. libuv keeps a stream's
- * pending writes on its write_queue, each with the part of its buffers not yet
- * written; the child's copy of the loop goes on writing that part once it runs.
- * The parent writes it too, so every child sent the rest of the parent's write
- * again: 1 MiB written to a stdout pipe read slowly arrived three times with
- * two children. In the child each pending write keeps only an empty buffer,
- * and the stream is queued for the loop's first turn (its pending queue, as
- * libuv's own uv__io_feed does): a zero-length write then finishes it at once,
- * even on a full pipe, and Node completes it as usual. The parent's callback
- * on a silenced connection does nothing (src/inherited.ts); on stdout and
- * stderr it lets the child's own writes, queued behind it, go out. A handle to
- * send along (IPC) is dropped as well.
+/* The parent's stream writes in flight at the fork, on the streams the child
+ * shares with the parent's peer: stdout, stderr and keepFds (native/silence.c
+ * replaces every other stream's fd, and a write there fails or is absorbed).
+ * libuv keeps a stream's pending writes on its write_queue, each with the part
+ * of its buffers not yet written; the child's copy of the loop went on writing
+ * that part once it ran. The parent writes it too, so every child sent the
+ * rest of the parent's write again: 1 MiB written to a stdout pipe read slowly
+ * arrived three times with two children. In the child each such write keeps
+ * only an empty buffer, and the stream is queued for the loop's first turn
+ * (its pending queue, as libuv's own uv__io_feed does): a zero-length write
+ * then finishes it at once, even on a full pipe, and Node completes it as
+ * usual, so the child's own writes queued behind it go out. A handle to send
+ * along (IPC) is dropped as well.
  *
  * stream->write_queue, write_queue_size, io_watcher, loop->pending_queue and
  * uv_write_t's write_index, bufs, nbufs and send_handle are in uv.h and its
- * unix header, the same in libuv 1.46 to 1.52. Returns how many writes it
- * emptied. */
+ * unix header, the same in libuv 1.46 to 1.52. */
+typedef struct {
+  const int* keep;
+  int nkeep;
+  int emptied;
+} cf__empty_ctx_t;
+
+static int cf__shared_fd(const cf__empty_ctx_t* ctx, int fd) {
+  if (fd == 1 || fd == 2) return 1;
+  for (int i = 0; i < ctx->nkeep; i++)
+    if (ctx->keep[i] == fd) return 1;
+  return 0;
+}
+
+static void cf__queue_tail(struct uv__queue* head, struct uv__queue* q) {
+  q->next = head;
+  q->prev = head->prev;
+  head->prev->next = q;
+  head->prev = q;
+}
+
 static void cf__empty_writes(uv_handle_t* handle, void* arg) {
-  int* n = (int*)arg;
+  cf__empty_ctx_t* ctx = (cf__empty_ctx_t*)arg;
   uv_stream_t* stream = (uv_stream_t*)handle;
-  struct uv__queue* head;
+  struct uv__queue* head = &stream->write_queue;
+  struct uv__queue* pending = &stream->io_watcher.pending_queue;
 
   if (handle->type != UV_TCP && handle->type != UV_NAMED_PIPE && handle->type != UV_TTY) return;
-  if (uv_is_closing(handle) || stream->io_watcher.fd < 0) return;
-  head = &stream->write_queue;
+  if (uv_is_closing(handle) || !cf__shared_fd(ctx, stream->io_watcher.fd)) return;
   if (head->next == head) return;
 
   for (struct uv__queue* q = head->next; q != head; q = q->next) {
@@ -106,23 +126,15 @@ static void cf__empty_writes(uv_handle_t* handle, void* arg) {
     req->bufs[req->write_index].len = 0;
     req->nbufs = req->write_index + 1;
     req->send_handle = NULL;
-    (*n)++;
+    ctx->emptied++;
   }
-
-  struct uv__queue* pending = &stream->io_watcher.pending_queue;
-  if (pending->next == pending) {
-    struct uv__queue* tail = &stream->loop->pending_queue;
-    pending->next = tail;
-    pending->prev = tail->prev;
-    tail->prev->next = pending;
-    tail->prev = pending;
-  }
+  if (pending->next == pending) cf__queue_tail(&stream->loop->pending_queue, pending);
 }
 
-int cf_loop_empty_parent_writes(uv_loop_t* loop) {
-  int n = 0;
-  uv_walk(loop, cf__empty_writes, &n);
-  return n;
+int cf_loop_empty_parent_writes(uv_loop_t* loop, const int* keep_fds, int nkeep) {
+  cf__empty_ctx_t ctx = {keep_fds, nkeep, 0};
+  uv_walk(loop, cf__empty_writes, &ctx);
+  return ctx.emptied;
 }
 
 int cf_fork_parent_work_dropped(void) {

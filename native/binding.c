@@ -451,6 +451,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"SKIP_PARENT_REQUESTS", CF_FORK_SKIP_PARENT_REQUESTS},
       {"SKIP_REARM", CF_FORK_SKIP_REARM},
       {"SKIP_PARENT_WRITES", CF_FORK_SKIP_PARENT_WRITES},
+      {"SKIP_PARENT_STDIO", CF_FORK_SKIP_PARENT_STDIO},
   };
   const cf__const_t dofork[] = {
       {"RANGED", CF_DOFORK_RANGED},

@@ -40,7 +40,9 @@ enum {
    * requests in flight as they are in the child (src/inherited.ts). */
   CF_FORK_SKIP_PARENT_REQUESTS = 1 << 14,
   CF_FORK_SKIP_REARM = 1 << 15, /* leave uv_loop_fork's re-arming of the fd watchers as it is */
-  CF_FORK_SKIP_PARENT_WRITES = 1 << 16 /* let the child go on with the parent's stream writes */
+  CF_FORK_SKIP_PARENT_WRITES = 1 << 16, /* let the child go on with the parent's stream writes */
+  /* JS only: leave the parent's buffered stdout and stderr lines in a child's streams (src/stdio.ts) */
+  CF_FORK_SKIP_PARENT_STDIO = 1 << 17
 };
 
 /* Exit codes a forked child uses for cowfork's own failures, so that the

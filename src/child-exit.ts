@@ -59,6 +59,11 @@ export function noteRequestsAtFork(): void {
   busyStdio = [1, 2].filter((fd) => [...parentRequests].some((r) => requestFd(r) === fd));
 }
 
+/** In the child: of fds 1 and 2, those the parent had a write in flight on at the fork. */
+export function parentBusyStdio(): readonly number[] {
+  return busyStdio;
+}
+
 /** The fd of a request's handle (a stream write's), or -1. */
 export function requestFd(req: object): number {
   const fd = (req as { handle?: { fd?: unknown } }).handle?.fd;

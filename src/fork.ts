@@ -4,13 +4,14 @@
 import module from 'node:module';
 import os from 'node:os';
 import { dropParentSignalListeners, trackTimedSignals } from './abort-signals';
-import { childFatal, leaveChild, noteRequestsAtFork } from './child-exit';
+import { childFatal, leaveChild, noteRequestsAtFork, parentBusyStdio } from './child-exit';
 import { ForkUnsafeError, signalName } from './errors';
 import { forgetParentRequests, resetNodePools, watchInheritedWrites } from './inherited';
 import { forgetForkWarnings, noteConnectionsBeforeFork, noteThreadsBeforeFork, noteWorkersBeforeFork, warnAfterFork } from './inspect';
 import { HUP, READ, native } from './native';
 import { warnIfPoolUnrepaired } from './pool-repair';
 import { prepareRandom, reseedRandom } from './random';
+import { releaseParentStdio, warnIfStdioUnknown } from './stdio';
 import { dropParentTimers, recordTimerOwners, warnIfTimersUnknown } from './timers';
 import { warnFromParent } from './warn';
 import { dropParentWatchers, trackWatchers } from './watchers';
@@ -258,6 +259,7 @@ function childHygiene(options: ForkOptions, flags: number): void {
   // (src/child-exit.ts). The steps below start no request.
   noteRequestsAtFork();
   if (!(flags & native.FORK_FLAGS.SKIP_PARENT_REQUESTS)) forgetParentRequests(options.keepFds ?? []);
+  if (!(flags & native.FORK_FLAGS.SKIP_PARENT_STDIO)) releaseParentStdio(parentBusyStdio());
   resetNodePools();
   watchInheritedWrites();
   forgetParentWorkers();
@@ -335,6 +337,7 @@ export function forkChild(body: () => number | Promise<number>, options: ForkOpt
   const death = havePidfd() ? null : native.pipe(false);
   prepareRandom();
   warnIfImmediatesUnknown();
+  warnIfStdioUnknown();
   if (options.dropParentWork) warnIfTimersUnknown();
   for (let i = hooks.length - 1; i >= 0; i--) hooks[i].prepare?.();
   noteThreadsBeforeFork();

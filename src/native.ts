@@ -141,6 +141,7 @@ export interface Native {
     readonly SKIP_PARENT_REQUESTS: number;
     readonly SKIP_REARM: number;
     readonly SKIP_PARENT_WRITES: number;
+    readonly SKIP_PARENT_STDIO: number;
   };
   /** Exit codes of a forked child that cowfork itself failed (native/cowfork.h); describeExit() names them. */
   readonly EXIT_CODES: {

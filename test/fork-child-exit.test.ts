@@ -232,6 +232,33 @@ describe("a parent's request in flight at the fork never completes in a child", 
     expect(bare.stdout.replace(/[^P]/g, '').length).toBeGreaterThan(1 << 20);
   });
 
+  it("the parent's lines buffered behind that write, and its writer waiting for 'drain', stay the parent's", async () => {
+    const count = (out: string): Record<string, number> => {
+      const seen: Record<string, number> = {};
+      for (const m of out.matchAll(/(parent buffered \d|parent after drain|child line \d)\n/g)) seen[m[1]] = (seen[m[1]] ?? 0) + 1;
+      return seen;
+    };
+    const once = {
+      'parent buffered 0': 1,
+      'parent buffered 1': 1,
+      'parent buffered 2': 1,
+      'parent after drain': 1,
+      'child line 1': 1,
+      'child line 2': 1,
+      'child line 3': 1,
+      'child line 4': 1,
+    };
+    const r = await stdoutScenario('parent-buffered');
+    expect(r.report).toEqual({ results: [1, 2, 3, 4] });
+    expect(count(r.stdout)).toEqual(once);
+    expect(r.stdout.replace(/[^P]/g, '').length).toBe(1 << 20);
+    // The hazard, without src/stdio.ts: each child writes the parent's buffered lines, and its 'drain' line, again.
+    const unsafe = String(native.FORK_FLAGS.SKIP_PARENT_STDIO);
+    const bare = count((await stdoutScenario('parent-buffered', { COWFORK_TEST_UNSAFE_FLAGS: unsafe })).stdout);
+    expect(bare['parent buffered 0']).toBeGreaterThan(1);
+    expect(bare['parent after drain']).toBeGreaterThan(1);
+  });
+
   it('a child that writes to stdout behind that write and returns at once: its line is not lost', async () => {
     // The line waits in the stream's buffer, where no request counts it; the child left at once and lost it.
     const r = await stdoutScenario('parent-stdout-sync');

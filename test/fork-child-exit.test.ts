@@ -259,6 +259,14 @@ describe("a parent's request in flight at the fork never completes in a child", 
     expect(bare['parent after drain']).toBeGreaterThan(1);
   });
 
+  it("where Writable's buffer is not as cowfork expects: nothing is changed, one COWFORK_STDIO_UNKNOWN warning", async () => {
+    const r = await stdoutScenario('parent-buffered-foreign');
+    expect(r.report).toEqual({ results: [1, 2, 3, 4], warnings: ['COWFORK_STDIO_UNKNOWN'] });
+    // As without src/stdio.ts: the parent's buffered lines come again from the children; every child line arrives.
+    expect(r.stdout.match(/parent buffered 0\n/g)?.length).toBeGreaterThan(1);
+    expect([...r.stdout.matchAll(/child line (\d)/g)].map((m) => m[1]).sort()).toEqual(['1', '2', '3', '4']);
+  });
+
   it('a child that writes to stdout behind that write and returns at once: its line is not lost', async () => {
     // The line waits in the stream's buffer, where no request counts it; the child left at once and lost it.
     const r = await stdoutScenario('parent-stdout-sync');

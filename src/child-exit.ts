@@ -30,6 +30,7 @@
 // in flight waits in the stream's own buffer, where no request counts it; so
 // the child also waits for those buffers to empty.
 import { native } from './native';
+import { bufferedOwnStreams } from './write-streams';
 
 /** How long a child that has finished its work waits for its own pending requests. */
 export const DRAIN_MS = 5000;
@@ -103,7 +104,7 @@ function ownPending(): number {
     else own++;
   }
   const parentGone = parentRequests.size - parentLeft;
-  return Math.max(own, ownRequests() + parentGone) + bufferedStdio();
+  return Math.max(own, ownRequests() + parentGone) + bufferedStdio() + bufferedOwnStreams();
 }
 
 /** Leaves the child at once, without the parent's exit handlers or libuv teardown. */

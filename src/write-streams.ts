@@ -17,14 +17,28 @@
 // fork (a pipe, a logger under backpressure) gets the fresh stream's first
 // 'drain', and may then write what it had buffered for the parent. Left as
 // they were: a stream opened at a fixed position (`start`: its writes are
-// positional, and the child's would overwrite the parent's), one still
-// opening its file (`pending`: the child has no fd to write to), and one the
-// parent was ending or destroying. cowfork notes each WriteStream that writes
-// (weakly) to find them.
+// positional, and the child's would overwrite the parent's), and one the
+// parent was ending or destroying.
+//
+// A stream still opening its file at the fork (`fs.createWriteStream(path)`
+// just before a map()) never opens in a child: the open runs on the parent's
+// threadpool. Every line the child wrote stayed buffered and was lost, with no
+// error (0 of 4). Opened for appending (flags 'a', a log file), the child
+// opens the file again itself on its first write, and its lines are appended,
+// as the parent's are. Opened any other way ('w' truncates, and the parent
+// writes at its own offset, over whatever the child appended), the child's
+// write() and end() throw an error that says why and what to do.
+//
+// cowfork notes (weakly) each WriteStream as it starts opening its file or
+// first writes, to find them.
 import fs from 'node:fs';
 import { WeakList, ownMethod, processState } from './util';
 
 const NOTED = Symbol('cowfork.writeStreamNoted');
+/** The pid of the process that started opening the stream's file. */
+const OPENING_IN = Symbol('cowfork.writeStreamOpeningIn');
+
+type NotedStream = fs.WriteStream & { [NOTED]?: true; [OPENING_IN]?: number };
 
 interface StreamState {
   installed: boolean;
@@ -34,7 +48,7 @@ interface StreamState {
 
 const state = processState<StreamState>('cowfork.writeStreams', () => ({ installed: false, streams: new WeakList() }));
 
-function note(s: fs.WriteStream & { [NOTED]?: true }): void {
+function note(s: NotedStream): void {
   if (s[NOTED]) return;
   s[NOTED] = true;
   state.streams.add(s);
@@ -51,6 +65,14 @@ export function trackWriteStreams(): void {
   ownMethod(proto, 'write', function write(this: fs.WriteStream, ...args: unknown[]) {
     note(this);
     return Reflect.apply(nodeWrite, this, args);
+  });
+  // Node opens the file from _construct (Node 15 to 26; not from `open`, whose patching Node treats as legacy).
+  const nodeConstruct = proto._construct;
+  if (typeof nodeConstruct !== 'function') return;
+  ownMethod(proto, '_construct', function _construct(this: NotedStream, ...args: unknown[]) {
+    this[OPENING_IN] = process.pid;
+    note(this);
+    return Reflect.apply(nodeConstruct, this, args);
   });
 }
 
@@ -72,23 +94,90 @@ function redirectable(s: fs.WriteStream): boolean {
   );
 }
 
-/** In the child: `s` writes through a fresh stream on its fd; what the parent had pending stays the parent's. */
-function redirect(s: fs.WriteStream): void {
-  const own = fs.createWriteStream('', { fd: fdOf(s)!, autoClose: false, emitClose: false });
+/** Whether `s` was still opening its file in another process (the parent) at the fork (see above). */
+function openingElsewhere(s: NotedStream): boolean {
+  return (
+    s.pending &&
+    !s.writableEnded &&
+    !s.destroyed &&
+    s[OPENING_IN] !== undefined &&
+    s[OPENING_IN] !== process.pid &&
+    typeof s.path === 'string'
+  );
+}
+
+/**
+ * In the child: `s`'s write, end, cork and uncork go to the stream `make()` returns, made on the first of them;
+ * its 'drain', 'finish' and 'error' are emitted on `s`. What the parent had pending stays the parent's.
+ */
+function redirect(s: fs.WriteStream, make: () => fs.WriteStream): void {
+  let own: fs.WriteStream | null = null;
+  const target = (): fs.WriteStream => {
+    if (own !== null) return own;
+    own = make();
+    ownStreams.add(own);
+    own.on('drain', () => s.emit('drain'));
+    own.on('finish', () => s.emit('finish'));
+    own.on('error', (err) => s.emit('error', err));
+    return own;
+  };
   for (const key of ['write', 'end', 'cork', 'uncork'] as const) {
-    const fn = own[key] as (...args: unknown[]) => unknown;
     ownMethod(s, key, (...args: unknown[]) => {
-      const r = Reflect.apply(fn, own, args);
-      return r === own ? s : r;
+      const to = target();
+      const r = Reflect.apply(to[key] as (...a: unknown[]) => unknown, to, args);
+      return r === to ? s : r;
     });
   }
-  own.on('drain', () => s.emit('drain'));
-  own.on('finish', () => s.emit('finish'));
-  own.on('error', (err) => s.emit('error', err));
+}
+
+/** In the child: write() and end() on `s` throw `err` (see above). */
+function refuse(s: fs.WriteStream, err: Error): void {
+  for (const key of ['write', 'end'] as const) {
+    ownMethod(s, key, () => {
+      throw err;
+    });
+  }
+}
+
+function stillOpeningError(s: fs.WriteStream): Error {
+  return new Error(
+    `cowfork: this fs.WriteStream (${String(s.path)}, flags '${String((s as { flags?: unknown }).flags)}') was still ` +
+      "opening its file when the process forked; the open completes only in the parent, and this process cannot " +
+      "open the file again without overwriting the parent's lines. Wait for the stream to open before forking " +
+      "(`await once(stream, 'ready')`), open it for appending (flags: 'a'), or open it in the child.",
+  );
+}
+
+/** The streams this child writes through instead of the parent's (see above). */
+const ownStreams = new Set<fs.WriteStream>();
+
+/**
+ * In a child: how many of its own streams hold lines not yet handed to the threadpool. A stream starts writing two
+ * ticks after it is made, and a child that wrote a line and returned at once left before that.
+ */
+export function bufferedOwnStreams(): number {
+  let n = 0;
+  for (const own of ownStreams) if (own.writableLength > 0 && !own.destroyed) n++;
+  return n;
 }
 
 /** In a child (every child, prefork workers included): each stream with data pending at the fork writes anew (see above). */
 export function releaseParentWriteStreams(): void {
+  ownStreams.clear();
   // They stay noted, so that a grandchild finds them too.
-  for (const s of state.streams.live()) if (redirectable(s)) redirect(s);
+  for (const s of state.streams.live()) {
+    if (redirectable(s)) {
+      const fd = fdOf(s)!;
+      redirect(s, () => fs.createWriteStream('', { fd, autoClose: false, emitClose: false }));
+    } else if (openingElsewhere(s)) {
+      const flags = (s as { flags?: unknown }).flags;
+      const mode = (s as { mode?: unknown }).mode;
+      if (typeof flags === 'string' && flags.includes('a')) {
+        const file = s.path as string;
+        redirect(s, () => fs.createWriteStream(file, { flags, mode: typeof mode === 'number' ? mode : undefined, emitClose: false }));
+      } else {
+        refuse(s, stillOpeningError(s));
+      }
+    }
+  }
 }

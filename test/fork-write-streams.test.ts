@@ -4,6 +4,7 @@
 // parent's threadpool delivers, so every line the child wrote was buffered
 // and lost. Through the public API, as an app writes logs: the parent keeps
 // logging while map children log through the same stream.
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -144,5 +145,82 @@ describe("a parent's busy fs.WriteStream", () => {
     const nums = fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => l.split(' ')[1]);
     expect(nums.length).toBe(N);
     expect(new Set(nums).size).toBe(N);
+  });
+
+  it('items that write a line through it and return at once: every line (pool and isolation)', async () => {
+    // The child's own stream starts writing two ticks after it is made; the child left before that.
+    for (const isolation of [false, true]) {
+      const file = path.join(scratch(), 'sync.log');
+      const out = fs.createWriteStream(file);
+      const logger = busyLogger(out);
+      await new Promise((r) => setTimeout(r, 50));
+      const items = [0, 1, 2, 3, 4, 5, 6, 7];
+      const results = await map(
+        items,
+        (k) => {
+          out.write(`child${k}\n`);
+          return k;
+        },
+        { concurrency: 2, isolation, timeout: 20_000 },
+      );
+      expect(results).toEqual(items);
+      await logger.stop();
+      await new Promise<void>((resolve) => out.end(resolve));
+      const childLines = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.startsWith('child'));
+      expect(childLines.sort()).toEqual(items.map((k) => `child${k}`));
+    }
+  });
+});
+
+describe('an fs.WriteStream still opening its file at the fork (the threadpool busy)', () => {
+  /** Keeps libuv's four threads busy for about a second, so that a file's open waits in the queue. */
+  function busyThreadpool(): Promise<unknown> {
+    const runs = [0, 1, 2, 3].map(
+      () => new Promise((resolve) => crypto.pbkdf2('secret', 'salt', 1_500_000, 32, 'sha256', resolve)),
+    );
+    return Promise.all(runs);
+  }
+
+  it("opened for appending (flags 'a'): each child opens the file itself, and its lines are appended", async () => {
+    const file = path.join(scratch(), 'append.log');
+    const busy = busyThreadpool();
+    const out = fs.createWriteStream(file, { flags: 'a' });
+    out.write('parent first\n');
+    const pendingAtFork = await map(
+      [0, 1, 2, 3],
+      (k) => {
+        const pending = out.pending;
+        out.write(`child${k}\n`);
+        return pending;
+      },
+      { concurrency: 2, timeout: 20_000 },
+    );
+    // The precondition: the open had not completed when each child was forked.
+    expect(pendingAtFork).toEqual([true, true, true, true]);
+    await busy;
+    out.write('parent last\n');
+    await new Promise<void>((resolve) => out.end(resolve));
+    const lines = fs.readFileSync(file, 'utf8').split('\n').filter(Boolean);
+    expect(lines.filter((l) => l.startsWith('child')).sort()).toEqual(['child0', 'child1', 'child2', 'child3']);
+    expect(lines.filter((l) => l.startsWith('parent'))).toEqual(['parent first', 'parent last']);
+  });
+
+  it("opened any other way (flags 'w'): the child's write throws an error that says why, and nothing is lost silently", async () => {
+    const file = path.join(scratch(), 'truncate.log');
+    const busy = busyThreadpool();
+    const out = fs.createWriteStream(file);
+    out.write('parent first\n');
+    const run = map(
+      [0],
+      () => {
+        out.write('child line\n');
+        return 0;
+      },
+      { timeout: 20_000 },
+    );
+    await expect(run).rejects.toThrow(/still opening its file when the process forked.*flags: 'a'/s);
+    await busy;
+    await new Promise<void>((resolve) => out.end(resolve));
+    expect(fs.readFileSync(file, 'utf8')).toBe('parent first\n');
   });
 });

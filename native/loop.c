@@ -70,7 +70,8 @@ int cf_loop_rearm_watchers(uv_loop_t* loop) {
 }
 
 /* The parent's stream writes in flight at the fork, on the streams the child
- * shares with the parent's peer: stdout, stderr and keepFds (native/silence.c
+ * shares with the parent's peer: stdout, stderr (on a terminal, at the fd
+ * libuv opened for it: cf_stdio_terminal) and keepFds (native/silence.c
  * replaces every other stream's fd, and a write there fails or is absorbed).
  * libuv keeps a stream's pending writes on its write_queue, each with the part
  * of its buffers not yet written; the child's copy of the loop went on writing
@@ -92,8 +93,9 @@ typedef struct {
   int emptied;
 } cf__empty_ctx_t;
 
-static int cf__shared_fd(const cf__empty_ctx_t* ctx, int fd) {
+static int cf__shared_fd(const cf__empty_ctx_t* ctx, uv_handle_t* handle, int fd) {
   if (fd == 1 || fd == 2) return 1;
+  if (handle->type == UV_TTY && cf_stdio_terminal(fd)) return 1;
   for (int i = 0; i < ctx->nkeep; i++)
     if (ctx->keep[i] == fd) return 1;
   return 0;
@@ -113,7 +115,7 @@ static void cf__empty_writes(uv_handle_t* handle, void* arg) {
   struct uv__queue* pending = &stream->io_watcher.pending_queue;
 
   if (handle->type != UV_TCP && handle->type != UV_NAMED_PIPE && handle->type != UV_TTY) return;
-  if (uv_is_closing(handle) || !cf__shared_fd(ctx, stream->io_watcher.fd)) return;
+  if (uv_is_closing(handle) || !cf__shared_fd(ctx, handle, stream->io_watcher.fd)) return;
   if (head->next == head) return;
 
   for (struct uv__queue* q = head->next; q != head; q = q->next) {

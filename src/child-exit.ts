@@ -39,8 +39,8 @@ const POLL_MS = 1;
 let requestsAtFork = 0;
 /** The parent's request objects listed at the fork; empty when it had none in flight. */
 let parentRequests = new Set<object>();
-/** Of fds 1 and 2, those with a write of the parent's in flight at the fork. */
-let busyStdio: number[] = [];
+/** The streams on stdout and stderr that had a write of the parent's in flight at the fork. */
+let busyStdio: object[] = [];
 
 /** Node's active request objects (`process._getActiveRequests()`, Node 0.x to 26); empty where it is missing. */
 function activeRequests(): object[] {
@@ -57,11 +57,15 @@ export function noteRequestsAtFork(): void {
   requestsAtFork = native.loopRequests();
   const parentHad = requestsAtFork > 0 || native.forkParentWork()[0] > 0;
   parentRequests = parentHad ? new Set(activeRequests()) : new Set();
-  busyStdio = [1, 2].filter((fd) => [...parentRequests].some((r) => requestFd(r) === fd));
+  busyStdio = [];
+  for (const r of parentRequests) {
+    const owner = isStdioRequest(r) ? requestOwner(r) : null;
+    if (owner !== null && !busyStdio.includes(owner)) busyStdio.push(owner);
+  }
 }
 
-/** In the child: of fds 1 and 2, those the parent had a write in flight on at the fork. */
-export function parentBusyStdio(): readonly number[] {
+/** In the child: the streams on stdout and stderr that the parent had a write in flight on at the fork. */
+export function parentBusyStdio(): readonly object[] {
   return busyStdio;
 }
 
@@ -72,16 +76,37 @@ export function requestFd(req: object): number {
 }
 
 /**
+ * The stream that made a write request, or null: Node keeps it on the request's handle under its `owner_symbol`
+ * (Node 10 to 26), which is how Node itself finds it when the write completes. Found by the symbol's description;
+ * `process.stdout` is not read, since reading it makes the stream, and a second handle on fd 1 fails (EEXIST) when
+ * the parent wrote to fd 1 through a stream of its own.
+ */
+function requestOwner(req: object): object | null {
+  const handle = (req as { handle?: unknown }).handle;
+  if (handle === null || typeof handle !== 'object') return null;
+  const sym = Object.getOwnPropertySymbols(handle).find((s) => s.description === 'owner_symbol');
+  const owner = sym === undefined ? undefined : (handle as Record<symbol, unknown>)[sym];
+  return owner !== null && typeof owner === 'object' ? owner : null;
+}
+
+/**
+ * Whether a request writes to stdout or stderr: fd 1 or 2, or Node's stream for either (`_isStdio`) where libuv
+ * writes to a terminal through an fd of its own (native/silence.c, cf_stdio_terminal).
+ */
+export function isStdioRequest(req: object): boolean {
+  const fd = requestFd(req);
+  if (fd === 1 || fd === 2) return true;
+  return (requestOwner(req) as { _isStdio?: unknown } | null)?._isStdio === true;
+}
+
+/**
  * How many of stdout and stderr hold lines of the child's own that are not yet handed to libuv. A stream writes
  * one request at a time: behind a parent's write in flight at the fork (a pipe read slowly), a child's line waits
  * in the stream's buffer, where no request counts it, until that write completes in the child (native/loop.c).
  */
 function bufferedStdio(): number {
   let n = 0;
-  for (const fd of busyStdio) {
-    const stream = fd === 1 ? process.stdout : process.stderr;
-    if (stream.writableLength > 0) n++;
-  }
+  for (const stream of busyStdio) if (((stream as { writableLength?: unknown }).writableLength as number) > 0) n++;
   return n;
 }
 

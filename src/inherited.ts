@@ -12,7 +12,7 @@
 // first time the child writes to a connection some other library kept.
 import type http from 'node:http';
 import net from 'node:net';
-import { inheritedRequests, requestFd } from './child-exit';
+import { inheritedRequests, isStdioRequest, requestFd } from './child-exit';
 import { RECIPES } from './inspect';
 import { native } from './native';
 
@@ -34,7 +34,7 @@ export function forgetParentRequests(keepFds: readonly number[]): number {
     if (typeof r.oncomplete !== 'function') continue;
     const fd = requestFd(req);
     // Not `fd <= 2`: a destroyed socket's pending write reads -1, and its callback would run here.
-    if (fd === 1 || fd === 2 || (fd >= 0 && keepFds.includes(fd))) continue;
+    if (isStdioRequest(req) || (fd >= 0 && keepFds.includes(fd))) continue;
     r.oncomplete = noCompletion;
     n++;
   }

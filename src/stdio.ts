@@ -1,23 +1,31 @@
 // The parent's lines on stdout and stderr, in a child. On a pipe (docker,
 // pm2, `| tee`) or a socket, process.stdout writes asynchronously: while one
 // write is in flight, later lines wait in the stream's own buffer. A child
-// forked then inherits that buffer; once the in-flight write completes there
-// (native/loop.c empties it), the stream goes on with the buffered lines, and
-// each child wrote the parent's lines again (measured: 3 copies of each with
-// two children), with their callbacks, the parent's, run in the child.
+// forked then inherits that write and that buffer. native/loop.c makes the
+// write finish in the child without sending anything; the stream then went on
+// with the buffered lines, and each child wrote the parent's lines again
+// (measured: 3 copies of each with two children). The write's callback, the
+// parent's, ran in the child too: a parent writing each record from the
+// previous one's callback wrote all the rest again from every child (598
+// records for 200).
 //
-// So in a child, each of stdout and stderr that the parent was writing to at
-// the fork drops what its buffer held: those lines and callbacks stay the
-// parent's, and the parent writes them. It also drops the parent's 'drain'
-// listeners: the child's copy emitted 'drain' once that write completed
-// there, and a parent's writer paused for it (a logger under backpressure, a
-// pipe() into stdout) went on writing from the child (measured: the line the
-// parent wrote on 'drain' came 3 times). The child's own lines then go out
-// after the parent's write, as usual, and its own 'drain' listeners work.
+// So in a child, each stream on stdout or stderr that the parent was writing
+// to at the fork (found from the parent's requests, src/child-exit.ts; a
+// logger's own socket on fd 1 as well as process.stdout) drops what its
+// buffer held and the callback of the write in flight: those lines and
+// callbacks stay the parent's, and the parent writes them. It also drops the
+// parent's 'drain' listeners: the child's copy emitted 'drain' once that write
+// completed there, and a parent's writer paused for it (a logger under
+// backpressure, a pipe() into stdout) went on writing from the child. The
+// child's own lines go out from its first turn of the loop; a parent's line
+// longer than the pipe's atomic size (PIPE_BUF, 4 KiB on Linux) that was
+// still being written can have a child's line inside it, as with any two
+// processes writing to one pipe. Shorter lines are written whole.
 //
 // The buffer is Writable's internal state (`_writableState`: `buffered`,
-// `bufferedIndex`, `length`, `pendingcb`), the same from Node 15 to 26. Its shape is checked on a fresh Writable before the first fork; where
-// it differs, nothing is changed, and the parent says so once.
+// `bufferedIndex`, `length`, `pendingcb`, `writing`, `writecb`), the same from
+// Node 15 to 26. Its shape is checked on a fresh Writable before the first
+// fork; where it differs, nothing is changed, and the parent says so once.
 import { Writable } from 'node:stream';
 import { warnFromParent } from './warn';
 
@@ -31,7 +39,11 @@ interface WritableInternals {
   length: number;
   pendingcb: number;
   objectMode: boolean;
+  writing: boolean;
+  writecb: unknown;
 }
+
+const noCallback = (): void => {};
 
 function internals(stream: object): WritableInternals | null {
   const st = (stream as { _writableState?: Partial<WritableInternals> })._writableState;
@@ -68,18 +80,19 @@ export function warnIfStdioUnknown(): void {
 }
 
 /**
- * In a child: stdout and stderr among `fds` (those the parent had a write in flight on at the fork) drop the
- * parent's buffered lines and its 'drain' listeners (see above). Returns how many buffered writes it dropped.
+ * In a child: each of `streams` (those on stdout and stderr the parent had a write in flight on at the fork) drops
+ * the parent's buffered lines, the callback of its write in flight and its 'drain' listeners (see above). Returns
+ * how many buffered writes it dropped.
  */
-export function releaseParentStdio(fds: readonly number[]): number {
-  if (fds.length === 0 || !stdioKnown()) return 0;
+export function releaseParentStdio(streams: readonly object[]): number {
+  if (streams.length === 0 || !stdioKnown()) return 0;
   let dropped = 0;
-  for (const fd of fds) {
-    const stream = fd === 1 ? process.stdout : process.stderr;
+  for (const stream of streams) {
     // The parent's: a writer paused for 'drain', a pipe() into stdout. The child's own come later.
-    stream.removeAllListeners('drain');
+    (stream as Writable).removeAllListeners?.('drain');
     const st = internals(stream);
     if (st === null) continue;
+    if (st.writing && typeof st.writecb === 'function') st.writecb = noCallback;
     const entries = st.buffered.splice(st.bufferedIndex);
     for (const e of entries) {
       st.length -= st.objectMode ? 1 : (e?.chunk?.length ?? 0);

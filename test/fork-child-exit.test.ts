@@ -259,6 +259,23 @@ describe("a parent's request in flight at the fork never completes in a child", 
     expect(bare['parent after drain']).toBeGreaterThan(1);
   });
 
+  it("a parent writing each record from the previous one's callback does not go on in a child: each record once", async () => {
+    // The in-flight write completed in the child and ran the parent's callback there: 598 records for 200.
+    const r = await stdoutScenario('parent-callbacks');
+    expect(r.report).toEqual({ results: [1, 2] });
+    const recs = [...r.stdout.matchAll(/rec (\d+) from (\d+) /g)];
+    expect(recs.length).toBe(200);
+    expect(new Set(recs.map((m) => m[2])).size).toBe(1);
+  });
+
+  it('a parent writing to fd 1 through a socket of its own: the children work, and each of its lines comes once', async () => {
+    // Reading process.stdout in the child made a second handle on fd 1 (EEXIST), and every child crashed.
+    const r = await stdoutScenario('parent-own-fd1');
+    expect(r.report).toEqual({ results: [1, 2] });
+    expect(r.stdout.match(/parent buffered \d\n/g)).toEqual(['parent buffered 0\n', 'parent buffered 1\n', 'parent buffered 2\n']);
+    expect(r.stdout.replace(/[^P]/g, '').length).toBe(1 << 20);
+  });
+
   it("where Writable's buffer is not as cowfork expects: nothing is changed, one COWFORK_STDIO_UNKNOWN warning", async () => {
     const r = await stdoutScenario('parent-buffered-foreign');
     expect(r.report).toEqual({ results: [1, 2, 3, 4], warnings: ['COWFORK_STDIO_UNKNOWN'] });

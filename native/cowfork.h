@@ -132,7 +132,7 @@ void cf_loop_before_fork(void);              /* parent: finds libuv's slow I/O c
 int cf_loop_forget_parent_work(uv_loop_t* loop);
 int64_t cf_loop_requests(uv_loop_t* loop);  /* requests the loop counts as active */
 int cf_loop_rearm_watchers(uv_loop_t* loop); /* child, after uv_loop_fork: every fd watcher is added anew */
-int cf_stdio_terminal(int fd); /* fd 1 or 2, or the terminal they are on (libuv's TTY handles reopen it) */
+int cf_tty_writer(uv_handle_t* handle, int fd); /* a TTY handle that writes (stdout on a terminal), not stdin */
 /* child, after uv_loop_fork: the parent's pending writes on stdout, stderr and keep_fds finish empty */
 int cf_loop_empty_parent_writes(uv_loop_t* loop, const int* keep_fds, int nkeep);
 int cf_fork_parent_work_dropped(void);       /* child: requests dropped by its fork, or -1 */

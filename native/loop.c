@@ -71,7 +71,7 @@ int cf_loop_rearm_watchers(uv_loop_t* loop) {
 
 /* The parent's stream writes in flight at the fork, on the streams the child
  * shares with the parent's peer: stdout, stderr (on a terminal, at the fd
- * libuv opened for it: cf_stdio_terminal) and keepFds (native/silence.c
+ * libuv opened for it: cf_tty_writer) and keepFds (native/silence.c
  * replaces every other stream's fd, and a write there fails or is absorbed).
  * libuv keeps a stream's pending writes on its write_queue, each with the part
  * of its buffers not yet written; the child's copy of the loop went on writing
@@ -95,7 +95,7 @@ typedef struct {
 
 static int cf__shared_fd(const cf__empty_ctx_t* ctx, uv_handle_t* handle, int fd) {
   if (fd == 1 || fd == 2) return 1;
-  if (handle->type == UV_TTY && cf_stdio_terminal(fd)) return 1;
+  if (cf_tty_writer(handle, fd)) return 1;
   for (int i = 0; i < ctx->nkeep; i++)
     if (ctx->keep[i] == fd) return 1;
   return 0;

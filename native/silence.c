@@ -74,22 +74,23 @@ static void cf__remember(int fd, const char* peer) {
   snprintf(e->peer, sizeof(e->peer), "%s", peer);
 }
 
-/* Whether fd writes to the terminal stdout or stderr is on. For a terminal,
- * libuv's uv_tty_init() opens the terminal again at a new fd and dup2()s it
- * onto the original, and the handle keeps the new one: process.stdout on a
- * terminal writes through, say, fd 18, the same open file as fd 1. Silencing
- * that fd absorbed every line a child or a prefork worker wrote to the
- * terminal. A terminal is a character device: the same device number (and a
- * handle not reading, below) is enough; a file description is not compared,
- * since kcmp(2) is missing on macOS and refused under Docker's default
- * seccomp profile. */
-int cf_stdio_terminal(int fd) {
-  struct stat st, stdio;
-  if (fd == 1 || fd == 2) return 1;
-  if (fstat(fd, &st) != 0 || !S_ISCHR(st.st_mode)) return 0;
-  for (int s = 1; s <= 2; s++)
-    if (fstat(s, &stdio) == 0 && S_ISCHR(stdio.st_mode) && stdio.st_rdev == st.st_rdev) return 1;
-  return 0;
+/* Whether a TTY handle writes to a terminal (process.stdout or stderr on a
+ * terminal, a tty.WriteStream on /dev/tty) rather than reading one (the
+ * parent's stdin). For a terminal, libuv's uv_tty_init() opens it again at a
+ * new fd and dup2()s that onto the original, and the handle keeps the new
+ * one: process.stdout on a terminal writes through, say, fd 18. Silencing that
+ * fd absorbed every line a child or a prefork worker wrote to the terminal.
+ * Node's tty.WriteStream makes its handle's writes blocking (setBlocking: the
+ * fd has no O_NONBLOCK), while libuv leaves a reader's fd non-blocking; a
+ * paused stdin is a reader too, and stays silenced, so that a child never
+ * takes the parent's input. Neither the device (stdin is on the same
+ * terminal) nor whether the handle is reading at the fork (a paused prompt)
+ * tells them apart. */
+int cf_tty_writer(uv_handle_t* handle, int fd) {
+  int fl;
+  if (handle->type != UV_TTY) return 0;
+  fl = fcntl(fd, F_GETFL);
+  return fl >= 0 && !(fl & O_NONBLOCK);
 }
 
 static void cf__silence_one(uv_handle_t* handle, void* arg) {
@@ -112,8 +113,8 @@ static void cf__silence_one(uv_handle_t* handle, void* arg) {
   /* stdout and stderr stay: children write to them. stdin is silenced when
    * the parent was reading it, or the child would steal the parent's input. */
   if (fd == 1 || fd == 2 || fd == ctx->quiet_fd || fd == ctx->dead_fd || cf__is_kept(ctx, fd)) return;
-  /* stdout or stderr on a terminal (see above); a handle reading the terminal is the parent's stdin. */
-  if (handle->type == UV_TTY && !uv_is_active(handle) && cf_stdio_terminal(fd)) return;
+  /* stdout or stderr on a terminal (see above); the parent's stdin is silenced. */
+  if (cf_tty_writer(handle, fd)) return;
 
   if (handle->type == UV_TCP || handle->type == UV_NAMED_PIPE)
     connected = cf_socket_peer(fd, peer, sizeof(peer)) == CF_SOCK_CONNECTED && peer[0] != '\0';

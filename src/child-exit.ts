@@ -91,7 +91,7 @@ function requestOwner(req: object): object | null {
 
 /**
  * Whether a request writes to stdout or stderr: fd 1 or 2, or Node's stream for either (`_isStdio`) where libuv
- * writes to a terminal through an fd of its own (native/silence.c, cf_stdio_terminal).
+ * writes to a terminal through an fd of its own (native/silence.c, cf_tty_writer).
  */
 export function isStdioRequest(req: object): boolean {
   const fd = requestFd(req);

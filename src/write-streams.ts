@@ -101,26 +101,72 @@ function openingElsewhere(s: NotedStream): boolean {
     !s.writableEnded &&
     !s.destroyed &&
     s[OPENING_IN] !== undefined &&
-    s[OPENING_IN] !== process.pid &&
-    typeof s.path === 'string'
+    s[OPENING_IN] !== process.pid
   );
+}
+
+/** The flags a child opens the file again with: appending, never exclusive, never truncating; or null. */
+function appendFlags(flags: unknown): string | number | null {
+  const { O_APPEND, O_EXCL, O_TRUNC } = fs.constants;
+  // Exclusive ('ax'): the child's open would create the file, and the parent's own open would then fail (EEXIST).
+  if (typeof flags === 'string') return flags.includes('a') && !flags.includes('x') ? flags : null;
+  if (typeof flags === 'number') return flags & O_APPEND && !(flags & (O_EXCL | O_TRUNC)) ? flags : null;
+  return null;
+}
+
+/** The options of `s` that the child's stream on the same file keeps: how it encodes strings, its buffer, flush. */
+function sameOptions(s: fs.WriteStream): { encoding?: BufferEncoding; highWaterMark: number; flush?: boolean } {
+  const encoding = (s as unknown as { _writableState?: { defaultEncoding?: unknown } })._writableState?.defaultEncoding;
+  const flush = (s as { flush?: unknown }).flush;
+  return {
+    ...(typeof encoding === 'string' ? { encoding: encoding as BufferEncoding } : {}),
+    highWaterMark: s.writableHighWaterMark,
+    ...(typeof flush === 'boolean' ? { flush } : {}),
+  };
+}
+
+/**
+ * In the child, once the child's stream on `s`'s file has finished: `s` says it is closed, as it would have after
+ * its own end(). stream.finished() reads `_writableState.closed` (Node 15 to 26) for a 'close' emitted before it
+ * was called; where that is missing, only the event is emitted.
+ */
+function closeView(s: fs.WriteStream): void {
+  const st = (s as unknown as { _writableState?: { closed?: unknown } })._writableState;
+  if (st && typeof st.closed === 'boolean') st.closed = true;
+  s.emit('close');
 }
 
 /**
  * In the child: `s`'s write, end, cork and uncork go to the stream `make()` returns, made on the first of them;
- * its 'drain', 'finish' and 'error' are emitted on `s`. What the parent had pending stays the parent's.
+ * its 'drain', 'finish' and 'error' are emitted on `s`, and 'close' after 'finish'; `s`'s writable state reads
+ * the child's stream. What the parent had pending stays the parent's, and so do its 'drain' listeners: a writer
+ * the parent had paused for 'drain' (a pipe() into the stream) would write from the child what it had buffered
+ * for the parent.
  */
 function redirect(s: fs.WriteStream, make: () => fs.WriteStream): void {
   let own: fs.WriteStream | null = null;
+  s.removeAllListeners('drain');
   const target = (): fs.WriteStream => {
     if (own !== null) return own;
     own = make();
     ownStreams.add(own);
     own.on('drain', () => s.emit('drain'));
-    own.on('finish', () => s.emit('finish'));
+    own.on('finish', () => {
+      s.emit('finish');
+      process.nextTick(() => closeView(s));
+    });
     own.on('error', (err) => s.emit('error', err));
     return own;
   };
+  // A pipe() reads writableNeedDrain: the parent's, frozen at the fork, paused it for a 'drain' that never came.
+  const view: Record<string, () => unknown> = {
+    writableNeedDrain: () => own?.writableNeedDrain ?? false,
+    writableLength: () => own?.writableLength ?? 0,
+    writableEnded: () => own?.writableEnded ?? false,
+    writableFinished: () => own?.writableFinished ?? false,
+    writableCorked: () => own?.writableCorked ?? 0,
+  };
+  for (const [key, get] of Object.entries(view)) Object.defineProperty(s, key, { get, configurable: true });
   for (const key of ['write', 'end', 'cork', 'uncork'] as const) {
     ownMethod(s, key, (...args: unknown[]) => {
       const to = target();
@@ -143,8 +189,9 @@ function stillOpeningError(s: fs.WriteStream): Error {
   return new Error(
     `cowfork: this fs.WriteStream (${String(s.path)}, flags '${String((s as { flags?: unknown }).flags)}') was still ` +
       "opening its file when the process forked; the open completes only in the parent, and this process cannot " +
-      "open the file again without overwriting the parent's lines. Wait for the stream to open before forking " +
-      "(`await once(stream, 'ready')`), open it for appending (flags: 'a'), or open it in the child.",
+      "open the file again safely (a truncating open would erase the parent's lines, and the parent writes over " +
+      "the child's at its own offset; an exclusive one would make the parent's fail). Wait for the stream to open before forking " +
+      "(`await once(stream, 'ready')`), open it for appending (flags: 'a', not exclusive), or open it in the child.",
   );
 }
 
@@ -168,13 +215,14 @@ export function releaseParentWriteStreams(): void {
   for (const s of state.streams.live()) {
     if (redirectable(s)) {
       const fd = fdOf(s)!;
-      redirect(s, () => fs.createWriteStream('', { fd, autoClose: false, emitClose: false }));
+      redirect(s, () => fs.createWriteStream('', { ...sameOptions(s), fd, autoClose: false, emitClose: false }));
     } else if (openingElsewhere(s)) {
-      const flags = (s as { flags?: unknown }).flags;
+      const flags = appendFlags((s as { flags?: unknown }).flags);
       const mode = (s as { mode?: unknown }).mode;
-      if (typeof flags === 'string' && flags.includes('a')) {
-        const file = s.path as string;
-        redirect(s, () => fs.createWriteStream(file, { flags, mode: typeof mode === 'number' ? mode : undefined, emitClose: false }));
+      const file = s.path;
+      if (flags !== null && (typeof file === 'string' || Buffer.isBuffer(file))) {
+        const options = { ...sameOptions(s), flags: flags as string, mode: typeof mode === 'number' ? mode : undefined };
+        redirect(s, () => fs.createWriteStream(file, { ...options, emitClose: false }));
       } else {
         refuse(s, stillOpeningError(s));
       }

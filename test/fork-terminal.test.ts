@@ -41,10 +41,20 @@ describe('a terminal', () => {
     for (const line of expected) expect(lines).toContain(line);
   });
 
-  it('the parent reads it: the children do not take its input', async () => {
-    const out = await onTerminal('read', ['line1', 'line2']);
-    const result = /result (.*)/.exec(out);
-    expect(result, out).not.toBeNull();
-    expect(JSON.parse(result![1])).toEqual({ parent: ['line1', 'line2'], children: [[], []] });
+  it('the parent reads it, or has paused its stdin: the children do not take its input', async () => {
+    // A paused stdin is not reading at the fork; told apart from stdout by its non-blocking fd (native/silence.c).
+    for (const mode of ['read', 'read-paused']) {
+      const out = await onTerminal(mode, ['line1', 'line2']);
+      const result = /result (.*)/.exec(out);
+      expect(result, out).not.toBeNull();
+      expect(JSON.parse(result![1])).toEqual({ parent: ['line1', 'line2'], children: [[], []] });
+    }
+  });
+
+  it("the parent's own tty.WriteStream on /dev/tty: the children's lines arrive", async () => {
+    const lines = (await onTerminal('devtty')).split('\n');
+    for (const line of ['parent via /dev/tty', 'child 1 via /dev/tty', 'child 2 via /dev/tty', 'done via /dev/tty']) {
+      expect(lines).toContain(line);
+    }
   });
 });

@@ -7,6 +7,8 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
 import { map } from '../src/index';
 import { scratchDirs, waitFor } from './helpers';
@@ -172,6 +174,37 @@ describe("a parent's busy fs.WriteStream", () => {
   });
 });
 
+describe("a parent's busy fs.WriteStream, in a child, behaves as a stream", () => {
+  it("keeps the parent's encoding; a pipe() into it and end() work (finish, close, finished())", async () => {
+    const file = path.join(scratch(), 'latin1.log');
+    const out = fs.createWriteStream(file, { encoding: 'latin1' });
+    await new Promise((r) => out.once('ready', r));
+    // Enough for the stream to need 'drain' at the fork: a pipe() read the parent's frozen state and waited for good.
+    for (let i = 0; i < 2000; i++) out.write(`parent ${i} ${'x'.repeat(100)}\n`);
+    expect(out.writableNeedDrain).toBe(true);
+    const [seen] = await map(
+      [0],
+      async () => {
+        const piped = Readable.from(['child piped é\n']);
+        piped.pipe(out, { end: false });
+        await new Promise((r) => piped.once('end', r));
+        const closed = new Promise((r) => out.once('close', () => r('close')));
+        await new Promise<void>((resolve) => out.end('child last\n', resolve));
+        await finished(out);
+        return { closed: await closed, ended: out.writableEnded, finished: out.writableFinished };
+      },
+      { isolation: true, timeout: 20_000 },
+    );
+    expect(seen).toEqual({ closed: 'close', ended: true, finished: true });
+    await new Promise<void>((resolve) => out.end(resolve));
+    const text = fs.readFileSync(file);
+    // 'é' in latin1 is the one byte e9; the child's stream wrote utf8 (c3 a9) before.
+    expect(text.includes(Buffer.from('child piped \u00e9\n', 'latin1'))).toBe(true);
+    expect(text.toString('latin1')).toContain('child last\n');
+    expect(text.toString('latin1').split('\n').filter((l) => l.startsWith('parent')).length).toBe(2000);
+  });
+});
+
 describe('an fs.WriteStream still opening its file at the fork (the threadpool busy)', () => {
   /** Keeps libuv's four threads busy for about a second, so that a file's open waits in the queue. */
   function busyThreadpool(): Promise<unknown> {
@@ -222,5 +255,43 @@ describe('an fs.WriteStream still opening its file at the fork (the threadpool b
     await busy;
     await new Promise<void>((resolve) => out.end(resolve));
     expect(fs.readFileSync(file, 'utf8')).toBe('parent first\n');
+  });
+
+  it("numeric append flags and a Buffer path are opened again; an exclusive one ('ax') is refused, and the parent's stream opens", async () => {
+    const dir = scratch();
+    const { O_APPEND, O_CREAT, O_WRONLY } = fs.constants;
+    const busy = busyThreadpool();
+    const numeric = fs.createWriteStream(path.join(dir, 'numeric.log'), { flags: O_APPEND | O_CREAT | O_WRONLY });
+    const buffer = fs.createWriteStream(Buffer.from(path.join(dir, 'buffer.log')), { flags: 'a' });
+    const exclusive = fs.createWriteStream(path.join(dir, 'exclusive.log'), { flags: 'ax' });
+    const opened = new Promise((resolve, reject) => {
+      exclusive.once('ready', () => resolve('ready'));
+      exclusive.once('error', reject);
+    });
+    const pending = await map(
+      [0, 1],
+      (k) => {
+        const was = [numeric.pending, buffer.pending];
+        numeric.write(`child${k}\n`);
+        buffer.write(`child${k}\n`);
+        return was;
+      },
+      { concurrency: 2, timeout: 20_000 },
+    );
+    expect(pending).toEqual([
+      [true, true],
+      [true, true],
+    ]);
+    const refused = map([0], () => exclusive.write('child\n') && 0, { timeout: 20_000 });
+    await expect(refused).rejects.toThrow(/still opening its file when the process forked.*not exclusive/s);
+    await busy;
+    // The child did not create the file first: the parent's exclusive open succeeds.
+    expect(await opened).toBe('ready');
+    exclusive.write('parent\n');
+    for (const out of [numeric, buffer, exclusive]) await new Promise<void>((resolve) => out.end(resolve));
+    for (const name of ['numeric.log', 'buffer.log']) {
+      expect(fs.readFileSync(path.join(dir, name), 'utf8').split('\n').filter(Boolean).sort()).toEqual(['child0', 'child1']);
+    }
+    expect(fs.readFileSync(path.join(dir, 'exclusive.log'), 'utf8')).toBe('parent\n');
   });
 });

@@ -4,7 +4,7 @@
 // parent's threadpool delivers, so every line the child wrote was buffered
 // and lost. Through the public API, as an app writes logs: the parent keeps
 // logging while map children log through the same stream.
-import crypto from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -206,17 +206,31 @@ describe("a parent's busy fs.WriteStream, in a child, behaves as a stream", () =
 });
 
 describe('an fs.WriteStream still opening its file at the fork (the threadpool busy)', () => {
-  /** Keeps libuv's four threads busy for about a second, so that a file's open waits in the queue. */
-  function busyThreadpool(): Promise<unknown> {
-    const runs = [0, 1, 2, 3].map(
-      () => new Promise((resolve) => crypto.pbkdf2('secret', 'salt', 1_500_000, 32, 'sha256', resolve)),
+  /**
+   * Holds every libuv threadpool thread in an open() of a FIFO that has no writer yet, so that a file's open waits
+   * in the queue until release(). (Not crypto: no CPU load, and no OpenSSL lock held by a busy thread at the fork.)
+   */
+  function blockedThreadpool(): { release(): Promise<void> } {
+    const fifo = path.join(scratch(), 'fifo');
+    execFileSync('mkfifo', [fifo]);
+    const threads = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+    const opened = Array.from(
+      { length: threads },
+      () => new Promise<number>((resolve, reject) => fs.open(fifo, 'r', (err, fd) => (err ? reject(err) : resolve(fd)))),
     );
-    return Promise.all(runs);
+    return {
+      release: async () => {
+        // A read-write open of a FIFO does not wait, and it lets every reader's open return.
+        const writer = fs.openSync(fifo, fs.constants.O_RDWR | fs.constants.O_NONBLOCK);
+        for (const fd of await Promise.all(opened)) fs.closeSync(fd);
+        fs.closeSync(writer);
+      },
+    };
   }
 
   it("opened for appending (flags 'a'): each child opens the file itself, and its lines are appended", async () => {
     const file = path.join(scratch(), 'append.log');
-    const busy = busyThreadpool();
+    const busy = blockedThreadpool();
     const out = fs.createWriteStream(file, { flags: 'a' });
     out.write('parent first\n');
     const pendingAtFork = await map(
@@ -230,7 +244,7 @@ describe('an fs.WriteStream still opening its file at the fork (the threadpool b
     );
     // The precondition: the open had not completed when each child was forked.
     expect(pendingAtFork).toEqual([true, true, true, true]);
-    await busy;
+    await busy.release();
     out.write('parent last\n');
     await new Promise<void>((resolve) => out.end(resolve));
     const lines = fs.readFileSync(file, 'utf8').split('\n').filter(Boolean);
@@ -240,7 +254,7 @@ describe('an fs.WriteStream still opening its file at the fork (the threadpool b
 
   it("opened any other way (flags 'w'): the child's write throws an error that says why, and nothing is lost silently", async () => {
     const file = path.join(scratch(), 'truncate.log');
-    const busy = busyThreadpool();
+    const busy = blockedThreadpool();
     const out = fs.createWriteStream(file);
     out.write('parent first\n');
     const run = map(
@@ -252,7 +266,7 @@ describe('an fs.WriteStream still opening its file at the fork (the threadpool b
       { timeout: 20_000 },
     );
     await expect(run).rejects.toThrow(/still opening its file when the process forked.*flags: 'a'/s);
-    await busy;
+    await busy.release();
     await new Promise<void>((resolve) => out.end(resolve));
     expect(fs.readFileSync(file, 'utf8')).toBe('parent first\n');
   });
@@ -260,7 +274,7 @@ describe('an fs.WriteStream still opening its file at the fork (the threadpool b
   it("numeric append flags and a Buffer path are opened again; an exclusive one ('ax') is refused, and the parent's stream opens", async () => {
     const dir = scratch();
     const { O_APPEND, O_CREAT, O_WRONLY } = fs.constants;
-    const busy = busyThreadpool();
+    const busy = blockedThreadpool();
     const numeric = fs.createWriteStream(path.join(dir, 'numeric.log'), { flags: O_APPEND | O_CREAT | O_WRONLY });
     const buffer = fs.createWriteStream(Buffer.from(path.join(dir, 'buffer.log')), { flags: 'a' });
     const exclusive = fs.createWriteStream(path.join(dir, 'exclusive.log'), { flags: 'ax' });
@@ -284,7 +298,7 @@ describe('an fs.WriteStream still opening its file at the fork (the threadpool b
     ]);
     const refused = map([0], () => exclusive.write('child\n') && 0, { timeout: 20_000 });
     await expect(refused).rejects.toThrow(/still opening its file when the process forked.*not exclusive/s);
-    await busy;
+    await busy.release();
     // The child did not create the file first: the parent's exclusive open succeeds.
     expect(await opened).toBe('ready');
     exclusive.write('parent\n');

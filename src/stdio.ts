@@ -14,9 +14,10 @@
 // logger's own socket on fd 1 as well as process.stdout) drops what its
 // buffer held and the callback of the write in flight: those lines and
 // callbacks stay the parent's, and the parent writes them. It also drops the
-// parent's 'drain' listeners: the child's copy emitted 'drain' once that write
-// completed there, and a parent's writer paused for it (a logger under
-// backpressure, a pipe() into stdout) went on writing from the child. The
+// parent's 'drain' listeners waiting at the fork: the child's copy emitted
+// 'drain' once that write completed there, and a parent's writer paused for
+// it (a logger under backpressure, a pipe() into stdout) went on writing from
+// the child. The
 // child's own lines go out from its first turn of the loop; a parent's line
 // longer than the pipe's atomic size (PIPE_BUF, 4 KiB on Linux) that was
 // still being written can have a child's line inside it, as with any two
@@ -81,15 +82,16 @@ export function warnIfStdioUnknown(): void {
 
 /**
  * In a child: each of `streams` (those on stdout and stderr the parent had a write in flight on at the fork) drops
- * the parent's buffered lines, the callback of its write in flight and its 'drain' listeners (see above). Returns
+ * the parent's buffered lines, the callback of its write in flight and the 'drain' listeners waiting then. Returns
  * how many buffered writes it dropped.
  */
 export function releaseParentStdio(streams: readonly object[]): number {
   if (streams.length === 0 || !stdioKnown()) return 0;
   let dropped = 0;
   for (const stream of streams) {
-    // The parent's: a writer paused for 'drain', a pipe() into stdout. The child's own come later.
-    (stream as Writable).removeAllListeners?.('drain');
+    // Waiting at the fork, they are the parent's: a writer paused for 'drain', a pipe() into stdout. Not waiting,
+    // they stay: a pipe() keeps its 'drain' listener for good once it has paused, and the child's lines go through it.
+    if ((stream as Writable).writableNeedDrain === true) (stream as Writable).removeAllListeners('drain');
     const st = internals(stream);
     if (st === null) continue;
     if (st.writing && typeof st.writecb === 'function') st.writecb = noCallback;

@@ -139,13 +139,15 @@ function closeView(s: fs.WriteStream): void {
 /**
  * In the child: `s`'s write, end, cork and uncork go to the stream `make()` returns, made on the first of them;
  * its 'drain', 'finish' and 'error' are emitted on `s`, and 'close' after 'finish'; `s`'s writable state reads
- * the child's stream. What the parent had pending stays the parent's, and so do its 'drain' listeners: a writer
- * the parent had paused for 'drain' (a pipe() into the stream) would write from the child what it had buffered
- * for the parent.
+ * the child's stream. What the parent had pending stays the parent's, and so do the 'drain' listeners waiting at the
+ * fork: a writer the parent had paused for 'drain' (a pipe() into the stream) would write from the child what it
+ * had buffered for the parent.
  */
 function redirect(s: fs.WriteStream, make: () => fs.WriteStream): void {
   let own: fs.WriteStream | null = null;
-  s.removeAllListeners('drain');
+  // Only listeners that were waiting at the fork are the parent's writers; a pipe() keeps its 'drain' listener for
+  // good once it has paused, and removed, the child's own pipe through it would never resume.
+  if (s.writableNeedDrain) s.removeAllListeners('drain');
   const target = (): fs.WriteStream => {
     if (own !== null) return own;
     own = make();

@@ -7,7 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
 import { map } from '../src/index';
@@ -202,6 +202,34 @@ describe("a parent's busy fs.WriteStream, in a child, behaves as a stream", () =
     expect(text.includes(Buffer.from('child piped \u00e9\n', 'latin1'))).toBe(true);
     expect(text.toString('latin1')).toContain('child last\n');
     expect(text.toString('latin1').split('\n').filter((l) => l.startsWith('parent')).length).toBe(2000);
+  });
+  it("a pipe() into it that was not waiting for 'drain' at the fork carries the child's lines, under backpressure too", async () => {
+    // A pipe keeps its 'drain' listener once it has paused; dropping it in the child left the child's pipe paused.
+    const file = path.join(scratch(), 'piped.log');
+    const out = fs.createWriteStream(file);
+    await new Promise((r) => out.once('ready', r));
+    const through = new PassThrough();
+    through.pipe(out);
+    through.write(`parent big ${'x'.repeat(1 << 20)}\n`);
+    await new Promise((r) => out.once('drain', r));
+    out.write('parent in flight\n');
+    expect(out.writableLength).toBeGreaterThan(0);
+    expect(out.writableNeedDrain).toBe(false);
+    const [written] = await map(
+      [0],
+      async () => {
+        for (let i = 0; i < 2000; i++) through.write(`child ${i} ${'y'.repeat(200)}\n`);
+        const done = new Promise<string>((resolve) => through.write('child last\n', () => resolve('written')));
+        return Promise.race([done, new Promise<string>((r) => setTimeout(() => r('stuck'), 5000))]);
+      },
+      { isolation: true, timeout: 20_000 },
+    );
+    expect(written).toBe('written');
+    through.end();
+    await new Promise((r) => out.once('finish', r));
+    const lines = fs.readFileSync(file, 'utf8').split('\n');
+    expect(lines.filter((l) => /^child \d+ /.test(l)).length).toBe(2000);
+    expect(lines).toContain('child last');
   });
 });
 

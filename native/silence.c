@@ -37,6 +37,7 @@ typedef struct {
   const int* keep;
   int nkeep;
   int err;
+  dev_t stdin_tty; /* the terminal fd 0 is on, or 0 */
 } cf__silence_ctx_t;
 
 /* The connections this child inherited: fd, the inode of the end now at that
@@ -93,11 +94,18 @@ int cf_tty_writer(uv_handle_t* handle, int fd) {
   return fl >= 0 && !(fl & O_NONBLOCK);
 }
 
+/* The terminal device a TTY handle's fd is on, or 0. */
+static dev_t cf__terminal(int fd) {
+  struct stat st;
+  return fstat(fd, &st) == 0 && S_ISCHR(st.st_mode) ? st.st_rdev : 0;
+}
+
 static void cf__silence_one(uv_handle_t* handle, void* arg) {
   cf__silence_ctx_t* ctx = arg;
   uv_os_fd_t fd;
   char peer[CF_ADDR_MAX];
   int r, connected = 0;
+  dev_t terminal;
 
   switch (handle->type) {
     case UV_TCP:
@@ -118,6 +126,7 @@ static void cf__silence_one(uv_handle_t* handle, void* arg) {
 
   if (handle->type == UV_TCP || handle->type == UV_NAMED_PIPE)
     connected = cf_socket_peer(fd, peer, sizeof(peer)) == CF_SOCK_CONNECTED && peer[0] != '\0';
+  terminal = handle->type == UV_TTY && fd != 0 ? cf__terminal(fd) : 0;
 
   do
     r = dup2(connected ? ctx->dead_fd : ctx->quiet_fd, fd);
@@ -128,6 +137,17 @@ static void cf__silence_one(uv_handle_t* handle, void* arg) {
   }
   fcntl(fd, F_SETFD, FD_CLOEXEC);
   if (connected) cf__remember(fd, peer);
+  /* The parent reads its terminal through a TTY handle at an fd libuv opened
+   * for it (see cf_tty_writer); silencing that fd left fd 0 on the terminal,
+   * and a subprocess the child spawned with inherited stdio (git or ssh asking
+   * for a password, an editor) read the parent's input there. fd 0 on the
+   * same terminal is silenced too, and stays inheritable: a subprocess's
+   * stdin is then never readable. */
+  if (terminal != 0 && terminal == ctx->stdin_tty && !cf__is_kept(ctx, 0)) {
+    ctx->stdin_tty = 0;
+    while (dup2(ctx->quiet_fd, 0) < 0 && errno == EINTR) {
+    }
+  }
 }
 
 int cf_silence_inherited(uv_loop_t* loop, const int* keep_fds, int nkeep) {
@@ -145,6 +165,7 @@ int cf_silence_inherited(uv_loop_t* loop, const int* keep_fds, int nkeep) {
   ctx.keep = keep_fds;
   ctx.nkeep = nkeep;
   ctx.err = 0;
+  ctx.stdin_tty = cf__terminal(0);
   uv_walk(loop, cf__silence_one, &ctx);
   return ctx.err;
 }

@@ -41,9 +41,10 @@ describe('a terminal', () => {
     for (const line of expected) expect(lines).toContain(line);
   });
 
-  it('the parent reads it, or has paused its stdin: the children do not take its input', async () => {
+  it('the parent reads it, or has paused its stdin: neither the children nor their subprocesses take its input', async () => {
     // A paused stdin is not reading at the fork; told apart from stdout by its non-blocking fd (native/silence.c).
-    for (const mode of ['read', 'read-paused']) {
+    // read-subprocess: a shell the child spawns reads fd 0, which stayed on the terminal.
+    for (const mode of ['read', 'read-paused', 'read-subprocess']) {
       const out = await onTerminal(mode, ['line1', 'line2']);
       const result = /result (.*)/.exec(out);
       expect(result, out).not.toBeNull();

@@ -133,6 +133,9 @@ int cf_loop_forget_parent_work(uv_loop_t* loop);
 int64_t cf_loop_requests(uv_loop_t* loop);  /* requests the loop counts as active */
 int cf_loop_rearm_watchers(uv_loop_t* loop); /* child, after uv_loop_fork: every fd watcher is added anew */
 int cf_tty_writer(uv_handle_t* handle, int fd); /* a TTY handle that writes (stdout on a terminal), not stdin */
+int cf_fd_kept(const int* keep_fds, int nkeep, int fd); /* fd is one of keep_fds */
+/* an fd a child writes through as its parent does: stdout, stderr, a TTY writer, or one of keep_fds */
+int cf_fd_shared(uv_handle_t* handle, int fd, const int* keep_fds, int nkeep);
 /* child, after uv_loop_fork: the parent's pending writes on stdout, stderr and keep_fds finish empty */
 int cf_loop_empty_parent_writes(uv_loop_t* loop, const int* keep_fds, int nkeep);
 int cf_fork_parent_work_dropped(void);       /* child: requests dropped by its fork, or -1 */

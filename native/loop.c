@@ -93,14 +93,6 @@ typedef struct {
   int emptied;
 } cf__empty_ctx_t;
 
-static int cf__shared_fd(const cf__empty_ctx_t* ctx, uv_handle_t* handle, int fd) {
-  if (fd == 1 || fd == 2) return 1;
-  if (cf_tty_writer(handle, fd)) return 1;
-  for (int i = 0; i < ctx->nkeep; i++)
-    if (ctx->keep[i] == fd) return 1;
-  return 0;
-}
-
 static void cf__queue_tail(struct uv__queue* head, struct uv__queue* q) {
   q->next = head;
   q->prev = head->prev;
@@ -115,7 +107,7 @@ static void cf__empty_writes(uv_handle_t* handle, void* arg) {
   struct uv__queue* pending = &stream->io_watcher.pending_queue;
 
   if (handle->type != UV_TCP && handle->type != UV_NAMED_PIPE && handle->type != UV_TTY) return;
-  if (uv_is_closing(handle) || !cf__shared_fd(ctx, handle, stream->io_watcher.fd)) return;
+  if (uv_is_closing(handle) || !cf_fd_shared(handle, stream->io_watcher.fd, ctx->keep, ctx->nkeep)) return;
   if (head->next == head) return;
 
   for (struct uv__queue* q = head->next; q != head; q = q->next) {

@@ -53,9 +53,9 @@ typedef struct {
 static cf__inherited_t cf__inherited[CF__INHERITED_MAX];
 static int cf__ninherited = 0;
 
-static int cf__is_kept(const cf__silence_ctx_t* ctx, int fd) {
-  for (int i = 0; i < ctx->nkeep; i++)
-    if (ctx->keep[i] == fd) return 1;
+int cf_fd_kept(const int* keep_fds, int nkeep, int fd) {
+  for (int i = 0; i < nkeep; i++)
+    if (keep_fds[i] == fd) return 1;
   return 0;
 }
 
@@ -94,6 +94,10 @@ int cf_tty_writer(uv_handle_t* handle, int fd) {
   return fl >= 0 && !(fl & O_NONBLOCK);
 }
 
+int cf_fd_shared(uv_handle_t* handle, int fd, const int* keep_fds, int nkeep) {
+  return fd == 1 || fd == 2 || cf_tty_writer(handle, fd) || cf_fd_kept(keep_fds, nkeep, fd);
+}
+
 /* The terminal device a TTY handle's fd is on, or 0. */
 static dev_t cf__terminal(int fd) {
   struct stat st;
@@ -118,11 +122,10 @@ static void cf__silence_one(uv_handle_t* handle, void* arg) {
       return;
   }
   if (uv_fileno(handle, &fd) != 0) return;
-  /* stdout and stderr stay: children write to them. stdin is silenced when
-   * the parent was reading it, or the child would steal the parent's input. */
-  if (fd == 1 || fd == 2 || fd == ctx->quiet_fd || fd == ctx->dead_fd || cf__is_kept(ctx, fd)) return;
-  /* stdout or stderr on a terminal (see above); the parent's stdin is silenced. */
-  if (cf_tty_writer(handle, fd)) return;
+  /* stdout, stderr, a terminal writer (see above) and kept fds stay: children
+   * write to them. stdin is silenced when the parent was reading it, or the
+   * child would steal the parent's input. */
+  if (fd == ctx->quiet_fd || fd == ctx->dead_fd || cf_fd_shared(handle, fd, ctx->keep, ctx->nkeep)) return;
 
   if (handle->type == UV_TCP || handle->type == UV_NAMED_PIPE)
     connected = cf_socket_peer(fd, peer, sizeof(peer)) == CF_SOCK_CONNECTED && peer[0] != '\0';
@@ -143,7 +146,7 @@ static void cf__silence_one(uv_handle_t* handle, void* arg) {
    * for a password, an editor) read the parent's input there. fd 0 on the
    * same terminal is silenced too, and stays inheritable: a subprocess's
    * stdin is then never readable. */
-  if (terminal != 0 && terminal == ctx->stdin_tty && !cf__is_kept(ctx, 0)) {
+  if (terminal != 0 && terminal == ctx->stdin_tty && !cf_fd_kept(ctx->keep, ctx->nkeep, 0)) {
     ctx->stdin_tty = 0;
     while (dup2(ctx->quiet_fd, 0) < 0 && errno == EINTR) {
     }

@@ -39,6 +39,8 @@ const POLL_MS = 1;
 let requestsAtFork = 0;
 /** The parent's request objects listed at the fork; empty when it had none in flight. */
 let parentRequests = new Set<object>();
+/** Those of the parent's requests that write to stdout or stderr, classified once at the fork. */
+let parentStdioRequests = new Set<object>();
 /** The streams on stdout and stderr that had a write of the parent's in flight at the fork. */
 let busyStdio: object[] = [];
 
@@ -57,11 +59,19 @@ export function noteRequestsAtFork(): void {
   requestsAtFork = native.loopRequests();
   const parentHad = requestsAtFork > 0 || native.forkParentWork()[0] > 0;
   parentRequests = parentHad ? new Set(activeRequests()) : new Set();
+  parentStdioRequests = new Set();
   busyStdio = [];
   for (const r of parentRequests) {
-    const owner = isStdioRequest(r) ? requestOwner(r) : null;
+    const owner = requestOwner(r);
+    if (!isStdioRequest(r, owner)) continue;
+    parentStdioRequests.add(r);
     if (owner !== null && !busyStdio.includes(owner)) busyStdio.push(owner);
   }
+}
+
+/** In the child: whether one of the parent's requests listed at the fork writes to stdout or stderr. */
+export function isParentStdioRequest(req: object): boolean {
+  return parentStdioRequests.has(req);
 }
 
 /** In the child: the streams on stdout and stderr that the parent had a write in flight on at the fork. */
@@ -93,10 +103,10 @@ function requestOwner(req: object): object | null {
  * Whether a request writes to stdout or stderr: fd 1 or 2, or Node's stream for either (`_isStdio`) where libuv
  * writes to a terminal through an fd of its own (native/silence.c, cf_tty_writer).
  */
-export function isStdioRequest(req: object): boolean {
+function isStdioRequest(req: object, owner: object | null): boolean {
   const fd = requestFd(req);
   if (fd === 1 || fd === 2) return true;
-  return (requestOwner(req) as { _isStdio?: unknown } | null)?._isStdio === true;
+  return (owner as { _isStdio?: unknown } | null)?._isStdio === true;
 }
 
 /**

@@ -12,11 +12,10 @@
 // first time the child writes to a connection some other library kept.
 import type http from 'node:http';
 import net from 'node:net';
-import { inheritedRequests, isStdioRequest, requestFd } from './child-exit';
+import { inheritedRequests, isParentStdioRequest, requestFd } from './child-exit';
 import { RECIPES } from './inspect';
 import { native } from './native';
-
-const noCompletion = (): void => {};
+import { noop } from './util';
 
 /**
  * In a child: the parent's request objects in flight at the fork complete as no-ops here (see above). Node calls a
@@ -34,8 +33,8 @@ export function forgetParentRequests(keepFds: readonly number[]): number {
     if (typeof r.oncomplete !== 'function') continue;
     const fd = requestFd(req);
     // Not `fd <= 2`: a destroyed socket's pending write reads -1, and its callback would run here.
-    if (isStdioRequest(req) || (fd >= 0 && keepFds.includes(fd))) continue;
-    r.oncomplete = noCompletion;
+    if (isParentStdioRequest(req) || (fd >= 0 && keepFds.includes(fd))) continue;
+    r.oncomplete = noop;
     n++;
   }
   return n;

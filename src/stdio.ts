@@ -23,55 +23,18 @@
 // still being written can have a child's line inside it, as with any two
 // processes writing to one pipe. Shorter lines are written whole.
 //
-// The buffer is Writable's internal state (`_writableState`: `buffered`,
-// `bufferedIndex`, `length`, `pendingcb`, `writing`, `writecb`), the same from
-// Node 15 to 26. Its shape is checked on a fresh Writable before the first
-// fork; where it differs, nothing is changed, and the parent says so once.
-import { Writable } from 'node:stream';
+// The buffer is Writable's internal state, read through src/writable-state.ts;
+// where its shape is not the expected one, nothing is changed, and the parent
+// says so once.
+import type { Writable } from 'node:stream';
+import { noop } from './util';
 import { warnFromParent } from './warn';
-
-interface BufferedWrite {
-  chunk: { length: number } | null;
-}
-
-interface WritableInternals {
-  buffered: (BufferedWrite | null)[];
-  bufferedIndex: number;
-  length: number;
-  pendingcb: number;
-  objectMode: boolean;
-  writing: boolean;
-  writecb: unknown;
-}
-
-const noCallback = (): void => {};
-
-function internals(stream: object): WritableInternals | null {
-  const st = (stream as { _writableState?: Partial<WritableInternals> })._writableState;
-  if (
-    st &&
-    Array.isArray(st.buffered) &&
-    typeof st.bufferedIndex === 'number' &&
-    typeof st.length === 'number' &&
-    typeof st.pendingcb === 'number'
-  ) {
-    return st as WritableInternals;
-  }
-  return null;
-}
-
-let known: boolean | undefined;
-
-/** Whether this Node's Writable keeps its buffer as cowfork expects (checked once, on a fresh Writable). */
-function stdioKnown(): boolean {
-  known ??= internals(new Writable()) !== null;
-  return known;
-}
+import { writableBuffer, writableBufferChecked, writableBufferKnown } from './writable-state';
 
 /** Before a fork: says once when the parent's buffered stdout lines could not be kept out of children. */
 export function warnIfStdioUnknown(): void {
-  if (known !== undefined) return;
-  if (stdioKnown()) return;
+  // Once: only the first check can find the shape missing.
+  if (writableBufferChecked() || writableBufferKnown()) return;
   warnFromParent(
     `cowfork: Node ${process.version}'s writable streams do not keep their buffer as cowfork expects, so lines the ` +
       'parent had buffered on a busy stdout or stderr (a pipe read slowly) at a fork may be written again by the ' +
@@ -86,15 +49,15 @@ export function warnIfStdioUnknown(): void {
  * how many buffered writes it dropped.
  */
 export function releaseParentStdio(streams: readonly object[]): number {
-  if (streams.length === 0 || !stdioKnown()) return 0;
+  if (streams.length === 0 || !writableBufferKnown()) return 0;
   let dropped = 0;
   for (const stream of streams) {
     // Waiting at the fork, they are the parent's: a writer paused for 'drain', a pipe() into stdout. Not waiting,
     // they stay: a pipe() keeps its 'drain' listener for good once it has paused, and the child's lines go through it.
     if ((stream as Writable).writableNeedDrain === true) (stream as Writable).removeAllListeners('drain');
-    const st = internals(stream);
+    const st = writableBuffer(stream);
     if (st === null) continue;
-    if (st.writing && typeof st.writecb === 'function') st.writecb = noCallback;
+    if (st.writing && typeof st.writecb === 'function') st.writecb = noop;
     const entries = st.buffered.splice(st.bufferedIndex);
     for (const e of entries) {
       st.length -= st.objectMode ? 1 : (e?.chunk?.length ?? 0);

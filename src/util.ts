@@ -69,6 +69,9 @@ export function httpModule(): typeof import('node:http') {
 }
 
 /** True for anything `await` would treat as a promise. */
+/** Does nothing: a callback or completion that must not run what it replaced. */
+export const noop = (): void => {};
+
 export function isThenable(v: unknown): v is PromiseLike<unknown> {
   return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as PromiseLike<unknown>).then === 'function';
 }

@@ -33,6 +33,7 @@
 // first writes, to find them.
 import fs from 'node:fs';
 import { WeakList, ownMethod, processState } from './util';
+import { defaultEncoding, markClosed } from './writable-state';
 
 const NOTED = Symbol('cowfork.writeStreamNoted');
 /** The pid of the process that started opening the stream's file. */
@@ -116,10 +117,10 @@ function appendFlags(flags: unknown): string | number | null {
 
 /** The options of `s` that the child's stream on the same file keeps: how it encodes strings, its buffer, flush. */
 function sameOptions(s: fs.WriteStream): { encoding?: BufferEncoding; highWaterMark: number; flush?: boolean } {
-  const encoding = (s as unknown as { _writableState?: { defaultEncoding?: unknown } })._writableState?.defaultEncoding;
+  const encoding = defaultEncoding(s);
   const flush = (s as { flush?: unknown }).flush;
   return {
-    ...(typeof encoding === 'string' ? { encoding: encoding as BufferEncoding } : {}),
+    ...(encoding !== undefined ? { encoding } : {}),
     highWaterMark: s.writableHighWaterMark,
     ...(typeof flush === 'boolean' ? { flush } : {}),
   };
@@ -131,8 +132,7 @@ function sameOptions(s: fs.WriteStream): { encoding?: BufferEncoding; highWaterM
  * was called; where that is missing, only the event is emitted.
  */
 function closeView(s: fs.WriteStream): void {
-  const st = (s as unknown as { _writableState?: { closed?: unknown } })._writableState;
-  if (st && typeof st.closed === 'boolean') st.closed = true;
+  markClosed(s);
   s.emit('close');
 }
 

@@ -68,10 +68,10 @@ export function httpModule(): typeof import('node:http') {
   return require('node:http') as typeof import('node:http');
 }
 
-/** True for anything `await` would treat as a promise. */
 /** Does nothing: a callback or completion that must not run what it replaced. */
 export const noop = (): void => {};
 
+/** True for anything `await` would treat as a promise. */
 export function isThenable(v: unknown): v is PromiseLike<unknown> {
   return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as PromiseLike<unknown>).then === 'function';
 }

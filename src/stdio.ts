@@ -29,12 +29,15 @@
 import type { Writable } from 'node:stream';
 import { noop } from './util';
 import { warnFromParent } from './warn';
-import { writableBuffer, writableBufferChecked, writableBufferKnown } from './writable-state';
+import { dropParentDrainWaiters, writableBuffer, writableBufferKnown } from './writable-state';
+
+let checked = false;
 
 /** Before a fork: says once when the parent's buffered stdout lines could not be kept out of children. */
 export function warnIfStdioUnknown(): void {
-  // Once: only the first check can find the shape missing.
-  if (writableBufferChecked() || writableBufferKnown()) return;
+  if (checked) return;
+  checked = true;
+  if (writableBufferKnown()) return;
   warnFromParent(
     `cowfork: Node ${process.version}'s writable streams do not keep their buffer as cowfork expects, so lines the ` +
       'parent had buffered on a busy stdout or stderr (a pipe read slowly) at a fork may be written again by the ' +
@@ -52,9 +55,7 @@ export function releaseParentStdio(streams: readonly object[]): number {
   if (streams.length === 0 || !writableBufferKnown()) return 0;
   let dropped = 0;
   for (const stream of streams) {
-    // Waiting at the fork, they are the parent's: a writer paused for 'drain', a pipe() into stdout. Not waiting,
-    // they stay: a pipe() keeps its 'drain' listener for good once it has paused, and the child's lines go through it.
-    if ((stream as Writable).writableNeedDrain === true) (stream as Writable).removeAllListeners('drain');
+    dropParentDrainWaiters(stream as Writable);
     const st = writableBuffer(stream);
     if (st === null) continue;
     if (st.writing && typeof st.writecb === 'function') st.writecb = noop;

@@ -1,9 +1,9 @@
-// The one reader of Writable's internal state (`_writableState`) for cowfork's
-// child-side repairs of the parent's streams: stdout and stderr (src/stdio.ts)
-// and fs.WriteStreams (src/write-streams.ts). Node has no public API for what
-// these need: a stream's buffered writes, the callback of its write in
-// flight, its default encoding, and whether stream.finished() reads it as
-// closed. The fields are the same from Node 15 to 26; the buffer's shape is
+// cowfork's child-side repairs of the parent's writable streams, stdout and
+// stderr (src/stdio.ts) and fs.WriteStreams (src/write-streams.ts): the 'drain'
+// listeners waiting at the fork, and the one reader of Writable's internal
+// state (`_writableState`). Node has no public API for what these need: a
+// stream's buffered writes, the callback of its write in flight, its default
+// encoding, and whether stream.finished() reads it as closed. The fields are the same from Node 15 to 26; the buffer's shape is
 // checked on a fresh Writable before the first fork, and where it differs,
 // nothing is changed (the caller says so once).
 import { Writable } from 'node:stream';
@@ -51,9 +51,14 @@ export function writableBufferKnown(): boolean {
   return known;
 }
 
-/** Whether writableBufferKnown() has run yet. */
-export function writableBufferChecked(): boolean {
-  return known !== undefined;
+/**
+ * In a child: drops the 'drain' listeners of a parent's stream that was waiting for 'drain' at the fork. They are
+ * the parent's writers (a writer paused for 'drain', a pipe() into the stream), which would go on from the child.
+ * A stream not waiting keeps them: a pipe() keeps its 'drain' listener for good once it has paused, and the child's
+ * own pipe through the stream would never resume without it.
+ */
+export function dropParentDrainWaiters(stream: Writable): void {
+  if (stream.writableNeedDrain === true) stream.removeAllListeners('drain');
 }
 
 /** The encoding `stream` gives strings written without one, if its state says. */

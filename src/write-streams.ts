@@ -33,7 +33,7 @@
 // first writes, to find them.
 import fs from 'node:fs';
 import { WeakList, ownMethod, processState } from './util';
-import { defaultEncoding, markClosed } from './writable-state';
+import { defaultEncoding, dropParentDrainWaiters, markClosed } from './writable-state';
 
 const NOTED = Symbol('cowfork.writeStreamNoted');
 /** The pid of the process that started opening the stream's file. */
@@ -145,9 +145,7 @@ function closeView(s: fs.WriteStream): void {
  */
 function redirect(s: fs.WriteStream, make: () => fs.WriteStream): void {
   let own: fs.WriteStream | null = null;
-  // Only listeners that were waiting at the fork are the parent's writers; a pipe() keeps its 'drain' listener for
-  // good once it has paused, and removed, the child's own pipe through it would never resume.
-  if (s.writableNeedDrain) s.removeAllListeners('drain');
+  dropParentDrainWaiters(s);
   const target = (): fs.WriteStream => {
     if (own !== null) return own;
     own = make();
@@ -223,8 +221,8 @@ export function releaseParentWriteStreams(): void {
       const mode = (s as { mode?: unknown }).mode;
       const file = s.path;
       if (flags !== null && (typeof file === 'string' || Buffer.isBuffer(file))) {
-        const options = { ...sameOptions(s), flags: flags as string, mode: typeof mode === 'number' ? mode : undefined };
-        redirect(s, () => fs.createWriteStream(file, { ...options, emitClose: false }));
+        const options = { flags: flags as string, mode: typeof mode === 'number' ? mode : undefined, emitClose: false };
+        redirect(s, () => fs.createWriteStream(file, { ...sameOptions(s), ...options }));
       } else {
         refuse(s, stillOpeningError(s));
       }

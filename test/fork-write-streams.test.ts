@@ -41,6 +41,28 @@ function busyLogger(out: fs.WriteStream): { stop(): Promise<number> } {
   };
 }
 
+/**
+ * Holds every libuv threadpool thread in an open() of a FIFO that has no writer yet, so that a file's open waits
+ * in the queue until release(). (Not crypto: no CPU load, and no OpenSSL lock held by a busy thread at the fork.)
+ */
+function blockedThreadpool(): { release(): Promise<void> } {
+  const fifo = path.join(scratch(), 'fifo');
+  execFileSync('mkfifo', [fifo]);
+  const threads = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+  const opened = Array.from(
+    { length: threads },
+    () => new Promise<number>((resolve, reject) => fs.open(fifo, 'r', (err, fd) => (err ? reject(err) : resolve(fd)))),
+  );
+  return {
+    release: async () => {
+      // A read-write open of a FIFO does not wait, and it lets every reader's open return.
+      const writer = fs.openSync(fifo, fs.constants.O_RDWR | fs.constants.O_NONBLOCK);
+      for (const fd of await Promise.all(opened)) fs.closeSync(fd);
+      fs.closeSync(writer);
+    },
+  };
+}
+
 describe("a parent's busy fs.WriteStream", () => {
   it('takes each child\'s lines, and writes each of the parent\'s exactly once (pool and isolation)', async () => {
     for (const isolation of [false, true]) {
@@ -231,31 +253,42 @@ describe("a parent's busy fs.WriteStream, in a child, behaves as a stream", () =
     expect(lines.filter((l) => /^child \d+ /.test(l)).length).toBe(2000);
     expect(lines).toContain('child last');
   });
+  it("a writer the parent paused for 'drain' does not go on from a child when the child's own writes drain", async () => {
+    const file = path.join(scratch(), 'paused.log');
+    const out = fs.createWriteStream(file);
+    await new Promise((r) => out.once('ready', r));
+    // The parent's writes wait behind the blocked threads: the stream needs 'drain' at the fork, and after it
+    // (220 KB, above the default highWaterMark of every Node version: 16 KiB on 20, 64 KiB from 22).
+    const busy = blockedThreadpool();
+    for (let i = 0; i < 2000; i++) out.write(`parent ${i} ${'x'.repeat(100)}\n`);
+    expect(out.writableNeedDrain).toBe(true);
+    out.once('drain', () => out.write('parent resumed\n'));
+    const [seen] = await map(
+      [0],
+      async () => {
+        const inherited = out.listenerCount('drain');
+        let ok = true;
+        for (let i = 0; i < 2000; i++) ok = out.write(`child ${i} ${'y'.repeat(100)}\n`);
+        const drained = ok ? 'no backpressure' : await new Promise((r) => out.once('drain', () => r('drained')));
+        return { inherited, drained };
+      },
+      { isolation: true, timeout: 20_000 },
+    );
+    // The child's own writes needed 'drain' and got it; the parent's waiting listener was not there to run.
+    expect(seen).toEqual({ inherited: 0, drained: 'drained' });
+    // In the parent the writer resumes once the stream drains there.
+    const drainedHere = new Promise((r) => out.once('drain', r));
+    await busy.release();
+    await drainedHere;
+    await new Promise<void>((resolve) => out.end(resolve));
+    const lines = fs.readFileSync(file, 'utf8').split('\n');
+    expect(lines.filter((l) => l === 'parent resumed').length).toBe(1);
+    expect(lines.filter((l) => /^child \d+ /.test(l)).length).toBe(2000);
+    expect(lines.filter((l) => /^parent \d+ /.test(l)).length).toBe(2000);
+  });
 });
 
 describe('an fs.WriteStream still opening its file at the fork (the threadpool busy)', () => {
-  /**
-   * Holds every libuv threadpool thread in an open() of a FIFO that has no writer yet, so that a file's open waits
-   * in the queue until release(). (Not crypto: no CPU load, and no OpenSSL lock held by a busy thread at the fork.)
-   */
-  function blockedThreadpool(): { release(): Promise<void> } {
-    const fifo = path.join(scratch(), 'fifo');
-    execFileSync('mkfifo', [fifo]);
-    const threads = Number(process.env.UV_THREADPOOL_SIZE) || 4;
-    const opened = Array.from(
-      { length: threads },
-      () => new Promise<number>((resolve, reject) => fs.open(fifo, 'r', (err, fd) => (err ? reject(err) : resolve(fd)))),
-    );
-    return {
-      release: async () => {
-        // A read-write open of a FIFO does not wait, and it lets every reader's open return.
-        const writer = fs.openSync(fifo, fs.constants.O_RDWR | fs.constants.O_NONBLOCK);
-        for (const fd of await Promise.all(opened)) fs.closeSync(fd);
-        fs.closeSync(writer);
-      },
-    };
-  }
-
   it("opened for appending (flags 'a'): each child opens the file itself, and its lines are appended", async () => {
     const file = path.join(scratch(), 'append.log');
     const busy = blockedThreadpool();
